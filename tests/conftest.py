@@ -1,0 +1,5 @@
+"""Shared pytest wiring: each fixture module starts one kind of real part."""
+
+pytest_plugins = [
+    "tests.fixtures_zoo",
+]
