@@ -8,6 +8,7 @@ unpickler resolves only the handful of names such a file needs, so a crafted fil
 cannot run code.
 """
 import collections
+import os
 import pickle
 import struct
 
@@ -84,6 +85,9 @@ class _Unpickler(pickle.Unpickler):
 
 
 def _read_storages(f, keys, dtypes, path):
+    if not isinstance(keys, list) or set(dtypes) - set(keys):
+        raise LegacyCheckpointError("%s: the storage list does not name every tensor's storage" % path)
+    end = os.fstat(f.fileno()).st_size
     storages = {}
     for key in keys:
         head = f.read(8)
@@ -93,14 +97,24 @@ def _read_storages(f, keys, dtypes, path):
         dtype = dtypes.get(key)
         if dtype is None:
             raise LegacyCheckpointError("%s: storage %s is not used by any tensor" % (path, key))
-        data = f.read(count * dtype.itemsize)
-        if len(data) != count * dtype.itemsize:
+        size = count * dtype.itemsize
+        # Check against the file size first: a bogus count must not allocate gigabytes.
+        if count < 0 or size > end - f.tell():
             raise LegacyCheckpointError("%s: truncated inside storage %s" % (path, key))
-        storages[key] = np.frombuffer(data, dtype=dtype)
+        storages[key] = np.frombuffer(f.read(size), dtype=dtype)
     return storages
 
 
-def _materialise(ref, storage):
+def _materialise(name, ref, storage, path):
+    # Check the view stays inside its storage: as_strided itself would read past the end.
+    if ref.offset < 0 or any(n < 0 for n in ref.shape) or any(st < 0 for st in ref.stride) \
+            or len(ref.shape) != len(ref.stride):
+        raise LegacyCheckpointError("%s: tensor %r has an invalid shape/stride/offset" % (path, name))
+    if all(ref.shape):
+        last = ref.offset + sum((n - 1) * st for n, st in zip(ref.shape, ref.stride))
+        if last >= storage.size:
+            raise LegacyCheckpointError("%s: tensor %r reaches past the end of its storage"
+                                        % (path, name))
     itemsize = storage.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(
         storage[ref.offset:],
@@ -114,22 +128,30 @@ def load_state_dict(path):
     """Return an OrderedDict name -> numpy array from a legacy torch checkpoint at ``path``."""
     path = str(path)
     with open(path, "rb") as f:
+        if f.read(4) == b"PK\x03\x04":
+            raise LegacyCheckpointError(
+                "%s: not a legacy torch checkpoint: it is a zip-format torch.save (torch >= 1.6),"
+                " which this reader does not support" % path)
+        f.seek(0)
         try:
             magic = _Unpickler(f).load()
-            if magic != LEGACY_MAGIC:
-                raise LegacyCheckpointError(
-                    "%s: not a legacy torch checkpoint (bad magic number; a zip-format"
-                    " torch.save is not supported)" % path)
+        except Exception:  # any garbage: not even the first pickle reads
+            magic = None
+        if magic != LEGACY_MAGIC:
+            raise LegacyCheckpointError("%s: not a legacy torch checkpoint (no torch magic number)" % path)
+        try:
             protocol = _Unpickler(f).load()
             if protocol != LEGACY_PROTOCOL:
                 raise LegacyCheckpointError(
                     "%s: legacy protocol %r, expected %d" % (path, protocol, LEGACY_PROTOCOL))
             sys_info = _Unpickler(f).load()
-            if not sys_info.get("little_endian", False):
+            if not isinstance(sys_info, dict) or not sys_info.get("little_endian", False):
                 raise LegacyCheckpointError("%s: big-endian checkpoints are not supported" % path)
             obj = _Unpickler(f).load()
             keys = _Unpickler(f).load()
-        except (pickle.UnpicklingError, EOFError) as exc:
+        except LegacyCheckpointError:
+            raise
+        except (pickle.UnpicklingError, EOFError, ValueError, KeyError, IndexError, TypeError) as exc:
             raise LegacyCheckpointError("%s: cannot read checkpoint header: %s" % (path, exc))
         if not isinstance(obj, dict):
             raise LegacyCheckpointError("%s: expected a state dict, found %s"
@@ -145,4 +167,4 @@ def load_state_dict(path):
         if f.read(1):
             raise LegacyCheckpointError("%s: trailing data after the last storage" % path)
     return collections.OrderedDict(
-        (name, _materialise(ref, storages[ref.storage_key])) for name, ref in refs.items())
+        (name, _materialise(name, ref, storages[ref.storage_key], path)) for name, ref in refs.items())

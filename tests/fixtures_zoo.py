@@ -1,0 +1,51 @@
+"""Session fixtures for the local model zoo: real EfficientNet-Lite weights converted to
+MXNet, and real sample photos, under the repo's git-ignored build/ folder.
+
+scripts/setup pre-builds both there; the builder is a no-op on a complete build from
+the same inputs, so a test session only pays for hashing the inputs.
+"""
+import pathlib
+
+import cv2
+import numpy as np
+import pytest
+
+from localzoo.build import build_zoo
+from localzoo.photos import write_photos
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+BUILD_DIR = REPO_ROOT / "build"
+INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+
+
+@pytest.fixture(scope="session")
+def local_zoo():
+    """Path of a complete local zoo (synset.txt, efficientnet-lite{0,1,2}/, catalogue.json)."""
+    zoo = BUILD_DIR / "zoo"
+    build_zoo(zoo)
+    return zoo
+
+
+@pytest.fixture(scope="session")
+def sample_photos():
+    """Path of a folder holding chelsea.jpg, coffee.jpg, astronaut.jpg and rocket.jpg."""
+    photos = BUILD_DIR / "photos"
+    write_photos(photos)
+    return photos
+
+
+def eval_preprocess(path, spec):
+    """(1, 3, size, size) float32 of the photo at ``path`` for a catalogue ``input`` spec:
+    centre crop, resize, RGB -- written here, independently of the agent's preprocessing."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert bgr is not None, path
+    rgb = bgr[:, :, ::-1]
+    h, w = rgb.shape[:2]
+    crop = int(round(min(h, w) * spec["crop_fraction"]))
+    top, left = (h - crop) // 2, (w - crop) // 2
+    patch = rgb[top:top + crop, left:left + crop]
+    size = spec["size"]
+    resized = cv2.resize(np.ascontiguousarray(patch), (size, size),
+                         interpolation=INTERPOLATIONS[spec["interpolation"]])
+    x = (resized.astype(np.float32) - np.array(spec["mean"], np.float32)) / np.array(spec["std"], np.float32)
+    return x.transpose(2, 0, 1)[np.newaxis]
