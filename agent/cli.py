@@ -1,0 +1,225 @@
+"""The command line: models, fetch, classify, env.
+
+stdout carries only results (JSON lines; the models/env listings when asked);
+progress and messages go to stderr. Exit codes: 0 all inputs classified,
+3 some inputs failed (the rest have results), 2 usage, 1 fatal.
+"""
+from __future__ import print_function, division, absolute_import
+
+import argparse
+import errno
+import json
+import os
+import signal
+import sys
+
+from agent.errors import AgentError, InputError
+
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+
+CACHE_HELP = ("model cache folder (default $MXLAB_CACHE or ~/.mxlab/models); files live in "
+              "CACHE/MODEL/<zoo file name>, only ever put there after verification")
+ZOO_HELP = ("model zoo: http(s):// URL, file:// URL or a directory (default $MXLAB_ZOO or "
+            "http://data.mxnet.io/models/imagenet/); a catalogue.json at its root adds or pins models")
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a whole number of 1 or more, got {0!r}".format(text))
+    return value
+
+
+def batch_size(text):
+    value = positive_int(text)
+    if value > 1024:
+        raise argparse.ArgumentTypeError("expected at most 1024 images per batch, got {0!r}".format(text))
+    return value
+
+
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError("expected a whole number of 0 or more, got {0!r}".format(text))
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError("expected a number of seconds above 0, got {0!r}".format(text))
+    return value
+
+
+def model_list(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected one or more model names separated by commas, got {0!r}"
+                                         .format(text))
+    return names
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m agent",
+        description="Classify images with MXNet model-zoo models (the mxlab lab agent).",
+        epilog="Exit codes: 0 all inputs classified, 3 some inputs failed, 2 usage error, 1 fatal error.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    models = commands.add_parser("models", help="list the model catalogue")
+    models.add_argument("--json", action="store_true", help="print the catalogue as JSON")
+    models.add_argument("--zoo", help=ZOO_HELP + "; with a zoo (--zoo or $MXLAB_ZOO), its catalogue is merged in")
+    models.add_argument("--cache", help=CACHE_HELP)
+
+    def network_options(sub):
+        sub.add_argument("--zoo", help=ZOO_HELP)
+        sub.add_argument("--cache", help=CACHE_HELP)
+        sub.add_argument("--timeout", type=positive_float, default=30.0,
+                         help="network timeout per attempt in seconds (default 30)")
+        sub.add_argument("--retries", type=non_negative_int, default=4,
+                         help="retries of a transient network error, with backoff 0.5 s doubling "
+                              "up to 8 s (default 4)")
+
+    fetch = commands.add_parser("fetch", help="download and verify models into the cache")
+    fetch.add_argument("models", nargs="+", metavar="MODEL")
+    network_options(fetch)
+
+    classify = commands.add_parser(
+        "classify", help="classify images; one JSON line per image and model",
+        description="Classify images; one JSON line per image and model on stdout (or --out). An input "
+                    "that cannot be classified gets an error record and the rest go on. Images whose "
+                    "header claims more than $MXLAB_MAX_PIXELS (default 64 million) pixels are refused "
+                    "before decoding.")
+    classify.add_argument("--model", required=True, type=model_list, metavar="M[,M...]",
+                          help="model name(s) from `python -m agent models`")
+    network_options(classify)
+    classify.add_argument("--top-k", type=positive_int, default=5, help="classes per result (default 5)")
+    classify.add_argument("--batch-size", type=batch_size, default=8,
+                          help="images per forward pass, 1 to 1024 (default 8)")
+    classify.add_argument("--out", help="write results to this file (atomically) instead of stdout")
+    classify.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, directory or http(s) URL")
+
+    env = commands.add_parser("env", help="Python, MXNet version and features, GPUs")
+    env.add_argument("--json", action="store_true", help="print as JSON")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.error("choose a command: models, fetch, classify or env")
+    try:
+        return {"models": run_models, "fetch": run_fetch, "classify": run_classify, "env": run_env}[
+            args.command](args)
+    except AgentError as err:
+        _say("error: {0}".format(err))
+        return err.exit_code
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    except (IOError, OSError) as err:
+        if getattr(err, "errno", None) != errno.EPIPE:
+            raise
+        # The reader of stdout went away (e.g. `| head`): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FATAL
+
+
+def _say(message):
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def _zoo_and_cache(args):
+    from agent import cache, download, zoo
+    policy = download.Policy(timeout=getattr(args, "timeout", 30.0), retries=getattr(args, "retries", 4))
+    cache_dir = args.cache or cache.default_location()
+    return zoo.Zoo(args.zoo), cache_dir, policy
+
+
+def run_models(args):
+    from agent.catalogue import load_builtin
+    if args.zoo or os.environ.get("MXLAB_ZOO"):
+        the_zoo, cache_dir, policy = _zoo_and_cache(args)
+        models, zoo_name = the_zoo.catalogue(cache_dir, policy).models, str(the_zoo)
+    else:
+        builtin = load_builtin()
+        models, zoo_name = builtin["models"], builtin.get("zoo")
+    if args.json:
+        print(json.dumps({"schema": 1, "zoo": zoo_name, "models": models}, indent=2, sort_keys=True))
+        return EXIT_OK
+    print("{0:20} {1:>5}  {2:14} {3}".format("MODEL", "SIZE", "LABEL", "DESCRIPTION"))
+    for name in sorted(models):
+        entry = models[name]
+        note = " [local zoo only]" if entry.get("local_zoo_only") else ""
+        print("{0:20} {1:>5}  {2:14} {3}{4}".format(
+            name, entry.get("input", {}).get("size", "?"), entry.get("label") or "-",
+            entry.get("description", ""), note))
+    return EXIT_OK
+
+
+def run_env(args):
+    from agent import environment
+    info = environment.describe()
+    print(json.dumps(info, indent=2) if args.json else environment.as_text(info))
+    return EXIT_OK
+
+
+def run_fetch(args):
+    from agent import cache
+    the_zoo, cache_dir, policy = _zoo_and_cache(args)
+    catalogue = the_zoo.catalogue(cache_dir, policy)
+    entries = [(name, catalogue.entry(name)) for name in args.models]  # all names checked first
+    for name, entry in entries:
+        paths = cache.ensure_model(name, entry, the_zoo, cache_dir, policy)
+        print(json.dumps({"model": name, "files": paths}, sort_keys=True))
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def _exit_on_termination():
+    """SIGTERM/SIGHUP (a closed SSH session) unwind like an error, so --out still gets its results."""
+    def terminate(signum, frame):
+        _say("terminated by signal {0}; keeping the results so far".format(signum))
+        raise SystemExit(128 + signum)
+    for name in ("SIGTERM", "SIGHUP"):
+        try:
+            signal.signal(getattr(signal, name), terminate)
+        except (AttributeError, ValueError):  # not on this OS, or not the main thread
+            pass
+
+
+def run_classify(args):
+    from agent import cache, classify, inputs, predict
+    from agent.results import ResultWriter
+    _exit_on_termination()
+    the_zoo, cache_dir, policy = _zoo_and_cache(args)
+    catalogue = the_zoo.catalogue(cache_dir, policy)
+    names = []
+    for name in args.model:
+        if name not in names:
+            names.append(name)
+    entries = [(name, catalogue.entry(name)) for name in names]  # all names checked first
+    sources = inputs.expand(args.inputs, policy)
+    with ResultWriter(args.out) as writer:
+        context = predict.pick_context()
+        _say("device: {0}".format(context))
+        classifiers = []
+        for name, entry in entries:
+            files = cache.ensure_model(name, entry, the_zoo, cache_dir, policy)
+            classifiers.append(predict.Classifier(name, entry, files, args.batch_size, context))
+        classify.run(sources, classifiers, writer, args.batch_size, args.top_k, progress=_say)
+    if writer.errors:
+        _say("{0} of {1} results are errors".format(writer.errors, writer.count))
+        return EXIT_SOME_FAILED
+    return EXIT_OK

@@ -1,0 +1,131 @@
+"""One bound MXNet Module per model: batched forward passes -> class probabilities.
+
+The symbol's head is rewritten so that no label variable is needed: a zoo symbol
+ending in SoftmaxOutput (label ``softmax_label``, or ``prob_label`` for VGG and
+SqueezeNet) is cut before that op and a plain softmax put on its input; a head
+that is already a softmax is kept; any other head (logits) gets a softmax. So
+the JSON never needs editing and the Module is bound once, for inference only.
+"""
+from __future__ import print_function, division, absolute_import
+
+import io
+import json
+import time
+from collections import OrderedDict
+
+from agent.errors import AgentError
+
+SOFTMAX_OPS = ("softmax", "SoftmaxActivation")
+
+
+def pick_context():
+    import mxnet as mx
+    try:
+        gpus = mx.context.num_gpus()
+    except (AttributeError, mx.base.MXNetError):
+        gpus = 0
+    return mx.gpu(0) if gpus > 0 else mx.cpu()
+
+
+def read_synset(path):
+    """[(wnid, label)] from lines like 'n01440764 tench, Tinca tinca'."""
+    with io.open(path, "r", encoding="utf-8") as handle:
+        lines = [line.strip() for line in handle.read().splitlines() if line.strip()]
+    out = []
+    for line in lines:
+        parts = line.split(" ", 1)
+        out.append((parts[0], parts[1].strip() if len(parts) > 1 else parts[0]))
+    return out
+
+
+def probability_head(symbol):
+    """(symbol whose single output is class probabilities, how the head was handled)."""
+    import mxnet as mx
+    if len(symbol.list_outputs()) > 1:
+        symbol = symbol[0]
+    graph = json.loads(symbol.tojson())
+    head = graph["nodes"][graph["heads"][0][0]]
+    op = head.get("op")
+    if op == "SoftmaxOutput":
+        features = symbol.get_children()[0]
+        return mx.sym.softmax(mx.sym.flatten(features), axis=1, name="agent_prob"), "SoftmaxOutput replaced"
+    if op in SOFTMAX_OPS:
+        return symbol, "softmax kept"
+    return mx.sym.softmax(mx.sym.flatten(symbol), axis=1, name="agent_prob"), "softmax added"
+
+
+def split_params(saved, symbol):
+    """(arg_params, aux_params) from mx.nd.load output, with or without arg:/aux: prefixes."""
+    aux_names = set(symbol.list_auxiliary_states())
+    arg_params, aux_params = {}, {}
+    for key, value in saved.items():
+        kind, _, name = key.partition(":") if ":" in key else ("", "", key)
+        if kind == "aux" or (not kind and name in aux_names):
+            aux_params[name] = value
+        else:
+            arg_params[name] = value
+    return arg_params, aux_params
+
+
+class Classifier(object):
+    """A model bound once for batches of ``batch_size`` inputs of its own size."""
+
+    def __init__(self, name, entry, files, batch_size, context=None):
+        import mxnet as mx
+        self.name = name
+        self.spec = entry["input"]
+        self.batch_size = batch_size
+        self.context = context or pick_context()
+        self.synset = read_synset(files["synset"])
+        try:
+            symbol, self.head = probability_head(mx.sym.load(files["symbol"]))
+            arg_params, aux_params = split_params(mx.nd.load(files["params"]), symbol)
+        except mx.base.MXNetError as err:
+            raise AgentError("model {0}: cannot load its checkpoint: {1}".format(name, _first_line(err)))
+        inputs = [arg for arg in symbol.list_arguments() if arg not in arg_params]
+        if len(inputs) != 1:
+            raise AgentError("model {0}: expected one input variable without parameters, found {1}"
+                             .format(name, inputs or "none"))
+        size = self.spec["size"]
+        shape = (batch_size, 3, size, size)
+        try:
+            _, out_shapes, _ = symbol.infer_shape(**{inputs[0]: shape})
+            self.module = mx.mod.Module(symbol, data_names=inputs, label_names=None, context=self.context)
+            self.module.bind(data_shapes=[(inputs[0], shape)], for_training=False)
+            self.module.set_params(arg_params, aux_params, allow_missing=False, allow_extra=True)
+        except mx.base.MXNetError as err:
+            raise AgentError("model {0}: cannot bind for input {1}: {2}".format(name, shape, _first_line(err)))
+        classes = out_shapes[0][1]
+        if classes != len(self.synset):
+            raise AgentError("model {0} outputs {1} classes but its synset {2} has {3} lines"
+                             .format(name, classes, files["synset"], len(self.synset)))
+        self._batch = mx.io.DataBatch
+
+    def predict(self, tensors):
+        """(probabilities (n, classes), milliseconds per image) for up to batch_size tensors."""
+        import mxnet as mx
+        import numpy as np
+        count = len(tensors)
+        if not 0 < count <= self.batch_size:
+            raise ValueError("predict takes 1 to {0} tensors, got {1}".format(self.batch_size, count))
+        size = self.spec["size"]
+        batch = np.zeros((self.batch_size, 3, size, size), dtype=np.float32)  # last batch: zero padding
+        for i, tensor in enumerate(tensors):
+            batch[i] = tensor
+        start = time.time()
+        self.module.forward(self._batch([mx.nd.array(batch, ctx=self.context)]), is_train=False)
+        probs = self.module.get_outputs()[0].asnumpy()[:count]
+        elapsed_ms = (time.time() - start) * 1000.0 / count
+        return probs, elapsed_ms
+
+    def top(self, probs, k):
+        """[{index, synset, label, prob}] of the k most probable classes, most probable first."""
+        import numpy as np
+        order = np.argsort(-probs, kind="mergesort")[:k]
+        return [OrderedDict([("index", int(i)), ("synset", self.synset[i][0]), ("label", self.synset[i][1]),
+                             ("prob", round(float(probs[i]), 6))]) for i in order]
+
+
+def _first_line(err):
+    text = str(err).strip().splitlines()
+    return text[0] if text else err.__class__.__name__

@@ -1,0 +1,135 @@
+"""Tiny real MXNet checkpoints, a zoo that holds them, and a runner for the agent process.
+
+Each tiny model is a small VGG-style net whose weights are set, not trained, so
+that its answer is known from first principles: it classifies an image by its
+dominant colour. Conv 3x3 (identity kernel) -> ReLU -> conv 1x1 (identity) ->
+global average pool -> flatten -> FC (identity x GAIN) -> head. Input size 32,
+mean 0, std 255 (pixels in 0..1), colour order RGB. So a red photo is "red"
+exactly when the agent feeds RGB; a BGR-fed agent answers "blue".
+
+Heads: ``SoftmaxOutput(name='prob')`` (label variable ``prob_label``, the VGG16 /
+SqueezeNet quirk), ``SoftmaxOutput`` named softmax (``softmax_label``), plain
+logits (no softmax) and a ``softmax`` op.
+"""
+import hashlib
+import json
+import os
+import shutil
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+CLASSES = [("n00000001", "red"), ("n00000002", "green"), ("n00000003", "blue")]
+GAIN = 8.0
+SIZE = 32
+HEADS = {
+    "tiny-prob": "prob_label",
+    "tiny-softmax": "softmax_label",
+    "tiny-logits": None,
+    "tiny-softmaxop": None,
+}
+
+
+def build_symbol(head):
+    data = mx.sym.Variable("data")
+    net = mx.sym.Convolution(data, kernel=(3, 3), pad=(1, 1), num_filter=3, name="conv1")
+    net = mx.sym.Activation(net, act_type="relu", name="relu1")
+    net = mx.sym.Convolution(net, kernel=(1, 1), num_filter=3, name="conv2")
+    net = mx.sym.Pooling(net, global_pool=True, pool_type="avg", kernel=(1, 1), name="pool")
+    net = mx.sym.flatten(net, name="flatten")
+    net = mx.sym.FullyConnected(net, num_hidden=len(CLASSES), name="fc")
+    if head == "tiny-prob":
+        return mx.sym.SoftmaxOutput(net, name="prob")
+    if head == "tiny-softmax":
+        return mx.sym.SoftmaxOutput(net, name="softmax")
+    if head == "tiny-softmaxop":
+        return mx.sym.softmax(net, name="prob")
+    return net
+
+
+def build_params():
+    eye = np.eye(3, dtype=np.float32)
+    conv1 = np.zeros((3, 3, 3, 3), dtype=np.float32)
+    conv1[:, :, 1, 1] = eye  # the centre tap copies each channel
+    return {
+        "arg:conv1_weight": mx.nd.array(conv1),
+        "arg:conv1_bias": mx.nd.zeros((3,)),
+        "arg:conv2_weight": mx.nd.array(eye.reshape(3, 3, 1, 1)),
+        "arg:conv2_bias": mx.nd.zeros((3,)),
+        "arg:fc_weight": mx.nd.array(eye * GAIN),
+        "arg:fc_bias": mx.nd.zeros((3,)),
+    }
+
+
+def sha256_of(path):
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def build_zoo(root, pin=True, models=None):
+    """Write a zoo at ``root`` (synset.txt, catalogue.json, tiny/<name>-...); return root."""
+    os.makedirs(os.path.join(root, "tiny"), exist_ok=True)
+    with open(os.path.join(root, "synset.txt"), "w") as handle:
+        handle.write("".join("{} {}\n".format(wnid, label) for wnid, label in CLASSES))
+    catalogue = {"schema": 1, "models": {}}
+    for name in models or HEADS:
+        symbol_rel = "tiny/{}-symbol.json".format(name)
+        params_rel = "tiny/{}-0000.params".format(name)
+        build_symbol(name).save(os.path.join(root, symbol_rel))
+        mx.nd.save(os.path.join(root, params_rel), build_params())
+        entry = {
+            "description": "tiny colour classifier for tests ({})".format(name),
+            "symbol": symbol_rel, "params": params_rel, "epoch": 0, "synset": "synset.txt",
+            "label": HEADS[name],
+            "input": {"size": SIZE, "crop_fraction": 0.875, "interpolation": "area", "color": "RGB",
+                      "mean": [0.0, 0.0, 0.0], "std": [255.0, 255.0, 255.0]},
+            "sha256": {"symbol": None, "params": None, "synset": None},
+        }
+        if pin:
+            entry["sha256"] = {kind: sha256_of(os.path.join(root, entry[kind]))
+                               for kind in ("symbol", "params", "synset")}
+        catalogue["models"][name] = entry
+    with open(os.path.join(root, "catalogue.json"), "w") as handle:
+        json.dump(catalogue, handle, indent=2)
+    return root
+
+
+def colour_image(rgb, width=64, height=48):
+    """A uint8 BGR array (as cv2 writes it) of one colour given as (R, G, B)."""
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    image[:, :] = rgb[::-1]
+    return image
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo_master(tmp_path_factory):
+    """A pinned tiny zoo built once; copy it (tiny_zoo) before changing anything."""
+    return build_zoo(str(tmp_path_factory.mktemp("tiny-zoo-master")))
+
+
+@pytest.fixture
+def tiny_zoo(tiny_zoo_master, tmp_path):
+    """A private copy of the pinned tiny zoo (str path) that a test may alter."""
+    root = str(tmp_path / "zoo")
+    shutil.copytree(tiny_zoo_master, root)
+    return root
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_agent(*args, **kwargs):
+    """Run ``python -m agent ARGS`` as a real process from the repo root; CompletedProcess."""
+    import subprocess
+    import sys
+    env = dict(os.environ)
+    env.pop("MXLAB_ZOO", None)
+    env.update(kwargs.pop("env", {}))
+    return subprocess.run([sys.executable, "-m", "agent"] + [str(a) for a in args], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=kwargs.pop("timeout", 300))
+
+
+def json_lines(text):
+    """Every line of ``text`` parsed as JSON (fails on any line that is not)."""
+    return [json.loads(line) for line in text.splitlines()]
