@@ -2,4 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures_zoo",
+    "tests.fixtures_http",
+    "tests.checkpoints",
 ]
