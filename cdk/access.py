@@ -1,0 +1,69 @@
+"""Access: SSH from one CIDR, a key pair per attendee, an instance role for SSM."""
+from aws_cdk import aws_ec2 as ec2, aws_iam as iam
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from cdk.config import LabConfig
+
+
+class LabAccess(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: LabConfig,
+                 vpc: ec2.IVpc) -> None:
+        super().__init__(scope, construct_id)
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SshSecurityGroup",
+            vpc=vpc,
+            description="mxlab: SSH from the operator CIDR only",
+            allow_all_outbound=True,
+        )
+        peer = (ec2.Peer.ipv6(config.ssh_cidr) if config.ssh_cidr_is_ipv6
+                else ec2.Peer.ipv4(config.ssh_cidr))
+        self.security_group.add_ingress_rule(peer, ec2.Port.tcp(22), "SSH")
+        # Short ids: every instance refers to these (template size limit).
+        self.security_group.node.default_child.override_logical_id("LabSshSecurityGroup")
+        if config.world_ssh:
+            NagSuppressions.add_resource_suppressions(self.security_group, [{
+                "id": "AwsSolutions-EC23",
+                "reason": "The operator set allow_world_ssh=true on purpose; "
+                          "SSH is key-only on the lab hosts.",
+            }])
+
+        # CloudFormation stores each private key in SSM Parameter Store as
+        # /ec2/keypair/<key-pair-id>; mxlab reads it from there.
+        self.key_pairs = []
+        for n in range(1, config.attendees + 1):
+            key = ec2.KeyPair(
+                self,
+                "Attendee%dKeyPair" % n,
+                key_pair_name="%s-attendee%d" % (config.stack_name, n),
+                type=ec2.KeyPairType.ED25519,
+                format=ec2.KeyPairFormat.PEM,
+            )
+            # Stable short ids: outputs refer to them, and the template must
+            # stay under the inline (no-bootstrap) size limit.
+            key.node.default_child.override_logical_id("Attendee%dKeyPair" % n)
+            self.key_pairs.append(key)
+
+        # One role and profile shared by all instances, so Session Manager works.
+        self.role = iam.Role(
+            self,
+            "InstanceRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "AmazonSSMManagedInstanceCore")
+            ],
+        )
+        NagSuppressions.add_resource_suppressions(self.role, [{
+            "id": "AwsSolutions-IAM4",
+            "reason": "AmazonSSMManagedInstanceCore is the AWS-maintained minimum "
+                      "for Session Manager; a copy would drift from it.",
+            "appliesTo": [
+                "Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore"
+            ],
+        }])
+        self.instance_profile = iam.CfnInstanceProfile(
+            self, "InstanceProfile", roles=[self.role.role_name]
+        )
+        self.instance_profile.override_logical_id("LabInstanceProfile")

@@ -1,0 +1,90 @@
+"""Instances: one Deep Learning AMI host per attendee, hardened by default.
+
+L1 CfnInstance on purpose: the L2 Instance adds a launch template and an
+instance profile per instance, which pushes a 30-attendee template past the
+51,200-byte limit for inline (bootstrap-free) deploys.
+"""
+from aws_cdk import CfnTag, Stack, aws_ec2 as ec2, aws_iam as iam
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from cdk.config import LabConfig
+
+# The pinned launch-template version: see LabInstances.image docstring.
+PINNED_VERSION = "1"
+
+
+class LabInstances(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: LabConfig,
+                 subnet: ec2.ISubnet, security_group: ec2.ISecurityGroup,
+                 key_pairs: list, instance_profile: iam.CfnInstanceProfile) -> None:
+        super().__init__(scope, construct_id)
+        image = self._image(config)
+        self.instances = []
+        # Suppressed once for the stack, not per instance: per-resource metadata
+        # would cost ~300 bytes an attendee against the inline size limit.
+        NagSuppressions.add_stack_suppressions(Stack.of(self), [
+            {"id": "AwsSolutions-EC28",
+             "reason": "Basic 5-minute metrics are enough for the idle-stop "
+                       "alarm; detailed monitoring costs per instance."},
+            {"id": "AwsSolutions-EC29",
+             "reason": "Lab hosts are disposable and removed by cdk destroy; "
+                       "termination protection would block that."},
+        ])
+        for n, key in enumerate(key_pairs, start=1):
+            instance = ec2.CfnInstance(
+                self,
+                "Attendee%dInstance" % n,
+                instance_type=config.instance_type,
+                subnet_id=subnet.subnet_id,  # public subnet: maps a public IP
+                security_group_ids=[security_group.security_group_id],
+                key_name=key.key_pair_name,
+                iam_instance_profile=instance_profile.ref,
+                metadata_options=ec2.CfnInstance.MetadataOptionsProperty(
+                    http_tokens="required"),  # IMDSv2 only
+                block_device_mappings=[ec2.CfnInstance.BlockDeviceMappingProperty(
+                    device_name=config.root_device,
+                    ebs=ec2.CfnInstance.EbsProperty(
+                        volume_size=config.volume_gb, volume_type="gp3",
+                        encrypted=True, delete_on_termination=True,
+                    ),
+                )],
+                propagate_tags_to_volume_on_creation=True,
+                tags=[
+                    CfnTag(key="project", value="mxlab"),
+                    CfnTag(key="stack", value=config.stack_name),
+                    CfnTag(key="attendee", value=str(n)),
+                ],
+                **image,
+            )
+            instance.override_logical_id("Attendee%dInstance" % n)
+            self.instances.append(instance)
+
+    def _image(self, config: LabConfig) -> dict:
+        """ImageId for the instances, or the launch template that pins it.
+
+        An explicit ami_id, or ami_name (looked up at synth and cached in
+        cdk.context.json), is a literal in the template: it changes only when the
+        operator changes it. The SSM parameter (the default) resolves at deploy
+        time, and re-resolves on every deploy: put straight on the instances, a
+        newly published AMI would replace them all. So the image lives in a launch
+        template and instances launch from its version 1: a later deploy that
+        resolves a newer AMI only adds version 2; running hosts are kept.
+        """
+        if config.ami_id:
+            return {"image_id": config.ami_id}
+        if config.ami_name:
+            image = ec2.MachineImage.lookup(name=config.ami_name, owners=["amazon"])
+            return {"image_id": image.get_image(self).image_id}
+        image = ec2.MachineImage.from_ssm_parameter(config.ami_ssm_parameter)
+        template = ec2.CfnLaunchTemplate(
+            self,
+            "ImageTemplate",
+            launch_template_data=ec2.CfnLaunchTemplate.LaunchTemplateDataProperty(
+                image_id=image.get_image(self).image_id,
+            ),
+        )
+        template.override_logical_id("LabImageTemplate")
+        return {"launch_template": ec2.CfnInstance.LaunchTemplateSpecificationProperty(
+            launch_template_id=template.ref, version=PINNED_VERSION,
+        )}

@@ -1,0 +1,454 @@
+"""An AWS API emulator on 127.0.0.1: moto's server, in-process, plus what moto lacks.
+
+Extensions (each a gap between moto 5.2.5 and AWS, see shared/reference/aws-offline.md):
+- AWS::EC2::KeyPair in CloudFormation: creates the key pair (ed25519 or rsa) and,
+  as AWS does, the SecureString /ec2/keypair/<key-pair-id> holding the private key.
+- AWS::CloudWatch::Alarm in CloudFormation (moto skips it): a real moto alarm.
+- AWS::EC2::Instance launched from a launch template (no ImageId of its own).
+- Reserved /aws/ SSM parameters (PutParameter refuses them): the DLAMI one injected.
+- Stack Outputs after a change set (what `cdk deploy` uses) are rebuilt; change sets
+  behave as the CLI expects on a second deploy (no-change sets, cleanup).
+- Public IPs are loopback addresses (127.0.0.x): tests SSH to an instance's public IP
+  and nothing may leave 127.0.0.0/8. PublicDnsName is then "localhost".
+- GetConsoleOutput can carry cloud-init's SSH host key block (set_host_keys).
+
+Standalone: `python -m tests.aws_emulator --port P` prints the endpoint, stays up
+until SIGTERM/Ctrl-C.
+"""
+import argparse
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # cdk/ is not an installed package
+    sys.path.insert(0, str(REPO_ROOT))
+
+from cdk.cli import cdk_argv, quiet_env  # noqa: E402  (stdlib-only module)
+from cdk.config import DEFAULT_AMI_SSM_PARAMETER  # noqa: E402
+
+ACCOUNT_ID = "123456789012"  # moto's default account
+DEFAULT_REGION = "us-east-1"
+
+# Loopback addresses handed out as public IPs; 127.0.0.1 is left to the host.
+_loopback_ips = ("127.0.0.%d" % i for i in itertools.cycle(range(10, 255)))
+_loopback_lock = threading.Lock()
+_console_output = {}  # instance id -> text returned by GetConsoleOutput
+_patched = False
+
+
+def _next_loopback_ip():
+    with _loopback_lock:
+        return next(_loopback_ips)
+
+
+def host_keys_block(pubkey_lines):
+    """cloud-init's console block listing the host's public keys."""
+    body = "\n".join("ec2: " + line.strip() for line in pubkey_lines)
+    return ("ec2: #############################################################\n"
+            "-----BEGIN SSH HOST KEY KEYS-----\n%s\n-----END SSH HOST KEY KEYS-----\n"
+            "ec2: #############################################################\n"
+            % body)
+
+
+def _install_patches():
+    """Extend moto once per process (the server runs in this process)."""
+    global _patched
+    if _patched:
+        return
+    _patched = True
+
+    from moto.cloudformation import models as cf_models, parsing
+    from moto.core.common_models import CloudFormationModel
+    from moto.ec2.models import (ec2_backends, elastic_network_interfaces, instances,
+                                 internet_gateways, route_tables, subnets)
+    from moto.ec2.responses import general
+    from moto.ssm.models import ssm_backends
+
+    # -- loopback public IPs ------------------------------------------------
+    elastic_network_interfaces.random_public_ip = _next_loopback_ip
+    instances.Instance.public_dns_name = property(
+        lambda self: "localhost" if self.public_ip else None)
+
+    # -- console output with host keys --------------------------------------
+    original_console = general.SAMPLE_CONSOLE_OUTPUT
+
+    def get_console_output(self):
+        from moto.core.responses import ActionResult
+        from moto.core.utils import utcnow
+        from moto.ec2.responses.general import Base64EncodedString
+        instance = self.ec2_backend.get_instance(self._get_param("InstanceId"))
+        text = _console_output.get(instance.id, original_console)
+        return ActionResult({
+            "InstanceId": instance.id,
+            "Timestamp": utcnow(),
+            "Output": Base64EncodedString.from_raw_string(text),
+        })
+    general.General.get_console_output = get_console_output
+
+    # -- instances from a launch template ------------------------------------
+    original_create = instances.Instance.create_from_cloudformation_json.__func__
+
+    def create_instance(cls, resource_name, cloudformation_json, account_id,
+                        region_name, **kwargs):
+        props = cloudformation_json["Properties"]
+        spec = props.get("LaunchTemplate")
+        if spec and "ImageId" not in props:
+            backend = ec2_backends[account_id][region_name]
+            template = backend.get_launch_template(spec["LaunchTemplateId"])
+            version = template.get_version(spec.get("Version", "$Default"))
+            props["ImageId"] = version.data["ImageId"]
+        instance = original_create(cls, resource_name, cloudformation_json,
+                                   account_id, region_name, **kwargs)
+        # moto's CloudFormation path ignores the subnet's MapPublicIpOnLaunch
+        # (both on the subnet and here).
+        subnet_id = props.get("SubnetId")
+        if subnet_id and not instance.public_ip:
+            subnet = ec2_backends[account_id][region_name].get_subnet(subnet_id)
+            if str(subnet.map_public_ip_on_launch).lower() == "true":
+                instance.nics[0].public_ip = _next_loopback_ip()
+        return instance
+    instances.Instance.create_from_cloudformation_json = classmethod(create_instance)
+
+    original_subnet = subnets.Subnet.create_from_cloudformation_json.__func__
+
+    def create_subnet(cls, resource_name, cloudformation_json, *args, **kwargs):
+        subnet = original_subnet(cls, resource_name, cloudformation_json, *args, **kwargs)
+        mapped = cloudformation_json["Properties"].get("MapPublicIpOnLaunch", False)
+        subnet.map_public_ip_on_launch = str(mapped).lower() == "true"
+        return subnet
+    subnets.Subnet.create_from_cloudformation_json = classmethod(create_subnet)
+
+    # -- deletions moto's CloudFormation lacks (else the VPC cannot go) --------
+    def delete_route_table(self, account_id, region_name):
+        if self.main_association_id is None:
+            self._associations.clear()
+            self._routes.clear()
+            self.ec2_backend.route_tables.pop(self.id, None)
+    route_tables.RouteTable.delete = delete_route_table
+
+    def delete_gateway(self, account_id, region_name):
+        self.vpc = None
+        self.ec2_backend.internet_gateways.pop(self.id, None)
+    internet_gateways.InternetGateway.delete = delete_gateway
+
+    # -- AWS::EC2::KeyPair ---------------------------------------------------
+    class CfnKeyPair(CloudFormationModel):
+        # moto files models by the 2nd part of their module name (the service);
+        # this one belongs with EC2, whether imported or run as __main__.
+        __module__ = "moto.ec2.cfn_key_pair"
+
+        def __init__(self, key_pair, account_id, region_name):
+            self.key_pair = key_pair
+            self.account_id = account_id
+            self.region_name = region_name
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::EC2::KeyPair"
+
+        @staticmethod
+        def cloudformation_name_type():
+            return "KeyName"
+
+        @property
+        def physical_resource_id(self):
+            return self.key_pair.key_name  # Ref gives the key name, as in AWS
+
+        @classmethod
+        def has_cfn_attr(cls, attr):
+            return attr in ("KeyPairId", "KeyFingerprint")
+
+        def get_cfn_attribute(self, attribute_name):
+            if attribute_name == "KeyPairId":
+                return self.key_pair.id
+            if attribute_name == "KeyFingerprint":
+                return self.key_pair.key_fingerprint
+            raise KeyError(attribute_name)
+
+        @property
+        def parameter_name(self):
+            return "/ec2/keypair/%s" % self.key_pair.id
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json,
+                                            account_id, region_name, **kwargs):
+            props = cloudformation_json["Properties"]
+            backend = ec2_backends[account_id][region_name]
+            tags = {t["Key"]: t["Value"] for t in props.get("Tags", [])}
+            key_type = props.get("KeyType", "rsa")
+            if props.get("PublicKeyMaterial"):
+                key_pair = backend.import_key_pair(
+                    resource_name, props["PublicKeyMaterial"].encode(), tags)
+            else:
+                key_pair = backend.create_key_pair(resource_name, key_type, tags)
+            model = cls(key_pair, account_id, region_name)
+            if key_pair.material:
+                ssm_backends[account_id][region_name].put_parameter(
+                    name=model.parameter_name, description=None,
+                    value=key_pair.key_material, parameter_type="SecureString",
+                    allowed_pattern=None, keyid=None, overwrite=False, tags=[],
+                    data_type="text", tier=None, policies=None)
+            return model
+
+        def delete(self, account_id, region_name):
+            ec2_backends[account_id][region_name].delete_key_pair(self.key_pair.key_name)
+            ssm = ssm_backends[account_id][region_name]
+            if self.parameter_name in ssm._parameters:
+                ssm.delete_parameter(self.parameter_name)
+
+    # -- AWS::CloudWatch::Alarm (the cost guard) -----------------------------
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    class CfnAlarm(CloudFormationModel):
+        __module__ = "moto.cloudwatch.cfn_alarm"  # see CfnKeyPair
+
+        def __init__(self, name):
+            self.name = name
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::CloudWatch::Alarm"
+
+        @staticmethod
+        def cloudformation_name_type():
+            return "AlarmName"
+
+        @property
+        def physical_resource_id(self):
+            return self.name
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json,
+                                            account_id, region_name, **kwargs):
+            p = cloudformation_json["Properties"]
+            cloudwatch_backends[account_id][region_name].put_metric_alarm(
+                name=resource_name, namespace=p.get("Namespace"),
+                metric_name=p.get("MetricName"),
+                comparison_operator=p["ComparisonOperator"],
+                evaluation_periods=int(p["EvaluationPeriods"]),
+                period=int(p.get("Period", 60)), threshold=float(p.get("Threshold", 0)),
+                statistic=p.get("Statistic"), description=p.get("AlarmDescription"),
+                dimensions=[{"Name": d["Name"], "Value": d["Value"]}
+                            for d in p.get("Dimensions", [])],
+                alarm_actions=p.get("AlarmActions", []),
+                treat_missing_data=p.get("TreatMissingData"))
+            return cls(resource_name)
+
+        def delete(self, account_id, region_name):
+            cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
+
+    for cached in (parsing.get_model_list, parsing.get_model_map,
+                   parsing.get_name_type_map):
+        cached.cache_clear()
+    assert "AWS::EC2::KeyPair" in parsing.get_model_map()
+
+    # -- Outputs after a change set -----------------------------------------
+    original_apply = cf_models.ChangeSet.apply
+
+    def apply(self):
+        original_apply(self)
+        self.stack.template_dict = self.template_dict
+        self.stack.output_map = parsing.OutputMap(
+            self.stack.resource_map, self.template_dict, self.stack.stack_id)
+    cf_models.ChangeSet.apply = apply
+
+    # -- change sets: what the CLI expects on a second deploy -----------------
+    from moto.cloudformation.exceptions import CloudFormationError
+
+    class ChangeSetNotFound(CloudFormationError):
+        code = "ChangeSetNotFoundException"
+
+    backend_class = cf_models.CloudFormationBackend
+
+    def _find_change_set(self, name):
+        if name in self.change_sets:
+            return name
+        for key, change_set in self.change_sets.items():
+            if change_set.change_set_name == name:
+                return key
+        return None
+
+    def delete_change_set(self, change_set_name):
+        key = _find_change_set(self, change_set_name)
+        if key is not None:  # deleting a gone change set is not an error
+            del self.change_sets[key]
+
+    def describe_change_set(self, change_set_name):
+        key = _find_change_set(self, change_set_name)
+        if key is None:
+            raise ChangeSetNotFound("ChangeSet [%s] does not exist" % change_set_name)
+        return self.change_sets[key]
+
+    original_execute = backend_class.execute_change_set
+
+    def execute_change_set(self, change_set_name, stack_name=None):
+        original_execute(self, change_set_name, stack_name)
+        # AWS drops a stack's change sets once one of them is executed.
+        key = _find_change_set(self, change_set_name)
+        stack_id = self.change_sets[key].stack_id
+        for other in [k for k, c in self.change_sets.items() if c.stack_id == stack_id]:
+            del self.change_sets[other]
+    # An unchanged template gives a FAILED "didn't contain changes" change set
+    # (the backend does that); moto's response layer refused it outright.
+    from moto.cloudformation.responses import CloudFormationResponse
+    original_validate = CloudFormationResponse._validate_different_update
+
+    def validate_different_update(self, *args, **kwargs):
+        if self._get_action() != "CreateChangeSet":
+            original_validate(self, *args, **kwargs)
+    CloudFormationResponse._validate_different_update = validate_different_update
+
+    # UsePreviousValue hands back the resolved value of an SSM-typed parameter
+    # (an AMI id), which moto then tries to resolve again as a parameter name.
+    original_parse_ssm = parsing.ResourceMap.parse_ssm_parameter
+
+    def parse_ssm_parameter(self, value, value_type):
+        if ssm_backends[self._account_id][self._region_name].get_parameter(value) is None:
+            return value
+        return original_parse_ssm(self, value, value_type)
+    parsing.ResourceMap.parse_ssm_parameter = parse_ssm_parameter
+
+    backend_class.delete_change_set = delete_change_set
+    backend_class.describe_change_set = describe_change_set
+    backend_class.execute_change_set = execute_change_set
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AwsEmulator:
+    """moto's server on 127.0.0.1 with the extensions above."""
+
+    def __init__(self, port=None, region=DEFAULT_REGION):
+        self.port = port or _free_port()
+        self.region = region
+        self._server = None
+
+    @property
+    def endpoint_url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def start(self):
+        _install_patches()
+        from moto.server import ThreadedMotoServer
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port,
+                                          verbose=False)
+        self._server.start()
+        self.inject_public_parameter(DEFAULT_AMI_SSM_PARAMETER, self.default_image_id())
+        return self
+
+    def stop(self):
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        # Backends are process-global: a later emulator starts empty.
+        from moto.backends import get_backend
+        for name in ("cloudformation", "ec2", "ssm", "iam", "cloudwatch", "sts"):
+            for account in list(get_backend(name).keys()):
+                get_backend(name)[account].reset()
+        _console_output.clear()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- state helpers (in-process: the server shares these backends) -------
+    def _ec2(self):
+        from moto.ec2.models import ec2_backends
+        return ec2_backends[ACCOUNT_ID][self.region]
+
+    def default_image_id(self):
+        """An AMI moto knows, standing in for the Deep Learning AMI."""
+        return sorted(self._ec2().amis)[0]
+
+    def inject_public_parameter(self, name, value):
+        """Put a reserved /aws/... parameter, as AWS publishes them."""
+        from moto.core.utils import utcnow
+        from moto.ssm.models import Parameter, ssm_backends
+        params = ssm_backends[ACCOUNT_ID][self.region]._parameters
+        version = len(params[name]) + 1
+        params[name].append(Parameter(
+            account_id=ACCOUNT_ID, name=name, value=value, parameter_type="String",
+            description=None, allowed_pattern=None, keyid=None,
+            last_modified_date=utcnow(), version=version, data_type="aws:ec2:image"))
+
+    def set_console_output(self, instance_id, text):
+        _console_output[instance_id] = text
+
+    def set_host_keys(self, instance_id, pubkey_lines):
+        """GetConsoleOutput then shows cloud-init's host key block with these keys."""
+        self.set_console_output(instance_id, "Cloud-init v. 23.1 running\n"
+                                + host_keys_block(pubkey_lines)
+                                + "Cloud-init v. 23.1 finished\n")
+
+    def env(self, base=None):
+        """Environment for a subprocess (AWS CLI/SDK/CDK CLI) talking to this emulator."""
+        env = quiet_env(base)
+        for key in list(env):  # no real profile or credentials may leak in
+            if key.startswith("AWS_"):
+                del env[key]
+        env.update({
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        })
+        return env
+
+    def boto3_client(self, service):
+        import boto3
+        return boto3.client(service, endpoint_url=self.endpoint_url,
+                            region_name=self.region, aws_access_key_id="testing",
+                            aws_secret_access_key="testing",
+                            aws_session_token="testing")
+
+    def cdk_command(self, command, context=None, outputs_file=None, stack=None,
+                    extra=()):
+        """(argv, env) for `npx cdk <command> ...` against this emulator."""
+        return (cdk_argv(command, context=context, outputs_file=outputs_file,
+                         stack=stack, extra=extra), self.env())
+
+    def run_cdk(self, command, context=None, outputs_file=None, stack=None,
+                extra=(), timeout=600):
+        argv, env = self.cdk_command(command, context, outputs_file, stack, extra)
+        return subprocess.run(argv, env=env, cwd=str(REPO_ROOT), capture_output=True,
+                              text=True, timeout=timeout)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tests.aws_emulator",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="0: a free port")
+    parser.add_argument("--region", default=DEFAULT_REGION)
+    args = parser.parse_args(argv)
+    emulator = AwsEmulator(port=args.port or None, region=args.region).start()
+    print(emulator.endpoint_url, flush=True)
+    print(json.dumps({k: v for k, v in emulator.env({}).items()
+                      if k.startswith("AWS_")}), file=sys.stderr, flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

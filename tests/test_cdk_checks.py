@@ -1,0 +1,85 @@
+"""Static checks on the synthesized template: cdk-nag AwsSolutions and cfn-lint."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aws_cdk import App, Aspects
+from aws_cdk.assertions import Annotations, Match, Template
+from cdk_nag import AwsSolutionsChecks
+
+from cdk.config import validate
+from cdk.lab_stack import LabStack
+
+CONFIGS = {
+    "default": {"ssh_cidr": "203.0.113.7/32"},
+    "three-p2": {"ssh_cidr": "203.0.113.7/32", "attendees": "3", "instance_type": "p2.xlarge"},
+    "ami-id-ipv6": {"ssh_cidr": "2001:db8::/64", "ami_id": "ami-0123456789abcdef0",
+                    "auto_stop_minutes": "0"},
+    "world": {"ssh_cidr": "0.0.0.0/0", "allow_world_ssh": "true", "attendees": "2"},
+}
+
+
+@pytest.fixture(scope="module")
+def nagged():
+    """Each config built with the AwsSolutions pack applied, as app.py does."""
+    stacks = {}
+    for name, context in CONFIGS.items():
+        app = App()
+        stacks[name] = LabStack(app, "MxnetLab", config=validate(context))
+        Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
+        app.synth()
+    return stacks
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_cdk_nag_has_no_unsuppressed_findings(nagged, name):
+    annotations = Annotations.from_stack(nagged[name])
+    pattern = Match.string_like_regexp("AwsSolutions-")
+    assert annotations.find_error("*", pattern) == []
+    assert annotations.find_warning("*", pattern) == []
+
+
+def _suppressions(template):
+    found = list(template.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", []))
+    for resource in template["Resources"].values():
+        found += resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_every_suppression_carries_its_reason(nagged, name):
+    suppressions = _suppressions(Template.from_stack(nagged[name]).to_json())
+    ids = {s["id"] for s in suppressions}
+    assert {"AwsSolutions-VPC7", "AwsSolutions-IAM4", "AwsSolutions-EC28",
+            "AwsSolutions-EC29"} <= ids
+    assert ("AwsSolutions-EC23" in ids) is (name == "world")
+    for suppression in suppressions:
+        assert len(suppression["reason"].split()) >= 6, suppression
+
+
+def test_the_nag_pack_really_runs():
+    """Without its suppression, the world-open SSH rule is reported."""
+    app = App()
+    config = validate(CONFIGS["world"])
+    stack = LabStack(app, "MxnetLab", config=config)
+    group = stack.node.find_child("Access").node.find_child("SshSecurityGroup")
+    group.node.default_child.cfn_options.metadata = {}  # drop the suppression
+    Aspects.of(app).add(AwsSolutionsChecks())
+    app.synth()
+    errors = Annotations.from_stack(stack).find_error(
+        "*", Match.string_like_regexp("AwsSolutions-EC23"))
+    assert errors
+
+
+def test_cfn_lint_is_clean(nagged, tmp_path):
+    paths = []
+    for name, stack in nagged.items():
+        path = tmp_path / ("%s.json" % name)
+        path.write_text(json.dumps(Template.from_stack(stack).to_json()))
+        paths.append(str(path))
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), "--regions", "us-east-1", "eu-west-1", "--"]
+        + paths, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

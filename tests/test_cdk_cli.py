@@ -1,0 +1,76 @@
+"""`npx cdk synth` as a user runs it: quiet, offline, inline-sized, validating."""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from cdk.cli import REPO_ROOT
+
+INLINE_LIMIT = 51200  # bytes CloudFormation takes as TemplateBody (the CLI sends YAML)
+# The largest lab one stack holds, with the longest names config allows.
+WORST_CASE = {"ssh_cidr": "2001:db8:1234:5678::/64", "attendees": "20",
+              "stack_name": "L" * 32, "ssh_user": "u" * 16}
+
+
+def _bare_env(home):
+    """What a user's shell has: no CDK/jsii quieting variables, a fresh HOME."""
+    node_dir = os.path.dirname(shutil.which("node"))
+    return {"PATH": "%s:/usr/bin:/bin" % node_dir, "HOME": str(home), "LANG": "C.UTF-8"}
+
+
+def _npx_cdk(args, home, strace_log=None):
+    """Run `npx cdk ...` in a private network namespace: a regression that
+    tries the network then fails there instead of leaving the machine."""
+    argv = ["npx", "cdk"] + args + ["--output", str(home / "cdk.out")]
+    if strace_log is not None:
+        strace = shutil.which("strace")
+        assert strace, "strace is needed to prove synth makes no network call (apt-get install strace)"
+        argv = [strace, "-f", "-qq", "-e", "trace=connect", "-o", str(strace_log)] + argv
+    argv = ["unshare", "--map-root-user", "--net"] + argv
+    return subprocess.run(argv, cwd=str(REPO_ROOT), env=_bare_env(home),
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def worst_case_synth(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    log = tmp_path_factory.mktemp("strace") / "connect.log"
+    context = [a for k, v in WORST_CASE.items() for a in ("-c", "%s=%s" % (k, v))]
+    result = _npx_cdk(["synth"] + context, home, strace_log=log)
+    assert result.returncode == 0, result.stderr
+    return result, log.read_text()
+
+
+def test_synth_prints_no_node_end_of_life_banner(worst_case_synth):
+    result, _ = worst_case_synth
+    assert "end-of-life" not in result.stderr + result.stdout
+    assert "!!!!" not in result.stderr
+    assert "NodeVersionSupportWarning" not in result.stderr
+
+
+def test_synth_makes_no_network_call(worst_case_synth):
+    _, log = worst_case_synth
+    connects = [line for line in log.splitlines() if "connect(" in line]
+    assert connects, "strace recorded no connect() at all: is it tracing?"
+    for line in connects:
+        if "AF_UNIX" in line:
+            continue
+        address = re.search(r'inet_(?:addr|pton)\((?:AF_INET6, )?"([^"]+)"', line)
+        assert address and (address.group(1).startswith("127.") or address.group(1) == "::1"), line
+
+
+def test_largest_lab_fits_the_inline_template_limit(worst_case_synth):
+    result, _ = worst_case_synth
+    template = result.stdout.encode()
+    assert template.count(b"Type: AWS::EC2::Instance") == 20
+    assert len(template) < INLINE_LIMIT, len(template)
+
+
+def test_bad_context_fails_synth_with_its_message(tmp_path):
+    result = _npx_cdk(["synth", "-c", "ssh_cidr=203.0.113.7/32", "-c", "attendees=30"],
+                      tmp_path)
+    assert result.returncode != 0
+    assert "attendees=30 is more than one bootstrap-free stack holds" in result.stderr
+    assert "Traceback" not in result.stderr

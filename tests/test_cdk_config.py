@@ -1,0 +1,88 @@
+"""Context validation: every bad value fails synth with a message naming the key."""
+import pytest
+
+from cdk.config import (DEFAULT_AMI_SSM_PARAMETER, MAX_ATTENDEES, ConfigError,
+                        cdk_json_defaults, validate)
+
+OK = {"ssh_cidr": "203.0.113.7/32"}
+
+
+@pytest.mark.parametrize("context, message", [
+    ({}, r"ssh_cidr is required"),
+    ({"ssh_cidr": "203.0.113.7"}, None),  # a bare address is a /32: accepted
+    ({"ssh_cidr": "203.0.113.0/33"}, r"ssh_cidr='203.0.113.0/33' is not a valid"),
+    ({"ssh_cidr": "203.0.113.7/24"}, r"ssh_cidr='203.0.113.7/24' is not a valid"),
+    ({"ssh_cidr": "lab"}, r"ssh_cidr='lab' is not a valid IPv4/IPv6 CIDR"),
+    ({"ssh_cidr": "0.0.0.0/0"}, r"ssh_cidr=0.0.0.0/0 opens SSH .*allow_world_ssh=true"),
+    ({"ssh_cidr": "::/0"}, r"ssh_cidr=::/0 opens SSH"),
+    ({"ssh_cidr": "::/0", "allow_world_ssh": "maybe"}, r"allow_world_ssh='maybe' must be true or false"),
+    ({"instance_type": "m5"}, r"instance_type='m5' is not an EC2 instance type"),
+    ({"instance_type": "M5.2XLARGE"}, r"instance_type='M5.2XLARGE'"),
+    ({"instance_type": "m5.huge"}, r"instance_type='m5.huge'"),
+    ({"attendees": "0"}, r"attendees=0 is out of range; allowed 1 to 100"),
+    ({"attendees": "101"}, r"attendees=101 is out of range; allowed 1 to 100"),
+    ({"attendees": "three"}, r"attendees='three' must be a whole number"),
+    ({"attendees": str(MAX_ATTENDEES + 1)}, r"attendees=21 is more than one bootstrap-free stack holds: allowed 1 to 20 .*stack_name"),
+    ({"ami_id": "ami-123"}, r"ami_id='ami-123' is not an AMI id"),
+    ({"ami_id": "ami-0123456789abcdef0", "ami_name": "Deep Learning*"}, r"exactly one of ami_id, ami_ssm_parameter, ami_name \(got ami_id, ami_name\)"),
+    ({"ami_ssm_parameter": "no spaces allowed"}, r"ami_ssm_parameter='no spaces allowed' is not an SSM parameter name"),
+    ({"volume_gb": "4"}, r"volume_gb=4 is out of range; allowed 8 to 16384"),
+    ({"volume_gb": "75GB"}, r"volume_gb='75GB' must be a whole number"),
+    ({"auto_stop_minutes": "-5"}, r"auto_stop_minutes=-5 is out of range; allowed 0 to 1440"),
+    ({"auto_stop_minutes": "7"}, r"auto_stop_minutes=7 must be a multiple of 5"),
+    ({"auto_stop_minutes": "2880"}, r"auto_stop_minutes=2880 is out of range"),
+    ({"stack_name": "1lab"}, r"stack_name='1lab' is not a CloudFormation stack name"),
+    ({"stack_name": "lab_1"}, r"stack_name='lab_1'"),
+    ({"stack_name": "L" * 33}, r"at most 32 characters"),
+    ({"region": "mars-1"}, r"region='mars-1' is not an AWS region"),
+    ({"ssh_user": "Ubuntu User"}, r"ssh_user='Ubuntu User' is not a Linux login name"),
+    ({"root_device": "sda1"}, r"root_device='sda1' is not a block device name"),
+])
+def test_bad_values_are_refused_with_the_key_named(context, message):
+    raw = dict(OK, **context) if context else {}
+    if message is None:
+        validate(raw)
+        return
+    with pytest.raises(ConfigError, match=message):
+        validate(raw)
+
+
+def test_defaults_come_from_cdk_json():
+    defaults = cdk_json_defaults()
+    config = validate(dict(defaults, **OK))
+    assert defaults["instance_type"] == config.instance_type == "m5.2xlarge"
+    assert (config.attendees, config.volume_gb, config.auto_stop_minutes) == (1, 75, 120)
+    assert (config.stack_name, config.ssh_user) == ("MxnetLab", "ubuntu")
+    assert config.ami_ssm_parameter == DEFAULT_AMI_SSM_PARAMETER
+    assert not config.allow_world_ssh and config.warnings == ()
+
+
+def test_world_ssh_only_when_explicitly_allowed():
+    config = validate(dict(OK, ssh_cidr="0.0.0.0/0", allow_world_ssh="true"))
+    assert config.world_ssh
+    assert validate(dict(OK, ssh_cidr="2001:db8::/64")).ssh_cidr_is_ipv6
+
+
+@pytest.mark.parametrize("itype, legacy", [
+    ("m5.2xlarge", False), ("p2.xlarge", True), ("g4dn.xlarge", False),
+    ("m7i-flex.large", False), ("c7i.metal-48xl", False), ("m3.medium", True),
+])
+def test_instance_types_accepted_and_legacy_ones_warned(itype, legacy):
+    config = validate(dict(OK, instance_type=itype))
+    assert config.instance_type == itype
+    assert bool(config.warnings) is legacy
+    if legacy:
+        assert itype in config.warnings[0] and "previous-generation" in config.warnings[0]
+
+
+def test_ami_choices_are_exclusive_and_default_to_the_dlami_parameter():
+    assert validate(dict(OK, ami_id="ami-0123456789abcdef0")).ami_ssm_parameter == ""
+    named = validate(dict(OK, ami_name="Deep Learning Base*"))
+    assert named.ami_name and not named.ami_id and not named.ami_ssm_parameter
+    custom = validate(dict(OK, ami_ssm_parameter="/my/ami"))
+    assert custom.ami_ssm_parameter == "/my/ami"
+
+
+def test_idle_periods_round_the_minutes_to_five_minute_periods():
+    assert validate(dict(OK, auto_stop_minutes="120")).idle_periods == 24
+    assert validate(dict(OK, auto_stop_minutes="0")).auto_stop_minutes == 0

@@ -1,0 +1,195 @@
+"""The synthesized lab template: resources, security, outputs, bootstrap-free."""
+import json
+from pathlib import Path
+
+import pytest
+from aws_cdk import App, Environment, LegacyStackSynthesizer
+from aws_cdk.assertions import Annotations, Match
+
+from cdk.config import DEFAULT_AMI_SSM_PARAMETER, validate
+from cdk.lab_stack import LabStack
+
+CIDR = "203.0.113.7/32"
+CASES = [(1, "m5.2xlarge"), (3, "m5.2xlarge"), (1, "p2.xlarge"), (3, "p2.xlarge")]
+PER_ATTENDEE_OUTPUTS = ("InstanceId", "PublicIp", "PublicDns", "KeyPairId",
+                        "PrivateKeyParameter", "SshCommand", "SsmCommand")
+
+
+def _ctx(attendees, itype, **extra):
+    return dict(ssh_cidr=CIDR, attendees=str(attendees), instance_type=itype, **extra)
+
+
+@pytest.mark.parametrize("attendees, itype", CASES)
+def test_resource_counts(lab_stacks, attendees, itype):
+    template = lab_stacks.template(**_ctx(attendees, itype))
+    for rtype, count in {
+        "AWS::EC2::VPC": 1, "AWS::EC2::Subnet": 1, "AWS::EC2::InternetGateway": 1,
+        "AWS::EC2::VPCGatewayAttachment": 1, "AWS::EC2::NatGateway": 0,
+        "AWS::EC2::SecurityGroup": 1, "AWS::EC2::SecurityGroupIngress": 0,
+        "AWS::EC2::KeyPair": attendees, "AWS::EC2::Instance": attendees,
+        "AWS::CloudWatch::Alarm": attendees, "AWS::IAM::Role": 1,
+        "AWS::IAM::InstanceProfile": 1, "AWS::EC2::LaunchTemplate": 1,
+        "AWS::Lambda::Function": 0, "AWS::CloudFormation::CustomResource": 0,
+    }.items():
+        template.resource_count_is(rtype, count)
+    template.has_resource_properties("AWS::EC2::Subnet", {"MapPublicIpOnLaunch": True})
+    template.has_resource_properties("AWS::EC2::Route", {
+        "DestinationCidrBlock": "0.0.0.0/0",
+        "GatewayId": {"Ref": Match.string_like_regexp("IGW")}})
+
+
+@pytest.mark.parametrize("attendees, itype", CASES)
+def test_instances_are_hardened_and_tagged(lab_stacks, attendees, itype):
+    template = lab_stacks.template(**_ctx(attendees, itype))
+    instances = template.find_resources("AWS::EC2::Instance")
+    assert sorted(instances) == ["Attendee%dInstance" % n for n in range(1, attendees + 1)]
+    for n in range(1, attendees + 1):
+        props = instances["Attendee%dInstance" % n]["Properties"]
+        assert props["InstanceType"] == itype
+        assert props["MetadataOptions"]["HttpTokens"] == "required"  # IMDSv2
+        (root,) = props["BlockDeviceMappings"]
+        assert root["DeviceName"] == "/dev/sda1"
+        assert root["Ebs"] == {"VolumeSize": 75, "VolumeType": "gp3",
+                               "Encrypted": True, "DeleteOnTermination": True}
+        assert props["KeyName"] == {"Ref": "Attendee%dKeyPair" % n}
+        assert props["SubnetId"] == {"Ref": "LabPublicSubnet"}
+        assert props["IamInstanceProfile"] == {"Ref": "LabInstanceProfile"}
+        assert props["SecurityGroupIds"] == [
+            {"Fn::GetAtt": ["LabSshSecurityGroup", "GroupId"]}]
+        assert props["PropagateTagsToVolumeOnCreation"] is True
+        tags = {t["Key"]: t["Value"] for t in props["Tags"]}
+        assert tags == {"project": "mxlab", "stack": "MxnetLab", "attendee": str(n)}
+    for n in range(1, attendees + 1):
+        template.has_resource_properties("AWS::EC2::KeyPair", {
+            "KeyName": "MxnetLab-attendee%d" % n, "KeyType": "ed25519"})
+
+
+def test_ssh_only_from_the_given_cidr(lab_stacks):
+    template = lab_stacks.template(**_ctx(3, "m5.2xlarge"))
+    (group,) = template.find_resources("AWS::EC2::SecurityGroup").values()
+    assert group["Properties"]["SecurityGroupIngress"] == [{
+        "CidrIp": CIDR, "Description": "SSH", "FromPort": 22, "IpProtocol": "tcp",
+        "ToPort": 22}]
+    text = json.dumps(template.to_json())
+    assert '"CidrIp": "0.0.0.0/0", "Description": "SSH"' not in text
+    v6 = lab_stacks.template(ssh_cidr="2001:db8::/64")
+    (group,) = v6.find_resources("AWS::EC2::SecurityGroup").values()
+    assert group["Properties"]["SecurityGroupIngress"][0]["CidrIpv6"] == "2001:db8::/64"
+
+
+def test_world_ssh_needs_the_explicit_switch(lab_stacks):
+    template = lab_stacks.template(ssh_cidr="0.0.0.0/0", allow_world_ssh="true")
+    (group,) = template.find_resources("AWS::EC2::SecurityGroup").values()
+    assert group["Properties"]["SecurityGroupIngress"][0]["CidrIp"] == "0.0.0.0/0"
+    reasons = group["Metadata"]["cdk_nag"]["rules_to_suppress"]
+    assert [r["id"] for r in reasons] == ["AwsSolutions-EC23"]
+
+
+@pytest.mark.parametrize("attendees, itype", CASES)
+def test_outputs_are_the_deploy_step_contract(lab_stacks, attendees, itype):
+    template = lab_stacks.template(**_ctx(attendees, itype))
+    outputs = template.to_json()["Outputs"]
+    expected = {"LabAttendees", "LabSshUser"} | {
+        "Attendee%d%s" % (n, o) for n in range(1, attendees + 1)
+        for o in PER_ATTENDEE_OUTPUTS}
+    assert set(outputs) == expected
+    assert outputs["LabAttendees"]["Value"] == str(attendees)
+    assert outputs["LabSshUser"]["Value"] == "ubuntu"
+    n = attendees
+    assert outputs["Attendee%dInstanceId" % n]["Value"] == {"Ref": "Attendee%dInstance" % n}
+    assert outputs["Attendee%dPublicIp" % n]["Value"] == {
+        "Fn::Sub": "${Attendee%dInstance.PublicIp}" % n}
+    assert outputs["Attendee%dKeyPairId" % n]["Value"] == {
+        "Fn::GetAtt": ["Attendee%dKeyPair" % n, "KeyPairId"]}
+    assert outputs["Attendee%dPrivateKeyParameter" % n]["Value"] == {
+        "Fn::Sub": "/ec2/keypair/${Attendee%dKeyPair.KeyPairId}" % n}
+    assert outputs["Attendee%dSshCommand" % n]["Value"] == {
+        "Fn::Sub": "ssh -i MxnetLab-attendee%d.pem ubuntu@${Attendee%dInstance.PublicIp}"
+                   % (n, n)}
+    assert "aws ssm start-session --target ${Attendee%dInstance}" % n in \
+        outputs["Attendee%dSsmCommand" % n]["Value"]["Fn::Sub"]
+
+
+def test_idle_instances_are_stopped_by_an_alarm(lab_stacks):
+    template = lab_stacks.template(**_ctx(3, "m5.2xlarge"))
+    for n in (1, 2, 3):
+        template.has_resource_properties("AWS::CloudWatch::Alarm", {
+            "Namespace": "AWS/EC2", "MetricName": "CPUUtilization",
+            "Dimensions": [{"Name": "InstanceId", "Value": {"Ref": "Attendee%dInstance" % n}}],
+            "Period": 300, "EvaluationPeriods": 24,
+            "ComparisonOperator": "LessThanThreshold",
+            "AlarmActions": [{"Fn::Sub": "arn:${AWS::Partition}:automate:${AWS::Region}:ec2:stop"}],
+        })
+    lab_stacks.template(ssh_cidr=CIDR, auto_stop_minutes="0").resource_count_is(
+        "AWS::CloudWatch::Alarm", 0)
+    lab_stacks.template(ssh_cidr=CIDR, auto_stop_minutes="30").has_resource_properties(
+        "AWS::CloudWatch::Alarm", {"EvaluationPeriods": 6})
+
+
+def test_instance_role_allows_session_manager(lab_stacks):
+    template = lab_stacks.template(ssh_cidr=CIDR)
+    template.has_resource_properties("AWS::IAM::Role", {
+        "AssumeRolePolicyDocument": {"Statement": [Match.object_like({
+            "Principal": {"Service": "ec2.amazonaws.com"}})]},
+        "ManagedPolicyArns": [{"Fn::Join": ["", Match.array_with([
+            Match.string_like_regexp("AmazonSSMManagedInstanceCore")])]}],
+    })
+
+
+def test_default_ami_is_the_dlami_parameter_pinned_through_launch_template_v1(lab_stacks):
+    template = lab_stacks.template(ssh_cidr=CIDR, attendees="2").to_json()
+    (param_id, param), = template["Parameters"].items()
+    assert param == {"Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+                     "Default": DEFAULT_AMI_SSM_PARAMETER}
+    assert template["Resources"]["LabImageTemplate"]["Properties"] == {
+        "LaunchTemplateData": {"ImageId": {"Ref": param_id}}}
+    for n in (1, 2):
+        props = template["Resources"]["Attendee%dInstance" % n]["Properties"]
+        # A fixed version: a newer AMI behind the parameter adds version 2 on a
+        # later deploy but leaves running instances (no replacement).
+        assert props["LaunchTemplate"] == {
+            "LaunchTemplateId": {"Ref": "LabImageTemplate"}, "Version": "1"}
+        assert "ImageId" not in props
+
+
+def test_explicit_ami_id_goes_on_the_instances(lab_stacks):
+    template = lab_stacks.template(ssh_cidr=CIDR, ami_id="ami-0123456789abcdef0")
+    template.resource_count_is("AWS::EC2::LaunchTemplate", 0)
+    template.has_resource_properties("AWS::EC2::Instance", {
+        "ImageId": "ami-0123456789abcdef0"})
+    assert "Parameters" not in template.to_json()
+
+
+def test_ami_name_is_looked_up_at_synth_and_cached_in_context():
+    app = App()
+    config = validate({"ssh_cidr": CIDR, "ami_name": "Deep Learning Base OSS*"})
+    LabStack(app, "MxnetLab", config=config,
+             env=Environment(account="123456789012", region="us-east-1"))
+    assembly = app.synth()
+    manifest = json.loads((Path(assembly.directory) / "manifest.json").read_text())
+    (missing,) = [m for m in manifest["missing"] if m["provider"] == "ami"]
+    assert missing["props"]["filters"]["name"] == ["Deep Learning Base OSS*"]
+    assert missing["props"]["owners"] == ["amazon"]
+
+
+def test_legacy_instance_type_warns_at_synth(lab_stacks):
+    stack = lab_stacks.stack(**_ctx(1, "p2.xlarge"))
+    Annotations.from_stack(stack).has_warning(
+        "*", Match.string_like_regexp("p2.xlarge is a retired/previous-generation"))
+    quiet = lab_stacks.stack(**_ctx(1, "m5.2xlarge"))
+    assert Annotations.from_stack(quiet).find_warning("*", Match.any_value()) == []
+
+
+def test_no_bootstrap_and_no_assets():
+    app = App()
+    stack = LabStack(app, "MxnetLab", config=validate({"ssh_cidr": CIDR}))
+    assert isinstance(stack.synthesizer, LegacyStackSynthesizer)
+    artifact = app.synth().get_stack_artifact("MxnetLab")
+    assert artifact.assets == []
+    assert artifact.stack_template_asset_object_url is None
+    template = artifact.template
+    assert "BootstrapVersion" not in template.get("Parameters", {})
+    assert "Rules" not in template
+    assert all(not r["Type"].startswith(("AWS::Lambda", "Custom::", "AWS::CloudFormation::Custom"))
+               for r in template["Resources"].values())
+    assert not any(k.startswith("AssetParameters") for k in template.get("Parameters", {}))
