@@ -1,0 +1,36 @@
+"""Bounded exponential backoff shared by readiness checks and host-key polling."""
+import time
+
+
+def delays(timeout, first=0.5, factor=2.0, cap=15.0, clock=time.monotonic):
+    """Yield sleep lengths that grow exponentially and stop once `timeout` s have passed.
+
+    The last delay is trimmed so the caller never sleeps past the deadline.
+    """
+    deadline = clock() + timeout
+    delay = first
+    while True:
+        left = deadline - clock()
+        if left <= 0:
+            return
+        yield min(delay, left)
+        delay = min(delay * factor, cap)
+
+
+def retry(attempt, timeout, what, retry_on=(Exception,), sleep=time.sleep, **kw):
+    """Call attempt() until it returns without raising one of `retry_on` or time runs out.
+
+    Returns attempt()'s value; on timeout raises TimeoutError naming `what` and the last error.
+    """
+    last = None
+    try:
+        return attempt()
+    except retry_on as exc:
+        last = exc
+    for delay in delays(timeout, **kw):
+        sleep(delay)
+        try:
+            return attempt()
+        except retry_on as exc:
+            last = exc
+    raise TimeoutError("%s: gave up after %.0f s (last error: %s)" % (what, timeout, last))

@@ -1,0 +1,253 @@
+"""`mxlab`: stand up the lab (up/down), list its hosts, run and compare models on them, open a shell.
+
+Exit status: 0 success · 1 a host or command failed · 2 bad input · 3 some inputs failed.
+"""
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from mxlab import aws, catalogue, cdk_cli, hostkeys, keys, report, targets
+from mxlab.errors import MxlabError, UsageError
+from mxlab.fleet import run_fleet
+from mxlab.results import ResultStore, new_run_id
+from mxlab.run import RunSpec, is_url
+from mxlab.session import instance_state, read_banner
+
+log = logging.getLogger("mxlab")
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text)
+    return value
+
+
+def _attendees(text):
+    try:
+        nums = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected attendee numbers like 1 or 1,3, got %r" % text)
+    if not nums or min(nums) < 1:
+        raise argparse.ArgumentTypeError("expected attendee numbers >= 1, got %r" % text)
+    return nums
+
+
+def build_parser():
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("target: the lab stack (default) or one SSH host")
+    g.add_argument("--stack", default=os.environ.get("MXLAB_STACK", targets.DEFAULT_STACK),
+                   help="CloudFormation stack name (default %(default)s)")
+    g.add_argument("--outputs", metavar="FILE",
+                   help="cdk outputs file (default ~/.mxlab/<stack>/outputs.json, else DescribeStacks)")
+    g.add_argument("--profile", help="AWS profile (as the AWS CLI takes it)")
+    g.add_argument("--region", help="AWS region")
+    g.add_argument("--attendee", type=_attendees, metavar="N[,N...]", help="attendee instance(s) to use")
+    g.add_argument("--all", action="store_true", help="every attendee instance")
+    g.add_argument("--ssh-port", type=_positive, default=None,
+                   help="SSH port of lab instances (default 22, or $MXLAB_SSH_PORT)")
+    g.add_argument("--host", metavar="H[:PORT]", help="a direct SSH host instead of the lab stack")
+    g.add_argument("--user", help="login user for --host")
+    g.add_argument("--identity", metavar="KEYFILE", help="private key for --host")
+    g.add_argument("--known-hosts", metavar="FILE", help="known_hosts for --host (default ~/.ssh/known_hosts)")
+    g.add_argument("--timeout", type=_positive, default=600,
+                   help="seconds to wait for a host to be ready (default %(default)s)")
+    o = common.add_argument_group("general")
+    o.add_argument("--zoo", default=os.environ.get("MXLAB_ZOO"), help="model zoo URL or path, passed to the agent")
+    o.add_argument("--env", help="remote environment: a conda env name (e.g. mxnet_p36) or 'venv'")
+    o.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: paramiko too)")
+
+    parser = argparse.ArgumentParser(prog="mxlab", description=__doc__.splitlines()[0],
+                                     epilog="Options go after the command: mxlab run --host H ... INPUT")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    up = sub.add_parser("up", parents=[common], help="deploy the lab stack (npx cdk deploy)")
+    up.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE", help="CDK context")
+    down = sub.add_parser("down", parents=[common], help="destroy the lab stack and remove local keys")
+    down.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE", help="CDK context")
+    sub.add_parser("hosts", parents=[common], help="list the lab's hosts")
+
+    for name, helptext in (("run", "classify images with a model on the host(s)"),
+                           ("compare", "several models over the same images, side by side")):
+        p = sub.add_parser(name, parents=[common], help=helptext)
+        if name == "run":
+            p.add_argument("--model", required=True, help="model name (or M1,M2,...)")
+        else:
+            p.add_argument("--models", required=True, help="comma-separated model names")
+        p.add_argument("--top-k", type=_positive, default=5, help="labels per image (default %(default)s)")
+        p.add_argument("--batch-size", type=_positive, help="agent batch size")
+        p.add_argument("--results", default="results", metavar="DIR", help="where to save results (default ./results)")
+        p.add_argument("--parallel", type=_positive, default=8, help="hosts at once (default %(default)s)")
+        p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, directory or http(s) URL")
+
+    sub.add_parser("demo", help="the whole lab offline on this machine (see `mxlab demo --help`)")
+    s = sub.add_parser("ssh", parents=[common], help="interactive shell on a host (pinned host key)")
+    s.add_argument("remote_command", nargs=argparse.REMAINDER, help="optional command (after --)")
+    return parser
+
+
+# ---- targets -----------------------------------------------------------------------------
+
+def resolve_targets(args, want_many=True):
+    if args.host:
+        return [targets.direct_target(args.host, args.user, args.identity, args.known_hosts)]
+    for flag in ("user", "identity", "known_hosts"):
+        if getattr(args, flag):
+            raise UsageError("--%s: only with --host (lab instances use the stack's user and key)"
+                             % flag.replace("_", "-"))
+    outputs = targets.read_outputs(args.stack, args.outputs)
+    count = targets.attendee_count(outputs, args.stack)
+    if args.attendee:
+        chosen = args.attendee
+    elif args.all or count == 1:
+        chosen = None
+    else:
+        raise UsageError("stack %r has %d attendees: choose --attendee N or --all" % (args.stack, count))
+    found = targets.lab_targets(args.stack, outputs, chosen, args.ssh_port)
+    if not want_many and len(found) != 1:
+        raise UsageError("choose one host: --attendee N (the stack has %d)" % count)
+    return found
+
+
+def check_inputs(items):
+    for item in items:
+        if is_url(item):
+            continue
+        if "://" in item:
+            raise UsageError("input %r: expected an image file, a directory or an http(s) URL" % item)
+        if not Path(item).exists():
+            raise UsageError("input %s: no such file or directory (expected an image file, a directory or "
+                             "an http(s) URL)" % item)
+
+
+# ---- commands ----------------------------------------------------------------------------
+
+def cmd_up(args, out, err):
+    path = cdk_cli.up(args.stack, args.context, args.profile, args.region)
+    err.print("outputs written to %s" % path, markup=False)
+    return 0
+
+
+def cmd_down(args, out, err):
+    removed = cdk_cli.down(args.stack, args.context, args.profile, args.region)
+    err.print("stack %s destroyed; removed %s" % (args.stack, removed), markup=False)
+    return 0
+
+
+def cmd_hosts(args, out, err):
+    if not args.attendee and not args.host:
+        args.all = True
+    found = resolve_targets(args)
+    for t in found:
+        if t.instance_id:
+            try:
+                t.state = instance_state(t.instance_id)
+            except Exception as exc:  # a listing still helps without EC2 access
+                t.state = "unknown (%s)" % type(exc).__name__
+        else:
+            try:
+                read_banner(t.host, t.port, timeout=5)
+                t.state = "ssh up"
+            except OSError as exc:
+                t.state = "down (%s)" % exc
+    out.print(report.hosts_table(found, "%s hosts" % (args.stack if not args.host else "direct")))
+    return 0
+
+
+def cmd_run(args, out, err, compare=False):
+    models = [m.strip() for m in (args.models if compare else args.model).split(",") if m.strip()]
+    catalogue.check_models(models, args.zoo)
+    check_inputs(args.inputs)
+    found = resolve_targets(args)
+    spec = RunSpec(models=models, inputs=args.inputs, top_k=args.top_k, batch_size=args.batch_size,
+                   zoo=args.zoo, env=args.env)
+    run_id = new_run_id()
+    name = args.stack if not args.host else found[0].label
+    store = ResultStore(args.results, name, run_id)
+    results = run_fleet(found, spec, run_id, store, err, parallel=args.parallel, timeout=args.timeout)
+    for r in results:
+        if r.records:
+            out.print(report.compare_table(r.label, r.records, models) if compare
+                      else report.topk_table(r.label, r.records))
+    out.print(report.summary_table(results, store.dir))
+    if any(r.status == "failed" for r in results):
+        for r in results:
+            if r.status == "failed":
+                err.print("mxlab: %s failed: %s" % (r.label, r.error), markup=False, highlight=False, soft_wrap=True)
+        return 1
+    return 3 if any(r.status == "partial" for r in results) else 0
+
+
+def ssh_argv(target, remote_command):
+    argv = ["ssh", "-i", str(target.identity), "-p", str(target.port),
+            "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", "UserKnownHostsFile=%s" % target.known_hosts, "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "HostKeyAlias=%s" % hostkeys.host_entry(target.host, target.port),
+            "%s@%s" % (target.user, target.host)]
+    if remote_command:
+        argv += ["--"] + remote_command
+    return argv
+
+
+def cmd_ssh(args, out, err):
+    (target,) = resolve_targets(args, want_many=False)
+    if target.pin_from_console:
+        keys.ensure_key(target)
+        read_banner(target.host, target.port, timeout=10)
+        hostkeys.pin_from_console(target, args.timeout)
+    elif not hostkeys.load(target.known_hosts).lookup(hostkeys.host_entry(target.host, target.port)):
+        entry = hostkeys.host_entry(target.host, target.port)
+        raise MxlabError("%s: no key for %s in %s. %s" % (target.label, entry, target.known_hosts,
+                                                          hostkeys.how_to_proceed(target, entry)))
+    command = [c for c in args.remote_command if c != "--"] if args.remote_command else []
+    return subprocess.call(ssh_argv(target, command))
+
+
+def setup_logging(verbose):
+    """mxlab's own logger to the current stderr (replacing an earlier call's handler)."""
+    logger = logging.getLogger("mxlab")
+    for handler in list(logger.handlers):
+        if getattr(handler, "mxlab", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.mxlab = True
+    handler.setFormatter(logging.Formatter("mxlab: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        # The offline demo has its own options (python -m mxlab.demo --help).
+        from mxlab import demo
+        return demo.main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    # paramiko logs tracebacks for dropped connections we handle ourselves.
+    logging.getLogger("paramiko").setLevel(logging.DEBUG if args.verbose > 1 else logging.CRITICAL)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 2
+    aws.configure(args.profile, args.region)
+    out, err = Console(), Console(stderr=True)
+    commands = {"up": cmd_up, "down": cmd_down, "hosts": cmd_hosts, "run": cmd_run,
+                "compare": lambda a, o, e: cmd_run(a, o, e, compare=True), "ssh": cmd_ssh}
+    try:
+        return commands[args.command](args, out, err)
+    except MxlabError as exc:
+        err.print("mxlab: error: %s" % exc, markup=False, highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("mxlab: interrupted (agent runs continue on the hosts)", markup=False)
+        return 130

@@ -1,0 +1,179 @@
+"""`mxlab demo`: the whole lab on this machine, offline, with the real parts (no AWS account).
+
+The lab stack is deployed with the pinned `npx cdk deploy` into the AWS API emulator on loopback,
+a throwaway sshd plays the lab instance, and `mxlab run` / `mxlab compare` (the real deploy step:
+outputs, SSM private key, console host keys, agent upload, conda env) classify the sample photos
+on it with the real models from the local zoo (served over HTTP). Everything started is stopped at the end,
+on error and on Ctrl-C/SIGTERM; only the results folder is kept.
+
+It needs what scripts/setup makes (./scripts/demo runs both): the venv, node_modules, sshd,
+build/zoo and build/photos. Composition of the parts: tests/offline_lab.py (shared with the
+end-to-end test).
+"""
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg")
+RUN_MODEL = "efficientnet-lite0"
+COMPARE_MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+
+
+def _say(text):
+    print("\033[1m[demo]\033[0m %s" % text if sys.stderr.isatty() else "[demo] %s" % text,
+          file=sys.stderr, flush=True)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="mxlab demo", description=__doc__.splitlines()[0])
+    p.add_argument("--results", default=str(REPO_ROOT / "results" / "demo"), metavar="DIR",
+                   help="where each demo run keeps its results and deploy log (default %(default)s)")
+    p.add_argument("--facts", metavar="FILE",
+                   help="write what the demo started (PIDs, ports, folders) as JSON here, as soon as known")
+    return p
+
+
+def missing_prerequisites():
+    """What scripts/setup makes and the demo needs; [] when all is there."""
+    need = {"build/zoo/catalogue.json": "the local model zoo (scripts/build-local-zoo build/zoo)",
+            "node_modules/.bin/cdk": "the pinned CDK CLI (npm ci)"}
+    need.update({"build/photos/" + p: "the sample photos (scripts/build-local-zoo --photos build/photos)"
+                 for p in PHOTOS})
+    missing = ["%s: %s" % (path, what) for path, what in need.items() if not (REPO_ROOT / path).exists()]
+    if not any(Path(d, "sshd").exists() for d in ("/usr/sbin", "/usr/bin")):
+        missing.append("sshd: openssh-server (apt-get install -y openssh-server)")
+    return missing
+
+
+def _new_dirs(parent, before):
+    return sorted(p for p in parent.glob("*") if p.is_dir() and p not in before) if parent.is_dir() else []
+
+
+def _write_facts(path, facts):
+    if path:
+        tmp = Path(str(path) + ".tmp")
+        tmp.write_text(json.dumps(facts, indent=2) + "\n")
+        os.replace(str(tmp), str(path))
+
+
+def quiet_emulator():
+    """The emulator runs in this process: keep its request log and moto's warnings about resources
+    it does not model (the CloudWatch alarm) off the demo's output."""
+    import logging
+    import warnings
+    for name in ("werkzeug", "moto"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"moto(\.|$)")
+
+
+def run_demo(results_root, facts_file=None, say=_say):
+    """The demo's flow; returns (exit status, {"run": dir, "compare": dir}) (dirs None if not reached)."""
+    from tests.offline_lab import OfflineLab
+
+    quiet_emulator()
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-%d" % os.getpid()
+    out_dir = Path(results_root).resolve() / stamp
+    out_dir.mkdir(parents=True, exist_ok=True)
+    photos = [str(Path("build", "photos", p)) for p in PHOTOS]
+    done = {"run": None, "compare": None}
+    facts = {"demo_pid": os.getpid(), "results": str(out_dir)}
+
+    def on_fact(new):
+        facts.update(new)
+        _write_facts(facts_file, facts)
+
+    on_fact({})
+    with OfflineLab(say=say, log_dir=out_dir, on_fact=on_fact) as lab:
+        shown = os.path.relpath(str(out_dir), str(REPO_ROOT))  # children run in the repo root
+        common = ["--stack", lab.stack, "--ssh-port", lab.ssh_port, "--zoo", lab.zoo_url,
+                  "--results", out_dir if shown.startswith("..") else shown]
+        stack_results = out_dir / lab.stack
+        steps = (("run", ["run", "--model", RUN_MODEL, "--top-k", "3"]),
+                 ("compare", ["compare", "--models", ",".join(COMPARE_MODELS)]))
+        for name, args in steps:
+            argv = args + common + photos
+            say("$ MXLAB_HOME=%s AWS_ENDPOINT_URL=%s mxlab %s"
+                % (lab.mxlab_home, lab.emulator.endpoint_url, " ".join(str(a) for a in argv)))
+            before = set(stack_results.glob("*")) if stack_results.is_dir() else set()
+            code = lab.mxlab(*argv)
+            new = _new_dirs(stack_results, before)
+            done[name] = new[-1] if new else None
+            if code != 0:
+                say("mxlab %s failed (exit %d); stopping the lab" % (name, code))
+                return 1, done
+        on_fact({"run_dir": str(done["run"]), "compare_dir": str(done["compare"])})
+    return 0, done
+
+
+def _shown(path):
+    """Relative to here when inside it (shorter), else absolute."""
+    rel = os.path.relpath(str(path))
+    return str(path) if rel.startswith("..") else rel
+
+
+def print_epilogue(done, elapsed):
+    print()
+    print("Demo finished in %.0f s; everything it started is stopped." % elapsed)
+    if done.get("run"):
+        print("  deploy   log:        %s" % _shown(done["run"].parent.parent / "deploy.log"))
+    for name in ("run", "compare"):
+        if done.get(name):
+            files = sorted(done[name].glob("*.jsonl"))
+            for f in files:
+                print("  %-8s JSON lines: %s" % (name, _shown(f)))
+    print()
+    print("The same on real AWS (your credentials; the instance costs money until `mxlab down`):")
+    print("  mxlab up -c ssh_cidr=$(curl -s https://checkip.amazonaws.com)/32")
+    print("  mxlab run --model resnet-50 build/photos/chelsea.jpg build/photos/coffee.jpg")
+    print("  mxlab compare --models resnet-50,inception-bn,vgg16 build/photos")
+    print("  mxlab down")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    results = os.path.abspath(args.results)  # before the chdir below
+    facts = os.path.abspath(args.facts) if args.facts else None
+    if str(REPO_ROOT) not in sys.path:  # tests/ (the offline parts) is not an installed package
+        sys.path.insert(0, str(REPO_ROOT))
+    os.chdir(str(REPO_ROOT))
+    if not sys.stdout.isatty():
+        os.environ.setdefault("COLUMNS", "120")  # rich's 80 for a pipe cuts image and model names
+    missing = missing_prerequisites()
+    if missing:
+        print("mxlab demo: missing (./scripts/demo sets these up):\n  " + "\n  ".join(missing), file=sys.stderr)
+        return 2
+
+    interrupted = []
+
+    def on_signal(signum, frame):
+        # The first signal unwinds (and so tears down); later ones must not cut the clean-up short.
+        if interrupted:
+            _say("still stopping what the demo started, please wait")
+            return
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    start = time.monotonic()
+    try:
+        code, done = run_demo(results, facts)
+    except KeyboardInterrupt:
+        _say("interrupted: everything the demo started is stopped")
+        return 130
+    except Exception as exc:
+        _say("failed: %s: %s" % (type(exc).__name__, exc))
+        return 1
+    if code == 0:
+        print_epilogue(done, time.monotonic() - start)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""The errors mxlab reports to the operator, and the exit status each maps to."""
+
+
+class MxlabError(Exception):
+    """A failure the operator can act on; str() is the whole message."""
+
+    exit_code = 1
+
+
+class UsageError(MxlabError):
+    """Bad command-line input (unknown model, missing image, no stack, bad --host)."""
+
+    exit_code = 2
+
+
+class HostKeyError(MxlabError):
+    """A host offered a key that is not pinned/known: nothing was run on it."""
+
+
+class HostUnreachable(MxlabError):
+    """A host did not become ready (running, SSH banner, cloud-init) in time."""
+
+
+class RemoteCommandError(MxlabError):
+    """A command on the host failed (environment set-up, agent fatal error)."""

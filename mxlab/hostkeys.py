@@ -1,0 +1,140 @@
+"""Host-key trust: keys from the instance console pinned in our own known_hosts; never auto-added."""
+import base64
+import binascii
+import hashlib
+import logging
+import re
+
+import paramiko
+
+from mxlab import backoff
+from mxlab.aws import session as aws_session
+from mxlab.errors import HostKeyError, HostUnreachable
+
+log = logging.getLogger(__name__)
+
+_BEGIN = "-----BEGIN SSH HOST KEY KEYS-----"
+_END = "-----END SSH HOST KEY KEYS-----"
+_KEY_RE = re.compile(r"((?:ssh-(?:rsa|ed25519|dss)|ecdsa-sha2-nistp(?:256|384|521)|"
+                     r"sk-(?:ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com))\s+([A-Za-z0-9+/=]{20,})")
+
+
+def parse_console_keys(text):
+    """(type, base64) pairs from cloud-init's host-key block; [] if the block is not (yet) there.
+
+    Lines may carry a prefix ("ec2: ", a kernel timestamp); only the last complete block counts.
+    """
+    if not text or _BEGIN not in text:
+        return []
+    block = text.rsplit(_BEGIN, 1)[1]
+    if _END not in block:
+        return []  # still being printed
+    keys = []
+    for line in block.split(_END, 1)[0].splitlines():
+        m = _KEY_RE.search(line)
+        if m:
+            try:
+                base64.b64decode(m.group(2), validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            keys.append((m.group(1), m.group(2)))
+    return keys
+
+
+def host_entry(host, port):
+    return host if port == 22 else "[%s]:%d" % (host, port)
+
+
+def fingerprint(key):
+    """OpenSSH-style SHA256 fingerprint of a paramiko key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "%s SHA256:%s" % (key.get_name(), base64.b64encode(digest).decode().rstrip("="))
+
+
+def _fingerprint_b64(keytype, b64):
+    digest = hashlib.sha256(base64.b64decode(b64)).digest()
+    return "%s SHA256:%s" % (keytype, base64.b64encode(digest).decode().rstrip("="))
+
+
+def load(path):
+    """A paramiko HostKeys for `path` (empty if missing); loaded read-only: we never save learned keys."""
+    keys = paramiko.HostKeys()
+    if path.is_file():
+        keys.load(str(path))
+    return keys
+
+
+def console_output(instance_id, session_factory=None):
+    ec2 = (session_factory or aws_session)().client("ec2")
+    return ec2.get_console_output(InstanceId=instance_id, Latest=True).get("Output") or ""
+
+
+def wait_console_keys(target, timeout=600, session_factory=None, sleep=None):
+    """Poll GetConsoleOutput (bounded backoff) until the instance has printed its host keys."""
+    def attempt():
+        keys = parse_console_keys(console_output(target.instance_id, session_factory))
+        if not keys:
+            raise LookupError("no SSH HOST KEY KEYS block in the console output yet")
+        return keys
+
+    kw = {"sleep": sleep} if sleep else {}
+    try:
+        return backoff.retry(attempt, timeout, "%s (%s): waiting for host keys on the console"
+                             % (target.label, target.instance_id), retry_on=(LookupError,), first=2.0, **kw)
+    except TimeoutError as exc:
+        raise HostUnreachable("%s. The instance prints them once cloud-init has run; check it with "
+                              "`aws ec2 get-console-output --instance-id %s`." % (exc, target.instance_id))
+
+
+def pin_from_console(target, timeout=600, session_factory=None, sleep=None):
+    """Pin the instance's console host keys for its address unless keys are already pinned.
+
+    Returns the entry name. Already-pinned keys win: a replaced instance with new keys then
+    fails the connection with a mismatch message instead of being trusted silently.
+    """
+    entry = host_entry(target.host, target.port)
+    known = load(target.known_hosts)
+    if known.lookup(entry):
+        return entry
+    keys = wait_console_keys(target, timeout, session_factory, sleep)
+    target.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(target.known_hosts, "a") as fh:
+        for keytype, b64 in keys:
+            fh.write("%s %s %s\n" % (entry, keytype, b64))
+    log.info("%s: pinned %d host key(s) for %s from the console of %s: %s", target.label, len(keys), entry,
+             target.instance_id, "; ".join(_fingerprint_b64(t, b) for t, b in keys))
+    return entry
+
+
+def how_to_proceed(target, entry):
+    if target.pin_from_console:
+        return ("If the instance was replaced, remove its pinned entry with "
+                "`ssh-keygen -R '%s' -f %s` and run again (mxlab re-reads the console)."
+                % (entry, target.known_hosts))
+    return ("Check the key out of band (e.g. on the host: `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), "
+            "then add it to %s (e.g. `ssh-keyscan -p %d %s >> %s` after checking) and run again."
+            % (target.known_hosts, target.port, target.host, target.known_hosts))
+
+
+class RejectUnknownKey(paramiko.RejectPolicy):
+    """paramiko's RejectPolicy, with a message that names host, offered key and next step."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def missing_host_key(self, client, hostname, key):
+        entry = host_entry(self.target.host, self.target.port)
+        raise HostKeyError(
+            "%s (%s): host key not trusted: the host offered %s, and %s has no key for %s. "
+            "Nothing was run. %s" % (self.target.label, self.target.address, fingerprint(key),
+                                      self.target.known_hosts, entry, how_to_proceed(self.target, entry)))
+
+
+def mismatch_error(target, exc):
+    """A HostKeyError for paramiko's BadHostKeyException."""
+    entry = host_entry(target.host, target.port)
+    return HostKeyError(
+        "%s (%s): HOST KEY MISMATCH: expected %s (pinned for %s in %s), the host offered %s. Nothing was run; "
+        "this may be a different machine or an attack. %s"
+        % (target.label, target.address, fingerprint(exc.expected_key), entry, target.known_hosts,
+           fingerprint(exc.key), how_to_proceed(target, entry)))

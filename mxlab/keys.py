@@ -1,0 +1,47 @@
+"""Lab private keys: read once from the SSM SecureString the key pair created, kept 0600 locally.
+
+The key's text is never logged or printed; errors name the parameter, not its value.
+"""
+import logging
+import os
+
+import botocore.exceptions
+
+from mxlab.aws import session as aws_session
+from mxlab.errors import MxlabError
+
+log = logging.getLogger(__name__)
+
+
+def write_private(path, text):
+    """Write `text` to `path` readable by the owner only, replacing any earlier file atomically."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by umask and ignored for an existing file
+        os.write(fd, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.replace(str(tmp), str(path))
+
+
+def ensure_key(target, session_factory=None):
+    """Make sure target.identity holds the attendee's private key; fetch it from SSM if missing."""
+    path = target.identity
+    if path.is_file():
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+        return path
+    if not target.key_parameter:
+        raise MxlabError("%s: no private key at %s and no PrivateKeyParameter output to fetch it from"
+                         % (target.label, path))
+    ssm = (session_factory or aws_session)().client("ssm")
+    try:
+        value = ssm.get_parameter(Name=target.key_parameter, WithDecryption=True)["Parameter"]["Value"]
+    except botocore.exceptions.ClientError as exc:
+        raise MxlabError("%s: cannot read the private key from SSM parameter %s: %s"
+                         % (target.label, target.key_parameter, exc.response.get("Error", {}).get("Code", exc)))
+    write_private(path, value)
+    log.info("%s: private key from %s saved to %s (0600)", target.label, target.key_parameter, path)
+    return path

@@ -1,0 +1,37 @@
+"""Results on the operator side: results/<stack-or-host>/<timestamp>/<host>.jsonl, written atomically."""
+import json
+import os
+import time
+from pathlib import Path
+
+
+def new_run_id():
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
+
+
+def _atomic_write(path, text):
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(str(tmp), str(path))
+
+
+class ResultStore:
+    """One folder per run; each host's file is written as soon as that host is done."""
+
+    def __init__(self, root, name, run_id):
+        self.dir = Path(root) / name / run_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def save_host(self, result):
+        path = self.dir / ("%s.jsonl" % result.label)
+        if result.records:
+            _atomic_write(path, "".join(json.dumps(r) + "\n" for r in result.records))
+        return path
+
+    def save_summary(self, results):
+        summary = [{"host": r.label, "address": r.address, "status": r.status, "exit_code": r.exit_code,
+                    "results": len(r.records), "error": r.error, "environment": r.environment,
+                    "remote_run_dir": r.run_dir, "reconnects": r.reconnects} for r in results]
+        path = self.dir / "summary.json"
+        _atomic_write(path, json.dumps(summary, indent=2) + "\n")
+        return path

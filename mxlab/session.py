@@ -1,0 +1,182 @@
+"""One SSH connection to a target: readiness (running, banner, cloud-init), pinned keys, commands."""
+import logging
+import shlex
+import socket
+
+import paramiko
+
+from mxlab import backoff, hostkeys
+from mxlab.aws import session as aws_session
+from mxlab.errors import HostUnreachable, MxlabError, RemoteCommandError
+
+log = logging.getLogger(__name__)
+
+
+def instance_state(instance_id, session_factory=None):
+    ec2 = (session_factory or aws_session)().client("ec2")
+    res = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return res[0]["Instances"][0]["State"]["Name"] if res else "unknown"
+
+
+def wait_running(target, timeout, session_factory=None):
+    def attempt():
+        state = instance_state(target.instance_id, session_factory)
+        target.state = state
+        if state in ("terminated", "shutting-down", "stopped", "stopping"):
+            raise HostUnreachable("%s: instance %s is %s (start it or redeploy with `mxlab up`)"
+                                  % (target.label, target.instance_id, state))
+        if state != "running":
+            raise LookupError("instance %s is %s" % (target.instance_id, state))
+    try:
+        backoff.retry(attempt, timeout, "%s: waiting for instance %s to run" % (target.label, target.instance_id),
+                      retry_on=(LookupError,))
+    except TimeoutError as exc:
+        raise HostUnreachable(str(exc))
+
+
+def read_banner(host, port, timeout=10):
+    """The SSH identification string the server sends first; raises OSError if none comes."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        data = b""
+        while b"\n" not in data and len(data) < 256:
+            chunk = sock.recv(256)
+            if not chunk:
+                break
+            data += chunk
+    if not data.startswith(b"SSH-"):
+        raise OSError("no SSH banner from %s:%d (got %r)" % (host, port, data[:40]))
+    return data.split(b"\r\n")[0].split(b"\n")[0].decode("ascii", "replace")
+
+
+def load_identity(path):
+    try:
+        return paramiko.PKey.from_path(str(path))
+    except FileNotFoundError:
+        raise MxlabError("identity %s: no such file" % path)
+    except (paramiko.SSHException, ValueError, TypeError) as exc:
+        # The exception text never contains key material, only what failed to parse.
+        raise MxlabError("identity %s: not a private key paramiko can use (%s)" % (path, exc))
+
+
+class Session:
+    """A ready, authenticated connection; exec() runs a command, sftp() gives file access."""
+
+    def __init__(self, target, timeout=300, session_factory=None):
+        self.target = target
+        self.timeout = timeout
+        self.session_factory = session_factory
+        self.client = None
+        self._sftp = None
+
+    # ---- connection ---------------------------------------------------------------------
+    def connect(self, wait_cloud_init=True):
+        t = self.target
+        if t.instance_id:
+            wait_running(t, self.timeout, self.session_factory)
+        try:
+            banner = backoff.retry(lambda: read_banner(t.host, t.port), self.timeout,
+                                   "%s (%s): waiting for the SSH server" % (t.label, t.address),
+                                   retry_on=(OSError,))
+        except TimeoutError as exc:
+            raise HostUnreachable(str(exc))
+        log.debug("%s: %s", t.label, banner)
+        if t.pin_from_console:
+            hostkeys.pin_from_console(t, self.timeout, self.session_factory)
+        self._open()
+        if wait_cloud_init:
+            self.wait_cloud_init()
+        return self
+
+    def _open(self):
+        t = self.target
+        pkey = load_identity(t.identity)
+        client = paramiko.SSHClient()
+        client.get_host_keys().update(hostkeys.load(t.known_hosts))
+        client.set_missing_host_key_policy(hostkeys.RejectUnknownKey(t))
+
+        def attempt():
+            try:
+                client.connect(t.host, port=t.port, username=t.user, pkey=pkey, look_for_keys=False,
+                               allow_agent=False, timeout=15, banner_timeout=30, auth_timeout=30)
+            except paramiko.BadHostKeyException as exc:
+                raise hostkeys.mismatch_error(t, exc)
+            except paramiko.AuthenticationException as exc:
+                raise MxlabError("%s (%s): authentication as %r with key %s failed (%s): is it the key for "
+                                 "this host and user?" % (t.label, t.address, t.user, t.identity, exc))
+        try:
+            backoff.retry(attempt, min(self.timeout, 60), "%s (%s): SSH connection" % (t.label, t.address),
+                          retry_on=(OSError, EOFError, paramiko.SSHException))
+        except TimeoutError as exc:
+            raise HostUnreachable(str(exc))
+        transport = client.get_transport()
+        transport.set_keepalive(5)  # notice a dead peer while streaming progress
+        self.client = client
+
+    def reconnect(self):
+        self.close()
+        self.connect(wait_cloud_init=False)
+
+    def wait_cloud_init(self):
+        """Block until cloud-init is done (hosts without cloud-init count as done)."""
+        rc, out, err = self.exec("if command -v cloud-init >/dev/null 2>&1; then "
+                                 "cloud-init status --wait >/dev/null 2>&1 || cloud-init status; fi",
+                                 timeout=self.timeout)
+        if rc != 0:
+            raise HostUnreachable("%s: cloud-init did not finish cleanly: %s"
+                                  % (self.target.label, (out + err).strip()[-300:]))
+
+    def close(self):
+        for thing in (self._sftp, self.client):
+            try:
+                if thing is not None:
+                    thing.close()
+            except Exception:  # closing a dead connection must not hide the real error
+                pass
+        self._sftp = None
+        self.client = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- use ----------------------------------------------------------------------------
+    def exec(self, command, timeout=None, stdin_data=None, on_stdout=None):
+        """Run `command` with bash; return (exit status, stdout, stderr) as text."""
+        chan = self.client.get_transport().open_session(timeout=30)
+        if timeout:
+            chan.settimeout(timeout)
+        chan.exec_command("bash -c %s" % shlex.quote(command))
+        if stdin_data is not None:
+            chan.sendall(stdin_data.encode("utf-8") if isinstance(stdin_data, str) else stdin_data)
+        chan.shutdown_write()
+        out, err = [], []
+        stdout = chan.makefile("rb")
+        stderr = chan.makefile_stderr("rb")
+        for line in stdout:
+            text = line.decode("utf-8", "replace")
+            out.append(text)
+            if on_stdout:
+                on_stdout(text)
+        err.append(stderr.read().decode("utf-8", "replace"))
+        rc = chan.recv_exit_status()
+        chan.close()
+        return rc, "".join(out), "".join(err)
+
+    def check(self, command, what, timeout=None, on_stdout=None):
+        rc, out, err = self.exec(command, timeout=timeout, on_stdout=on_stdout)
+        if rc != 0:
+            raise RemoteCommandError("%s: %s failed (exit %d): %s"
+                                     % (self.target.label, what, rc, (err or out).strip()[-800:]))
+        return out
+
+    def sftp(self):
+        if self._sftp is None:
+            self._sftp = self.client.open_sftp()
+        return self._sftp
+
+    def home(self):
+        return self.sftp().normalize(".")
+

@@ -1,0 +1,63 @@
+"""Fixtures that start real OpenSSH lab hosts on loopback (see tests/sshd_host.py)."""
+import pytest
+
+from tests.sshd_host import SshdHost, ensure_wheelhouse
+
+
+@pytest.fixture
+def sshd_factory():
+    """Start SshdHost(**kw) on demand; every host started is stopped (sshd, user, processes) after the test."""
+    started = []
+
+    def make(**kw):
+        host = SshdHost(**kw).start()
+        started.append(host)
+        return host
+
+    yield make
+    for host in started:
+        host.stop()
+
+
+@pytest.fixture(scope="module")
+def conda_host():
+    """A DLAMI-like host with conda env mxnet_p36 (real MXNet), shared by a test module."""
+    host = SshdHost(conda_envs=("mxnet_p36",)).start()
+    yield host
+    host.stop()
+
+
+@pytest.fixture(scope="module")
+def wheelhouse():
+    """The agent's pinned wheels, downloaded once through the package registry into build/wheelhouse."""
+    return ensure_wheelhouse()
+
+
+@pytest.fixture
+def mxlab_home(tmp_path, monkeypatch):
+    """An empty ~/.mxlab for the test (keys, pinned host keys, outputs)."""
+    home = tmp_path / "mxlab-home"
+    monkeypatch.setenv("MXLAB_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def mxlab_cli(capsys, monkeypatch):
+    """Run `mxlab ARGS...` in-process: returns (exit status, stdout, stderr)."""
+    from mxlab.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")  # rich tables: no truncated names in captured output
+
+    def run(*args):
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def direct_args(host):
+    """`--host/--user/--identity/--known-hosts` for an SshdHost."""
+    return ["--host", host.hostspec, "--user", host.user, "--identity", host.identity,
+            "--known-hosts", host.known_hosts]

@@ -1,0 +1,320 @@
+"""A real OpenSSH lab host on loopback: generated host and user keys, a throwaway login user
+whose home looks like a Deep Learning AMI's (or has no conda at all).
+
+Why a throwaway user: tests run as root, and the DLAMI layout (~/anaconda3/bin/activate,
+~/anaconda3/envs/mxnet_p36, ~/.bashrc) must live in a home of its own, not in the real /root.
+`useradd` with a home under a fresh /tmp folder gives exactly that, and a non-root login like
+the AMI's `ubuntu`; stop() kills that user's processes by PID and removes the user.
+
+The conda env `mxnet_p36` is a venv made with the system python3 whose site-packages point at
+the project venv's packages (real MXNet, numpy, OpenCV): the project venv's own python lives
+under /root, which the lab user cannot enter.
+
+Usable from tests (fixtures_sshd.py), from scripts, and as
+`python -m tests.sshd_host [--no-conda] [--port P]` (prints the connection facts as JSON and
+serves until interrupted).
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+SYSTEM_PYTHON = "/usr/bin/python3"
+WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse"
+
+_ACTIVATE = r'''# conda-like `activate` (test double of the DLAMI's ~/anaconda3/bin/activate)
+_mx_env="${1:-base}"
+_mx_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
+if [ ! -d "$_mx_root/envs/$_mx_env" ]; then
+    echo "Could not find conda environment: $_mx_env" >&2
+    return 1 2>/dev/null || exit 1
+fi
+export CONDA_DEFAULT_ENV="$_mx_env"
+export CONDA_PREFIX="$_mx_root/envs/$_mx_env"
+export PATH="$_mx_root/envs/$_mx_env/bin:$PATH"
+'''
+
+_SSHD_CONFIG = """Port {port}
+ListenAddress {address}
+HostKey {dir}/ssh_host_ed25519_key
+HostKey {dir}/ssh_host_ecdsa_key
+PidFile {dir}/sshd.pid
+AuthorizedKeysFile {dir}/authorized_keys
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin no
+AllowUsers {user}
+X11Forwarding no
+PrintMotd no
+Subsystem sftp internal-sftp
+"""
+
+
+def free_port(address="127.0.0.1"):
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]
+
+
+def _keygen(path, kind="ed25519"):
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "mxlab-test", "-f", str(path)],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def _children(pid):
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path("/proc/%s/stat" % entry).read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def project_site_packages():
+    return sysconfig.get_paths()["purelib"] if sys.prefix != sys.base_prefix else str(
+        REPO_ROOT / ".venv" / "lib" / ("python%d.%d" % sys.version_info[:2]) / "site-packages")
+
+
+def ensure_wheelhouse(requirements=REPO_ROOT / "agent" / "requirements.txt"):
+    """Download the agent's pinned wheels once (package registry) so venv installs need no index."""
+    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(Path(requirements).read_bytes()).hexdigest()[:16]
+    stamp = WHEELHOUSE / (".done-" + digest)
+    if not stamp.exists():
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d",
+                        str(WHEELHOUSE), "-r", str(requirements)], check=True)
+        stamp.touch()
+    os.chmod(WHEELHOUSE, 0o755)
+    return WHEELHOUSE
+
+
+class SshdHost:
+    """One sshd on `address:port` for a fresh user. conda_envs: env names to lay out ([] = no conda)."""
+
+    def __init__(self, address="127.0.0.1", port=None, conda_envs=("mxnet_p36",), wheelhouse=None,
+                 extra_authorized=()):
+        self.address = address
+        self.port = port or free_port(address)
+        self.conda_envs = list(conda_envs)
+        self.wheelhouse = wheelhouse
+        self.extra_authorized = list(extra_authorized)
+        self.user = "mxlt%s" % os.urandom(3).hex()
+        self.dir = None
+        self.proc = None
+        self.uid = None
+
+    # ---- facts for clients ----------------------------------------------------------------
+    @property
+    def home(self):
+        return self.dir / "home"
+
+    @property
+    def identity(self):
+        return self.dir / "user_key"
+
+    @property
+    def known_hosts(self):
+        return self.dir / "known_hosts"
+
+    @property
+    def hostspec(self):
+        return "%s:%d" % (self.address, self.port)
+
+    def host_key_lines(self):
+        """'type base64' for each host key, as cloud-init prints them."""
+        return [" ".join((self.dir / name).read_text().split()[:2])
+                for name in ("ssh_host_ecdsa_key.pub", "ssh_host_ed25519_key.pub")]
+
+    def console_output(self, prefix="ec2: "):
+        """A boot log like an EC2 instance's, carrying this host's keys in cloud-init's block."""
+        lines = ["[    0.000000] Linux version 5.15.0-1051-aws (buildd@lcy02-amd64-022)",
+                 "[   12.345678] cloud-init[612]: Cloud-init v. 23.1 running 'modules:final'",
+                 "-----BEGIN SSH HOST KEY FINGERPRINTS-----",
+                 "256 SHA256:notakeyjustafingerprint root@ip-10-0-0-12 (ED25519)",
+                 "-----END SSH HOST KEY FINGERPRINTS-----",
+                 "-----BEGIN SSH HOST KEY KEYS-----"]
+        lines += [prefix + line + " root@ip-10-0-0-12" for line in self.host_key_lines()]
+        lines += ["-----END SSH HOST KEY KEYS-----",
+                  "[   20.000000] cloud-init[700]: Cloud-init v. 23.1 finished"]
+        return "\n".join(lines) + "\n"
+
+    def authorize(self, public_key_line):
+        with open(self.dir / "authorized_keys", "a") as fh:
+            fh.write(public_key_line.strip() + "\n")
+
+    # ---- life cycle -----------------------------------------------------------------------
+    def start(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="mxlab-sshd-"))
+        os.chmod(self.dir, 0o755)  # the login user reads authorized_keys and walks to its home
+        _keygen(self.dir / "ssh_host_ed25519_key")
+        _keygen(self.dir / "ssh_host_ecdsa_key", "ecdsa")
+        _keygen(self.identity)
+        (self.dir / "authorized_keys").write_text(
+            "".join(l.strip() + "\n" for l in [(self.dir / "user_key.pub").read_text()] + self.extra_authorized))
+        os.chmod(self.dir / "authorized_keys", 0o644)
+        entry = self.address if self.port == 22 else "[%s]:%d" % (self.address, self.port)
+        self.known_hosts.write_text("".join("%s %s\n" % (entry, l) for l in self.host_key_lines()))
+        self._make_user()
+        config = self.dir / "sshd_config"
+        config.write_text(_SSHD_CONFIG.format(port=self.port, address=self.address, dir=self.dir, user=self.user))
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        subprocess.run([SSHD, "-t", "-f", str(config)], check=True)
+        self.proc = subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(self.dir / "sshd.log")])
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection((self.address, self.port), timeout=2) as s:
+                    if s.recv(4).startswith(b"SSH-"):
+                        break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    log = (self.dir / "sshd.log").read_text() if (self.dir / "sshd.log").exists() else ""
+                    self.stop()
+                    raise RuntimeError("sshd on %s did not start: %s" % (self.hostspec, log[-500:]))
+                time.sleep(0.1)
+        return self
+
+    def _make_user(self):
+        subprocess.run(["useradd", "-M", "-d", str(self.home), "-s", "/bin/bash", "-p", "*", self.user],
+                       check=True)
+        import pwd
+        pw = pwd.getpwnam(self.user)
+        self.uid = pw.pw_uid
+        self.home.mkdir()
+        bashrc = ["# DLAMI-like: conda on PATH for interactive shells only"]
+        if self.conda_envs:
+            conda = self.home / "anaconda3"
+            (conda / "bin").mkdir(parents=True)
+            (conda / "bin" / "activate").write_text(_ACTIVATE)
+            site_line = project_site_packages()
+            for name in self.conda_envs:
+                env = conda / "envs" / name
+                subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(env)], check=True)
+                purelib = subprocess.run([str(env / "bin" / "python"), "-c",
+                                          "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                         check=True, capture_output=True, text=True).stdout.strip()
+                Path(purelib, "project-venv.pth").write_text(site_line + "\n")
+            bashrc.append('case $- in *i*) export PATH="$HOME/anaconda3/bin:$PATH";; esac')
+        (self.home / ".bashrc").write_text("\n".join(bashrc) + "\n")
+        if self.wheelhouse:
+            pip_conf = self.home / ".config" / "pip" / "pip.conf"
+            pip_conf.parent.mkdir(parents=True)
+            # The host's pip mirror: the same pinned wheels, no index needed.
+            pip_conf.write_text("[global]\nfind-links = %s\nno-index = true\n" % self.wheelhouse)
+        subprocess.run(["chown", "-R", "%s:%s" % (self.user, self.user), str(self.home)], check=True)
+
+    def user_pids(self):
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.stat("/proc/" + entry).st_uid == self.uid:
+                        pids.append(int(entry))
+                except OSError:
+                    pass
+        return pids
+
+    def kill_sessions(self):
+        """Kill the per-connection sshd processes: every client connection drops at once."""
+        killed = []
+        sessions = _children(self.proc.pid)
+        # Each connection is a privileged monitor plus the user's unprivileged child: kill both.
+        for pid in sessions + [g for p in sessions for g in _children(p)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+        return killed
+
+    def pause(self):
+        """The SSH server goes away: open connections drop, no listener; running agents are untouched."""
+        self.kill_sessions()
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def resume(self):
+        self.proc = subprocess.Popen([SSHD, "-D", "-f", str(self.dir / "sshd_config"),
+                                      "-E", str(self.dir / "sshd.log")])
+
+    def stop(self):
+        if self.proc is not None:
+            for pid in _children(self.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        if self.uid is not None:
+            for _ in range(3):  # the detached agent and its children, by PID
+                pids = self.user_pids()
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                time.sleep(0.2)
+            subprocess.run(["userdel", self.user], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.uid = None
+        if self.dir is not None and self.dir.exists():
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m tests.sshd_host", description=__doc__.splitlines()[0])
+    p.add_argument("--address", default="127.0.0.1")
+    p.add_argument("--port", type=int)
+    p.add_argument("--no-conda", action="store_true", help="no conda env: exercises the venv fallback")
+    p.add_argument("--wheelhouse", action="store_true", help="point the host's pip at build/wheelhouse")
+    args = p.parse_args(argv)
+    host = SshdHost(args.address, args.port, conda_envs=() if args.no_conda else ("mxnet_p36",),
+                    wheelhouse=ensure_wheelhouse() if args.wheelhouse else None)
+    host.start()
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    try:
+        print(json.dumps({"host": host.hostspec, "user": host.user, "identity": str(host.identity),
+                          "known_hosts": str(host.known_hosts), "home": str(host.home)}), flush=True)
+        while not stop:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        host.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""`mxlab run` / `compare` on a real sshd host with the real agent, real model and real photos."""
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+
+from tests.fixtures_sshd import direct_args
+
+CATS = {"tiger cat", "tabby, tabby cat", "Egyptian cat"}
+
+
+def saved_records(results_dir):
+    files = sorted(Path(results_dir).rglob("*.jsonl"))
+    assert files, "no results saved under %s" % results_dir
+    return [json.loads(l) for f in files for l in f.read_text().splitlines() if l.strip()]
+
+
+def summary(results_dir):
+    (path,) = Path(results_dir).rglob("summary.json")
+    return json.loads(path.read_text())
+
+
+def top1(records, image_suffix, model=None):
+    for r in records:
+        if r["image"].endswith(image_suffix) and (model is None or r["model"] == model):
+            return r["top"][0]["label"]
+    raise AssertionError("no result for %s in %s" % (image_suffix, records))
+
+
+def test_run_classifies_real_photos_on_a_direct_host(conda_host, mxlab_cli, local_zoo, sample_photos, tmp_path):
+    results = tmp_path / "results"
+    code, out, err = mxlab_cli("run", *direct_args(conda_host), "--zoo", local_zoo, "--model", "efficientnet-lite0",
+                               "--top-k", "3", "--results", results,
+                               sample_photos / "chelsea.jpg", sample_photos / "coffee.jpg")
+    assert code == 0, err
+    records = saved_records(results)
+    assert len(records) == 2
+    assert top1(records, "chelsea.jpg") in CATS
+    assert top1(records, "coffee.jpg") == "espresso"
+    assert all(len(r["top"]) == 3 for r in records)
+    # Image names are the operator's inputs, not the host's upload paths.
+    assert {r["image"] for r in records} == {str(sample_photos / "chelsea.jpg"), str(sample_photos / "coffee.jpg")}
+    assert "espresso" in out and "conda env mxnet_p36" in err
+    assert (results / ("127.0.0.1_%d" % conda_host.port)).is_dir()
+    assert summary(results)[0]["status"] == "ok"
+
+
+def test_second_run_skips_unchanged_agent_files_and_remembers_env(conda_host, mxlab_cli, local_zoo,
+                                                                     sample_photos, tmp_path):
+    args = [*direct_args(conda_host), "--zoo", local_zoo, "--model", "efficientnet-lite0", "--results", tmp_path]
+    code, _, err = mxlab_cli("run", *args, sample_photos / "coffee.jpg")
+    assert code == 0, err
+    agent_dir = conda_host.home / ".mxlab-agent" / "agent"
+    stamps = {p: p.stat().st_mtime_ns for p in agent_dir.rglob("*.py")}
+    env_file = conda_host.home / ".mxlab-agent" / "env.sh"
+    env_stamp = env_file.stat().st_mtime_ns
+    assert env_file.read_text().startswith("# mxlab environment: conda:mxnet_p36")
+    time.sleep(0.05)
+    code, _, err = mxlab_cli("run", *args, "-v", sample_photos / "coffee.jpg")
+    assert code == 0, err
+    assert "uploaded 0 file(s)" in err and "remembered environment conda:mxnet_p36" in err
+    assert {p: p.stat().st_mtime_ns for p in agent_dir.rglob("*.py")} == stamps
+    assert env_file.stat().st_mtime_ns == env_stamp
+    # A stale file on the host is replaced by the operator's copy (hash differs).
+    (agent_dir / "catalogue.json").write_text("{}")
+    code, _, err = mxlab_cli("run", *args, "-v", sample_photos / "coffee.jpg")
+    assert code == 0, err
+    assert "uploaded 1 file(s)" in err
+    assert json.loads((agent_dir / "catalogue.json").read_text())["models"]
+
+
+def test_compare_prints_models_side_by_side(conda_host, mxlab_cli, local_zoo, sample_photos, tmp_path):
+    code, out, err = mxlab_cli("compare", *direct_args(conda_host), "--zoo", local_zoo,
+                               "--models", "efficientnet-lite0,efficientnet-lite1", "--results", tmp_path,
+                               sample_photos)
+    assert code == 0, err
+    records = saved_records(tmp_path)
+    assert {(Path(r["image"]).name, r["model"]) for r in records} == {
+        (p, m) for p in ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg")
+        for m in ("efficientnet-lite0", "efficientnet-lite1")}
+    for model in ("efficientnet-lite0", "efficientnet-lite1"):
+        assert top1(records, "coffee.jpg", model) == "espresso"
+    header = next(l for l in out.splitlines() if "efficientnet-lite0" in l and "efficientnet-lite1" in l)
+    assert "image" in header
+    assert any("coffee.jpg" in l and l.count("espresso") == 2 for l in out.splitlines())
+
+
+def test_connection_killed_mid_run_still_collects_every_result(sshd_factory, mxlab_cli, local_zoo,
+                                                               sample_photos, tmp_path):
+    host = sshd_factory()
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(12):
+        for photo in sample_photos.glob("*.jpg"):
+            shutil.copy(photo, many / ("%02d-%s" % (i, photo.name)))
+    runs = host.home / ".mxlab-agent" / "runs"
+    seen = {}
+
+    def killer():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            started = list(runs.glob("*/pid")) if runs.exists() else []
+            if started:
+                run_dir = started[0].parent
+                seen["finished_before_kill"] = (run_dir / "exit_code").exists()
+                seen["killed"] = host.kill_sessions()
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    code, out, err = mxlab_cli("run", *direct_args(host), "--zoo", local_zoo, "--model", "efficientnet-lite0",
+                               "--results", tmp_path / "results", many)
+    thread.join()
+    assert seen.get("killed"), "the test never saw the agent start"
+    assert seen["finished_before_kill"] is False
+    assert code == 0, err
+    records = saved_records(tmp_path / "results")
+    assert len(records) == 48
+    assert summary(tmp_path / "results")[0]["reconnects"] >= 1
+    assert top1(records, "00-coffee.jpg") == "espresso"
+
+
+def test_some_inputs_failing_keeps_the_rest_and_exits_3(conda_host, mxlab_cli, local_zoo, sample_photos, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"this is not a JPEG")
+    code, out, err = mxlab_cli("run", *direct_args(conda_host), "--zoo", local_zoo, "--model", "efficientnet-lite0",
+                               "--results", tmp_path / "r", sample_photos / "coffee.jpg", broken)
+    assert code == 3, err
+    records = saved_records(tmp_path / "r")
+    assert top1(records, "coffee.jpg") == "espresso"
+    (bad,) = [r for r in records if r["image"] == str(broken)]
+    assert "error" in bad
+    assert summary(tmp_path / "r")[0]["status"] == "partial"
+
+
+def test_agent_fatal_error_is_reported_with_its_message(conda_host, mxlab_cli, local_zoo, sample_photos, tmp_path):
+    # squeezenet is in the catalogue but not in the local zoo: the agent cannot fetch it.
+    code, out, err = mxlab_cli("run", *direct_args(conda_host), "--zoo", local_zoo, "--model", "squeezenet-v1.1",
+                               "--results", tmp_path, sample_photos / "coffee.jpg")
+    assert code == 1
+    assert "agent exited 1" in err and "squeezenet" in err
+    assert summary(tmp_path)[0]["status"] == "failed"
+
+
+def test_host_down_for_a_while_mid_run_then_back(sshd_factory, mxlab_cli, local_zoo, sample_photos, tmp_path):
+    host = sshd_factory()
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(8):
+        for photo in sample_photos.glob("*.jpg"):
+            shutil.copy(photo, many / ("%02d-%s" % (i, photo.name)))
+    runs = host.home / ".mxlab-agent" / "runs"
+    seen = {}
+
+    def outage():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if runs.exists() and list(runs.glob("*/pid")):
+                host.pause()  # the SSH server goes away: no listener, sessions killed
+                seen["paused"] = True
+                time.sleep(2)
+                host.resume()
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=outage)
+    thread.start()
+    code, out, err = mxlab_cli("run", *direct_args(host), "--zoo", local_zoo, "--model", "efficientnet-lite0",
+                               "--results", tmp_path / "results", many)
+    thread.join()
+    assert seen.get("paused")
+    assert code == 0, err
+    assert len(saved_records(tmp_path / "results")) == 32
+    assert summary(tmp_path / "results")[0]["reconnects"] >= 1
+
+
+def test_urls_pass_through_to_the_agent(conda_host, mxlab_cli, local_zoo, sample_photos, serve_zoo, tmp_path):
+    server = serve_zoo(sample_photos)
+    url = server.url.rstrip("/") + "/coffee.jpg"
+    code, out, err = mxlab_cli("run", *direct_args(conda_host), "--zoo", local_zoo, "--model", "efficientnet-lite0",
+                               "--results", tmp_path, url)
+    assert code == 0, err
+    (rec,) = saved_records(tmp_path)
+    assert rec["image"] == url and rec["top"][0]["label"] == "espresso"
+    run_dirs = list((conda_host.home / ".mxlab-agent" / "runs").iterdir())
+    assert all(not any((d / "inputs").iterdir()) for d in run_dirs if (d / "command").read_text().find(url) >= 0)
