@@ -1,0 +1,137 @@
+"""scripts/bench: seed vs agent vs ONNX Runtime vs INT8, side by side in one run.
+
+Each (model, method) runs in its own process (bench.worker) so threading settings
+and memory do not leak between them; methods of one model run back to back and,
+with --repeat R, the whole sequence runs R times and each method keeps its best
+(a shared machine only ever makes a run slower).
+"""
+from __future__ import print_function, division, absolute_import
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHODS = ("seed", "agent", "ort", "int8")
+# (images timed, batch sizes tried) per model; quick keeps the whole run under 10 minutes.
+PLAN = {
+    "full": {"efficientnet-lite0": (144, [1, 2, 4, 8, 16]), "inception-bn": (96, [1, 2, 4, 8, 16]),
+             "resnet-152": (24, [1, 2, 4, 8]), "vgg16": (24, [1, 2, 4, 8])},
+    "quick": {"efficientnet-lite0": (48, [1, 8]), "inception-bn": (48, [1, 8]),
+              "resnet-152": (12, [1, 4]), "vgg16": (12, [1, 4])},
+}
+
+
+def _say(message):
+    sys.stderr.write("[bench] %s\n" % message)
+    sys.stderr.flush()
+
+
+def _worker(job, timeout):
+    proc = subprocess.run([sys.executable, "-m", "bench.worker", json.dumps(job)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    if proc.returncode != 0:
+        lines = [l for l in proc.stderr.strip().splitlines() if not l.startswith("[")]
+        raise RuntimeError((lines or ["exit %d" % proc.returncode])[-1][:400])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_model(model, paths, methods, count, batches, build_dir, threads, timeout):
+    out = {"real_weights": model["real_weights"], "errors": {}}
+    out["flops"] = _worker({"method": "flops", "model": model}, timeout)["flops"]
+    sweep_images = max(batches) * 3  # three rounds of at least one batch each
+    for method in methods:
+        began = time.time()
+        try:
+            if method == "ort":
+                from bench import ort_runner
+                onnx_path = _worker({"method": "ort_export", "model": model,
+                                     "out_dir": os.path.join(build_dir, "onnx")}, timeout)["onnx"]
+                result = ort_runner.run(model, onnx_path, paths, count, batches, sweep_images, threads)
+            else:
+                result = _worker({"method": method, "model": model, "paths": paths, "count": count,
+                                  "batches": batches, "sweep_images": sweep_images}, timeout)
+        except Exception as err:  # one failed method is reported; the others still run
+            out["errors"][method] = str(err)
+            _say("%s %s FAILED: %s" % (model["name"], method, err))
+            continue
+        out[method] = result
+        _say("%s %-5s %6.1f img/s (%.0fs)" % (model["name"], method, result["ips"], time.time() - began))
+    return out
+
+
+def _best(runs):
+    """Per method, the run with the most images/s."""
+    merged = dict(runs[0])
+    for run in runs[1:]:
+        for method in METHODS:
+            if method in run and (method not in merged or run[method]["ips"] > merged[method]["ips"]):
+                merged[method] = run[method]
+                merged["errors"].pop(method, None)
+    return merged
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer images and batch sizes: under 10 minutes")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--models", default=None, help="comma-separated subset of: efficientnet-lite0, inception-bn, "
+                                                  "vgg16, resnet-152 (default all)")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of seed,agent,ort,int8")
+    p.add_argument("--images", type=int, help="images timed per method (default per model)")
+    p.add_argument("--repeat", type=int, default=None, help="rounds, best kept (default 1 quick, 2 full)")
+    p.add_argument("--zoo", default=os.path.join(ROOT, "build", "zoo"), help="local zoo (efficientnet-lite0)")
+    p.add_argument("--photos", default=os.path.join(ROOT, "build", "photos"), help="sample photos folder")
+    p.add_argument("--build", default=os.path.join(ROOT, "build", "bench"), help="cache folder")
+    p.add_argument("--fanout", choices=("auto", "skip"), default="auto", help="measure mxlab run fan-out")
+    p.add_argument("--no-measure-peak", action="store_true", help="nominal peak only (no FMA loop, no sgemm)")
+    p.add_argument("--agent-dir", help="time the agent/ inside this folder instead (e.g. a proposed patch)")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds per measurement process")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    sys.path.insert(0, ROOT)
+    if args.agent_dir:
+        os.environ["BENCH_AGENT_DIR"] = os.path.abspath(args.agent_dir)
+    from bench import fanout, machine, models, photos, report
+    names = [n.strip() for n in (args.models or ",".join(models.ORDER)).split(",") if n.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [n for n in names if n not in models.ORDER] + [m for m in methods if m not in METHODS]
+    if unknown:
+        _say("unknown model or method: %s" % ", ".join(unknown))
+        return 2
+    plan = PLAN["quick" if args.quick else "full"]
+    repeat = args.repeat or (1 if args.quick else 2)
+    started = time.time()
+    _say("machine and FP32 peak")
+    info = machine.describe(args.build, measure=not args.no_measure_peak)
+    if not os.path.isdir(args.photos) or not os.listdir(args.photos):
+        subprocess.run([sys.executable, "-m", "localzoo.photos", args.photos], cwd=ROOT, check=True)
+    paths = photos.photo_set(args.photos, os.path.join(args.build, "photos"))
+    resolved = []
+    for name in names:
+        try:
+            resolved.append(models.resolve(name, ROOT, args.zoo, args.build))
+        except Exception as err:
+            _say("%s skipped: %s" % (name, err))
+    results = {}
+    for model in resolved:
+        count, batches = plan[model["name"]]
+        count = args.images or count
+        runs = [measure_model(model, paths, methods, count, batches, args.build, info["cores"], args.timeout)
+                for _ in range(repeat)]
+        results[model["name"]] = _best(runs)
+    fan = fanout.measure(ROOT, args.build, paths) if args.fanout == "auto" else {"note": "skipped (--fanout skip)"}
+    data = report.summary(results, info, fan)
+    data["quick"] = bool(args.quick)
+    data["seconds"] = round(time.time() - started, 1)
+    print(report.table(data))
+    if args.json:
+        report.write_json(args.json, data)
+        _say("wrote %s" % args.json)
+    return 0

@@ -1,0 +1,127 @@
+"""The bench's table (stdout) and JSON (--json FILE)."""
+from __future__ import print_function, division, absolute_import
+
+import json
+import os
+import tempfile
+
+LARGE = ("vgg16", "resnet-152")
+
+
+def _ratio(a, b):
+    return a / b if a and b else None
+
+
+def summary(results, machine, fanout):
+    """The issue's JSON shape, with per-method details under "details"."""
+    models = {}
+    for name, r in results.items():
+        gflop = r["flops"] / 1e9
+        agent = r.get("agent", {}).get("ips")
+        models[name] = {
+            "seed_ips": r.get("seed", {}).get("ips"), "agent_ips": agent, "ort_ips": r.get("ort", {}).get("ips"),
+            "int8_ips": r.get("int8", {}).get("ips"),
+            "int8_top1_agreement": r.get("int8", {}).get("top1_agreement"),
+            "gflops_per_image": round(gflop, 3),
+            "agent_gflops": round(gflop * agent, 1) if agent else None,
+            "real_weights": r["real_weights"],
+            "details": dict((m, r[m]) for m in ("seed", "agent", "ort", "int8") if m in r),
+            "errors": r.get("errors", {}),
+        }
+    return {"machine": machine, "models": models, "peak_gflops": machine["peak_gflops"],
+            "fanout_s": fanout.get("parallel", {}), "fanout_sequential_s": fanout.get("sequential", {}),
+            "fanout_note": fanout.get("note"), "note": "timings from a shared 2-core machine: compare within one run"}
+
+
+def _fmt(value, pattern="%.1f"):
+    return "-" if value is None else pattern % value
+
+
+def targets(data):
+    """[(target, value text, met?)] for the issue's targets."""
+    rows = []
+    peak = data["peak_gflops"]
+    for name, m in data["models"].items():
+        a_s = _ratio(m["agent_ips"], m["seed_ips"])
+        a_o = _ratio(m["agent_ips"], m["ort_ips"])
+        i_a = _ratio(m["int8_ips"], m["agent_ips"])
+        rows.append(("%s agent >= 1.3x seed" % name, _fmt(a_s, "%.2fx"), a_s is not None and a_s >= 1.3))
+        rows.append(("%s agent >= 1.0x ORT" % name, _fmt(a_o, "%.2fx"), a_o is not None and a_o >= 1.0))
+        rows.append(("%s int8 >= 2x agent" % name, _fmt(i_a, "%.2fx"), i_a is not None and i_a >= 2.0))
+        agree = m["int8_top1_agreement"]
+        rows.append(("%s int8 top-1 agreement >= 95%%" % name, _fmt(agree and 100 * agree, "%.0f%%"),
+                     agree is not None and agree >= 0.95))
+        if name in LARGE and m["agent_gflops"]:
+            share = m["agent_gflops"] / peak
+            rows.append(("%s agent >= 70%% of FP32 peak" % name, "%.0f%%" % (100 * share), share >= 0.70))
+    fan = data.get("fanout_s") or {}
+    if fan.get("1") and fan.get("8"):
+        ratio = fan["8"] / fan["1"]
+        rows.append(("8-host fan-out <= 2x 1-host", "%.2fx" % ratio, ratio <= 2.0))
+    return rows
+
+
+def table(data):
+    m = data["machine"]
+    lines = [
+        "machine: %s, %d cores, %s; FP32 peak %.0f GFLOP/s = %s (%s; %s); nominal at lscpu %.0f MHz: %.0f GFLOP/s;"
+        " numpy sgemm %s GFLOP/s" % (
+            m.get("model"), m["cores"], m.get("hypervisor") or "bare metal", data["peak_gflops"], m["peak_formula"],
+            m["flop_per_cycle_why"], m["peak_source"] + (", %s MHz" % m["clock_mhz_measured"]
+                                                        if m.get("clock_mhz_measured") else ""),
+            m["clock_mhz_lscpu"], m["peak_gflops_nominal"], m.get("sgemm_gflops_numpy", "-")),
+        "",
+        "%-19s %7s | %-13s %-19s %-13s %-13s | %6s %6s %6s %6s | %8s %6s" % (
+            "model", "GFLOP", "seed img/s", "agent img/s(batch)", "ort img/s", "int8 img/s",
+            "a/seed", "a/ort", "i8/a", "i8agr", "a GFLOP/s", "%peak"),
+    ]
+    for name, r in data["models"].items():
+        d = r["details"]
+
+        def cell(method):
+            x = d.get(method)
+            return "-" if not x else "%.1f (%.0fms)" % (x["ips"], x["ms_per_image"])
+        agent = d.get("agent")
+        agent_cell = "-" if not agent else "%.1f (%.0fms) b%d" % (agent["ips"], agent["ms_per_image"], agent["batch"])
+        lines.append("%-19s %7.2f | %-13s %-19s %-13s %-13s | %6s %6s %6s %6s | %8s %6s" % (
+            name + ("" if r["real_weights"] else "*"), r["gflops_per_image"], cell("seed"), agent_cell, cell("ort"),
+            cell("int8"), _fmt(_ratio(r["agent_ips"], r["seed_ips"]), "%.2f"),
+            _fmt(_ratio(r["agent_ips"], r["ort_ips"]), "%.2f"), _fmt(_ratio(r["int8_ips"], r["agent_ips"]), "%.2f"),
+            _fmt(r["int8_top1_agreement"] and 100 * r["int8_top1_agreement"], "%.0f%%"),
+            _fmt(r["agent_gflops"]), _fmt(r["agent_gflops"] and 100 * r["agent_gflops"] / data["peak_gflops"],
+                                          "%.0f%%")))
+    lines.append("(* random weights, same architecture as the seed's zoo model; img/s over the whole path: "
+                 "file read, decode, preprocess, forward)")
+    lines += ["", "where the time goes (ms per image; seed: sequential stages; others: forward alone at the chosen "
+              "batch, decode/preprocess measured alone, overlapped in the pipeline):",
+              "%-19s %-6s %8s %10s %8s %8s  %s" % ("model", "method", "decode", "preprocess", "forward", "total",
+                                                   "forward ms/img by batch")]
+    for name, r in data["models"].items():
+        d = r["details"]
+        for method in ("seed", "agent", "ort", "int8"):
+            x = d.get(method)
+            if not x:
+                continue
+            lines.append("%-19s %-6s %8s %10s %8s %8.1f  %s" % (
+                name, method, _fmt(x.get("decode_ms")), _fmt(x.get("preprocess_ms")), _fmt(x.get("forward_ms")),
+                x["ms_per_image"], json.dumps(x.get("forward_ms_by_batch", {}))))
+        for method, error in sorted(r.get("errors", {}).items()):
+            lines.append("%-19s %-6s FAILED: %s" % (name, method, error))
+    fan = data.get("fanout_s") or {}
+    lines += ["", "fleet fan-out (mxlab run, loopback sshd): " + (
+        ", ".join("%s hosts %.1fs" % (k, v) for k, v in sorted(fan.items(), key=lambda kv: int(kv[0])))
+        + "; sequential 8 hosts: %s" % _fmt((data.get("fanout_sequential_s") or {}).get("8"), "%.1fs")
+        if fan else "not measured: %s" % (data.get("fanout_note") or "skipped"))]
+    lines += ["", "targets:"]
+    for what, value, met in targets(data):
+        lines.append("  [%s] %-42s %s" % ("met " if met else "MISS", what, value))
+    return "\n".join(lines)
+
+
+def write_json(path, data):
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".bench-", dir=folder)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.replace(tmp, path)
