@@ -14,15 +14,22 @@ from agent.results import error_record, ok_record
 
 
 def run(sources, classifiers, writer, batch_size, top_k, progress=None):
+    from agent.pipeline import prefetch
+    chunks = [sources[start:start + batch_size] for start in range(0, len(sources), batch_size)]
     done = 0
-    for start in range(0, len(sources), batch_size):
-        chunk = sources[start:start + batch_size]
-        images = [_decoded(source) for source in chunk]
-        for classifier in classifiers:
-            _classify_chunk(classifier, chunk, images, top_k, writer)
+    # The next batch is read, decoded and preprocessed (for every model) in a thread
+    # while this batch's forward passes run: MXNet's forward releases the GIL.
+    for chunk, prepared in prefetch(chunks, lambda chunk: _prepare_chunk(chunk, classifiers)):
+        for classifier, (tensors, errors) in zip(classifiers, prepared):
+            _predict_chunk(classifier, chunk, tensors, errors, top_k, writer)
         done += len(chunk)
         if progress:
             progress("classified {0}/{1} inputs".format(done, len(sources)))
+
+
+def _prepare_chunk(chunk, classifiers):
+    images = [_decoded(source) for source in chunk]
+    return [_prepared(classifier, images) for classifier in classifiers]
 
 
 def _decoded(source):
@@ -33,7 +40,8 @@ def _decoded(source):
         return None, str(err)
 
 
-def _classify_chunk(classifier, chunk, images, top_k, writer):
+def _prepared(classifier, images):
+    """(tensors, errors) of one model for decoded images; tensor None where the input failed."""
     tensors, errors = [], []
     for image, error in images:
         tensor = None
@@ -44,6 +52,10 @@ def _classify_chunk(classifier, chunk, images, top_k, writer):
                 error = "cannot preprocess image: {0}".format(str(err).strip().splitlines()[-1])
         tensors.append(tensor)
         errors.append(error)
+    return tensors, errors
+
+
+def _predict_chunk(classifier, chunk, tensors, errors, top_k, writer):
     ready = [tensor for tensor in tensors if tensor is not None]
     probs, ms = classifier.predict(ready) if ready else ([], 0.0)
     row = 0

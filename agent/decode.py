@@ -171,6 +171,8 @@ def apply_orientation(image, orientation):
 def to_bgr8(image):
     """Any decoded array (8/16-bit or float; gray, gray+alpha, BGR, BGRA) -> uint8 BGR."""
     import numpy as np
+    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        return image  # already 8-bit BGR (every colour JPEG): the float round trip below is a no-op
     if image.dtype == np.uint8:
         pixels = image.astype(np.float32)
     elif image.dtype == np.uint16:

@@ -70,7 +70,8 @@ def split_params(saved, symbol):
 class Classifier(object):
     """A model bound once for batches of ``batch_size`` inputs of its own size."""
 
-    def __init__(self, name, entry, files, batch_size, context=None):
+    def __init__(self, name, entry, files, batch_size, context=None, calibration=None):
+        """calibration: float32 (n, 3, size, size) preprocessed photos -> run the INT8 graph."""
         import mxnet as mx
         self.name = name
         self.spec = entry["input"]
@@ -90,16 +91,24 @@ class Classifier(object):
         shape = (batch_size, 3, size, size)
         try:
             _, out_shapes, _ = symbol.infer_shape(**{inputs[0]: shape})
-            self.module = mx.mod.Module(symbol, data_names=inputs, label_names=None, context=self.context)
-            self.module.bind(data_shapes=[(inputs[0], shape)], for_training=False)
-            self.module.set_params(arg_params, aux_params, allow_missing=False, allow_extra=True)
+            if self.context.device_type == "cpu":
+                from agent import quantize
+                if calibration is not None:
+                    symbol, arg_params, aux_params = quantize.quantize_int8(
+                        symbol, arg_params, aux_params, calibration, input_name=inputs[0])
+                else:
+                    symbol, arg_params, aux_params = quantize.fuse_fp32(symbol, arg_params, aux_params)
+            elif calibration is not None:
+                raise AgentError("model {0}: --int8 runs on a CPU only (this run uses {1})".format(name, self.context))
+            from agent.pipeline import Engine
+            self.engine = Engine(symbol, arg_params, aux_params, batch_size, size, input_name=inputs[0],
+                                 context=self.context)
         except mx.base.MXNetError as err:
             raise AgentError("model {0}: cannot bind for input {1}: {2}".format(name, shape, _first_line(err)))
         classes = out_shapes[0][1]
         if classes != len(self.synset):
             raise AgentError("model {0} outputs {1} classes but its synset {2} has {3} lines"
                              .format(name, classes, files["synset"], len(self.synset)))
-        self._batch = mx.io.DataBatch
 
     def predict(self, tensors):
         """(probabilities (n, classes), milliseconds per image) for up to batch_size tensors."""
@@ -109,12 +118,9 @@ class Classifier(object):
         if not 0 < count <= self.batch_size:
             raise ValueError("predict takes 1 to {0} tensors, got {1}".format(self.batch_size, count))
         size = self.spec["size"]
-        batch = np.zeros((self.batch_size, 3, size, size), dtype=np.float32)  # last batch: zero padding
-        for i, tensor in enumerate(tensors):
-            batch[i] = tensor
+        batch = np.stack(tensors).astype(np.float32, copy=False)
         start = time.time()
-        self.module.forward(self._batch([mx.nd.array(batch, ctx=self.context)]), is_train=False)
-        probs = self.module.get_outputs()[0].asnumpy()[:count]
+        probs = self.engine.forward(batch)  # pads a short last batch itself
         elapsed_ms = (time.time() - start) * 1000.0 / count
         return probs, elapsed_ms
 

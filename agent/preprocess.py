@@ -27,14 +27,18 @@ def prepare(bgr, spec):
     """float32 array (3, size, size) for one model, from uint8 BGR pixels."""
     import cv2
     import numpy as np
-    image = bgr
-    if spec.get("color", "RGB") == "RGB":
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    image = centre_crop(image, spec.get("crop_fraction", 1.0))
+    # Crop and resize first: the BGR->RGB swap is per pixel and the resize per channel,
+    # so swapping after the resize gives the same numbers on size^2 pixels, not the photo's.
+    image = centre_crop(bgr, spec.get("crop_fraction", 1.0))
     size = spec["size"]
     image = cv2.resize(image, (size, size), interpolation=_interpolation(spec.get("interpolation", "area")))
-    pixels = image.astype(np.float32)
-    mean = np.asarray(spec.get("mean", [0.0, 0.0, 0.0]), dtype=np.float32)
-    std = np.asarray(spec.get("std", [1.0, 1.0, 1.0]), dtype=np.float32)
-    pixels = (pixels - mean) / std
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+    if spec.get("color", "RGB") == "RGB":
+        image = image[:, :, ::-1]
+    pixels = image.transpose(2, 0, 1).astype(np.float32)  # CHW in one copy
+    mean = np.asarray(spec.get("mean", [0.0, 0.0, 0.0]), dtype=np.float32).reshape(3, 1, 1)
+    std = np.asarray(spec.get("std", [1.0, 1.0, 1.0]), dtype=np.float32).reshape(3, 1, 1)
+    if mean.any():
+        pixels -= mean
+    if (std != 1.0).any():
+        pixels /= std
+    return pixels

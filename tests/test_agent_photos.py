@@ -122,3 +122,20 @@ def test_cli_fetches_real_model_over_http_and_classifies_photo_formats(
     assert records[0]["top"][0]["index"] in DOMESTIC_CATS
     assert [r["top"][0]["index"] for r in records[1:]] == [ESPRESSO] * 3
     assert records[1]["top"][0]["label"] == "espresso" and records[1]["top"][0]["synset"] == "n07920052"
+
+
+def test_int8_classify_agrees_with_fp32_on_the_sample_photos(local_zoo, sample_photos, tmp_path):
+    """`classify --int8` runs the oneDNN INT8 graph (calibrated on the inputs) and keeps the labels."""
+    common = ["--model", MODEL, "--zoo", local_zoo, "--cache", tmp_path / "cache", "--top-k", "1"]
+    photos = [sample_photos / (name + ".jpg") for name in PHOTOS]
+    fp32 = run_agent("classify", *(common + photos))
+    int8 = run_agent("classify", "--int8", *(common + photos))
+    assert fp32.returncode == 0, fp32.stderr
+    assert int8.returncode == 0, int8.stderr
+    labels = {}
+    for name, result in (("fp32", fp32), ("int8", int8)):
+        labels[name] = {r["image"]: r["top"][0]["index"] for r in json_lines(result.stdout)}
+    assert labels["int8"][str(photos[0])] in DOMESTIC_CATS
+    assert labels["int8"][str(photos[1])] == ESPRESSO
+    # Quantization may move a low-confidence photo; at most one of the four differs here.
+    assert sum(labels["int8"][k] != labels["fp32"][k] for k in labels["fp32"]) <= 1
