@@ -37,12 +37,14 @@ def parse_context(items, stack):
 
 
 def command(action, stack, context_items, outputs_file=None, profile=None, saved=None):
-    extra = ["--profile", profile] if profile else []
+    # The app synthesizes exactly one lab (its stack_name from the context): past 20
+    # attendees that is `<stack>` plus shard stacks `<stack>-2`..., so act on --all.
+    extra = ["--all"] + (["--profile", profile] if profile else [])
     context = dict(saved or {})
     context.update(parse_context(context_items, stack))
     try:
         return _cdk_cli().cdk_argv(action, context=context,
-                                   outputs_file=outputs_file, stack=stack, extra=extra)
+                                   outputs_file=outputs_file, extra=extra)
     except FileNotFoundError as exc:
         raise MxlabError(str(exc))
 

@@ -70,8 +70,16 @@ def direct_target(spec, user, identity, known_hosts=None):
 
 # ---- the lab stack -----------------------------------------------------------------------
 
+def lab_stacks(stack, outputs):
+    """The lab's stack names, first one first: past 20 attendees the CDK app splits a lab
+    into shard stacks `<stack>-2`, `<stack>-3`... and lists them all in `LabStacks`."""
+    names = [n.strip() for n in outputs.get("LabStacks", "").split(",") if n.strip()]
+    return names or [stack]
+
+
 def read_outputs(stack, outputs_file=None, session_factory=None):
-    """The stack's outputs as a dict: from the outputs file (`mxlab up` writes it) or DescribeStacks."""
+    """The lab's outputs as one dict (every shard stack's merged): from the outputs file
+    (`mxlab up` writes it) or DescribeStacks."""
     path = Path(outputs_file) if outputs_file else statedir.outputs_file(stack)
     if path.is_file():
         try:
@@ -81,10 +89,23 @@ def read_outputs(stack, outputs_file=None, session_factory=None):
         if stack not in data:
             raise UsageError("outputs file %s: no stack %r in it (stacks: %s)"
                              % (path, stack, ", ".join(sorted(data)) or "none"))
-        return data[stack]
+        missing = [name for name in lab_stacks(stack, data[stack]) if name not in data]
+        if missing:
+            raise UsageError("outputs file %s: the lab's stacks %s are not in it (deploy with `mxlab up`)"
+                             % (path, ", ".join(missing)))
+        return _merged(data[name] for name in lab_stacks(stack, data[stack]))
     if outputs_file:
         raise UsageError("--outputs %s: no such file" % path)
-    return describe_stack(stack, session_factory)
+    first = describe_stack(stack, session_factory)
+    rest = [describe_stack(name, session_factory) for name in lab_stacks(stack, first) if name != stack]
+    return _merged([first] + rest)
+
+
+def _merged(stack_outputs):
+    merged = {}
+    for outputs in stack_outputs:
+        merged.update(outputs)
+    return merged
 
 
 def describe_stack(stack, session_factory=None):

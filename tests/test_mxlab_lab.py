@@ -158,3 +158,45 @@ def test_outputs_file_targets_and_attendee_choice(tmp_path, monkeypatch):
         targets.lab_targets("Lab", got, [3])
     with pytest.raises(targets.UsageError, match="no stack 'Other'"):
         targets.read_outputs("Other", f)
+
+
+def shard_outputs(numbers, total, stacks):
+    outputs = {"LabAttendees": str(total), "LabStacks": ",".join(stacks), "LabSshUser": "ubuntu"}
+    for n in numbers:
+        outputs.update({"Attendee%dPublicIp" % n: "203.0.113.%d" % n, "Attendee%dInstanceId" % n: "i-%d" % n,
+                        "Attendee%dPrivateKeyParameter" % n: "/ec2/keypair/key-%d" % n})
+    return outputs
+
+
+def test_a_sharded_lab_is_read_whole_from_the_outputs_file(tmp_path, monkeypatch):
+    """Past 20 attendees the CDK app splits the lab into `<stack>`, `<stack>-2`...: one lab to mxlab."""
+    monkeypatch.setenv("MXLAB_HOME", str(tmp_path))
+    stacks = ["Lab", "Lab-2"]
+    f = tmp_path / "out.json"
+    f.write_text(json.dumps({"Lab": shard_outputs(range(1, 21), 22, stacks),
+                             "Lab-2": shard_outputs((21, 22), 22, stacks)}))
+    every = targets.lab_targets("Lab", targets.read_outputs("Lab", f), None)
+    assert [t.attendee for t in every] == list(range(1, 23))
+    assert (every[21].host, every[21].instance_id) == ("203.0.113.22", "i-22")
+    f.write_text(json.dumps({"Lab": shard_outputs(range(1, 21), 22, stacks)}))
+    with pytest.raises(targets.UsageError, match="stacks Lab-2 are not in it"):
+        targets.read_outputs("Lab", f)
+
+
+def test_a_sharded_lab_is_read_whole_from_describe_stacks(aws_emulator, monkeypatch):
+    for k, v in aws_emulator.env({}).items():
+        monkeypatch.setenv(k, v)
+    cfn = aws_emulator.boto3_client("cloudformation")
+    stacks = ["ShardLab", "ShardLab-2"]
+    for name, numbers in (("ShardLab", range(1, 21)), ("ShardLab-2", (21,))):
+        body = {"Resources": {"Placeholder": {"Type": "AWS::SSM::Parameter", "Properties": {
+                    "Name": "/mxlab-test/%s" % name, "Type": "String", "Value": "x"}}},
+                "Outputs": {k: {"Value": v} for k, v in shard_outputs(numbers, 21, stacks).items()}}
+        cfn.create_stack(StackName=name, TemplateBody=json.dumps(body))
+    try:
+        merged = targets.read_outputs("ShardLab", None, session_factory=None)
+        assert [t.attendee for t in targets.lab_targets("ShardLab", merged, None)] == list(range(1, 22))
+        assert merged["Attendee21InstanceId"] == "i-21"
+    finally:
+        for name in reversed(stacks):
+            cfn.delete_stack(StackName=name)
