@@ -1,9 +1,35 @@
-"""Access: SSH from one CIDR, a key pair per attendee, an instance role for SSM."""
+"""Access: SSH from one CIDR, a key pair per attendee, an instance role for SSM.
+
+LabAccess (first stack) holds the security group, role and profile and the
+key pairs of the first stack's attendees; shard stacks call attendee_key_pairs.
+"""
 from aws_cdk import aws_ec2 as ec2, aws_iam as iam
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from cdk.config import LabConfig
+
+
+def attendee_key_pairs(scope: Construct, config: LabConfig, numbers) -> list:
+    """An ed25519 key pair per attendee number (global numbers: unique names).
+
+    CloudFormation stores each private key in SSM Parameter Store as
+    /ec2/keypair/<key-pair-id>; mxlab reads it from there.
+    """
+    key_pairs = []
+    for n in numbers:
+        key = ec2.KeyPair(
+            scope,
+            "Attendee%dKeyPair" % n,
+            key_pair_name="%s-attendee%d" % (config.stack_name, n),
+            type=ec2.KeyPairType.ED25519,
+            format=ec2.KeyPairFormat.PEM,
+        )
+        # Stable short ids: outputs refer to them, and the template must
+        # stay under the inline (no-bootstrap) size limit.
+        key.node.default_child.override_logical_id("Attendee%dKeyPair" % n)
+        key_pairs.append(key)
+    return key_pairs
 
 
 class LabAccess(Construct):
@@ -29,21 +55,7 @@ class LabAccess(Construct):
                           "SSH is key-only on the lab hosts.",
             }])
 
-        # CloudFormation stores each private key in SSM Parameter Store as
-        # /ec2/keypair/<key-pair-id>; mxlab reads it from there.
-        self.key_pairs = []
-        for n in range(1, config.attendees + 1):
-            key = ec2.KeyPair(
-                self,
-                "Attendee%dKeyPair" % n,
-                key_pair_name="%s-attendee%d" % (config.stack_name, n),
-                type=ec2.KeyPairType.ED25519,
-                format=ec2.KeyPairFormat.PEM,
-            )
-            # Stable short ids: outputs refer to them, and the template must
-            # stay under the inline (no-bootstrap) size limit.
-            key.node.default_child.override_logical_id("Attendee%dKeyPair" % n)
-            self.key_pairs.append(key)
+        self.key_pairs = attendee_key_pairs(self, config, config.shards[0][1])
 
         # One role and profile shared by all instances, so Session Manager works.
         self.role = iam.Role(

@@ -1,4 +1,8 @@
-"""CDK entry point: cdk.json runs `python -m cdk.app` (via cdk/app.sh) from the repo root."""
+"""CDK entry point: cdk.json runs `python -m cdk.app` (via cdk/app.sh) from the repo root.
+
+It synthesizes one lab: `<stack_name>` and, past 20 attendees, its shard
+stacks `<stack_name>-2`...; deploy/destroy them together with `--all`.
+"""
 import os
 import sys
 
@@ -6,7 +10,7 @@ from aws_cdk import App, Aspects, Environment
 from cdk_nag import AwsSolutionsChecks
 
 from cdk.config import ConfigError, from_context
-from cdk.lab_stack import LabStack
+from cdk.lab_stack import build_lab
 
 
 def environment(config):
@@ -30,7 +34,8 @@ def main() -> None:
     except ConfigError as exc:
         print("mxlab: invalid context: %s" % exc, file=sys.stderr)
         sys.exit(2)
-    LabStack(app, config.stack_name, config=config, env=environment(config))
+    # One stack per 20 attendees: <stack_name>, <stack_name>-2, ... (deploy --all).
+    build_lab(app, config, env=environment(config))
     Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
     app.synth()
 

@@ -29,8 +29,11 @@ LEGACY_FAMILIES = frozenset(
 
 # One stack, deployed without bootstrap, must fit CloudFormation's inline
 # template limit (51,200 bytes, ~2.2 kB an attendee here) and its 200 outputs
-# (7 an attendee): 20 attendees is the most that fits with room to spare.
-MAX_ATTENDEES = 20
+# (7 an attendee): 20 attendees is the most one stack holds with room to spare.
+# A bigger lab is split into shard stacks of ATTENDEES_PER_STACK (see
+# lab_stack.py): <stack_name> (network + attendees 1-20), <stack_name>-2 (21-40)...
+ATTENDEES_PER_STACK = 20
+MAX_ATTENDEES = 100
 
 KEYS = (
     "ssh_cidr", "allow_world_ssh", "instance_type", "attendees", "ami_id",
@@ -83,6 +86,21 @@ class LabConfig:
     @property
     def ssh_cidr_is_ipv6(self):
         return ipaddress.ip_network(self.ssh_cidr).version == 6
+
+    @property
+    def shards(self):
+        """[(stack name, [attendee numbers])]: the lab's stacks in deploy order.
+
+        The first is named stack_name and holds the network; shard k (k >= 2)
+        is "<stack_name>-k" with attendees 20(k-1)+1 .. 20k. Numbers are global.
+        """
+        out = []
+        for first in range(1, self.attendees + 1, ATTENDEES_PER_STACK):
+            last = min(first + ATTENDEES_PER_STACK - 1, self.attendees)
+            k = len(out) + 1
+            name = self.stack_name if k == 1 else "%s-%d" % (self.stack_name, k)
+            out.append((name, list(range(first, last + 1))))
+        return out
 
     @property
     def idle_periods(self):
@@ -152,17 +170,8 @@ def validate(raw):
         )
     cfg["instance_type"] = itype
 
-    attendees = _int(raw, "attendees", 1, 1, 100)
-    if attendees > MAX_ATTENDEES:
-        raise ConfigError(
-            "attendees=%d is more than one bootstrap-free stack holds: allowed 1 "
-            "to %d (CloudFormation takes at most 200 outputs and an inline "
-            "template of 51,200 bytes). For a bigger class deploy several labs, "
-            "each with its own stack_name, e.g. -c stack_name=LabA "
-            "-c attendees=15 and -c stack_name=LabB -c attendees=15"
-            % (attendees, MAX_ATTENDEES)
-        )
-    cfg["attendees"] = attendees
+    # More than ATTENDEES_PER_STACK: several stacks, deployed together (--all).
+    cfg["attendees"] = _int(raw, "attendees", 1, 1, MAX_ATTENDEES)
 
     chosen = [k for k in AMI_KEYS if k in raw]
     if len(chosen) > 1:

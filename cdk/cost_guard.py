@@ -10,14 +10,14 @@ PERIOD_SECONDS = 300  # EC2 basic monitoring granularity
 
 class LabCostGuard(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: LabConfig,
-                 instances: list) -> None:
+                 instances: list, numbers: list) -> None:
         super().__init__(scope, construct_id)
         self.alarms = []
         if not config.auto_stop_minutes:
             return
         # The EC2 stop action: a plain ARN, no Lambda or role needed.
         stop = Fn.sub("arn:${AWS::Partition}:automate:${AWS::Region}:ec2:stop")
-        for n, instance in enumerate(instances, start=1):
+        for n, instance in zip(numbers, instances):
             alarm = cloudwatch.CfnAlarm(
                 self,
                 "Attendee%dIdleStop" % n,

@@ -1,10 +1,14 @@
 """Instances: one Deep Learning AMI host per attendee, hardened by default.
 
+LabImage picks the image (a launch template pinned at version 1 for the SSM
+default, made once in the first stack and imported by shard stacks); LabInstances
+makes the hosts of one stack, numbered with the lab's global attendee numbers.
+
 L1 CfnInstance on purpose: the L2 Instance adds a launch template and an
 instance profile per instance, which pushes a 30-attendee template past the
 51,200-byte limit for inline (bootstrap-free) deploys.
 """
-from aws_cdk import CfnTag, Stack, aws_ec2 as ec2, aws_iam as iam
+from aws_cdk import CfnTag, Stack, aws_ec2 as ec2
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
@@ -16,10 +20,12 @@ PINNED_VERSION = "1"
 
 class LabInstances(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: LabConfig,
-                 subnet: ec2.ISubnet, security_group: ec2.ISecurityGroup,
-                 key_pairs: list, instance_profile: iam.CfnInstanceProfile) -> None:
+                 numbers: list, subnet_id: str, security_group_id: str,
+                 key_pairs: list, instance_profile_name: str, image: dict) -> None:
+        """numbers: the global attendee numbers of this stack; the ids are
+        Refs in the first stack and Fn::ImportValue tokens in shard stacks;
+        image: lab_image()'s kwargs (ImageId or the pinned launch template)."""
         super().__init__(scope, construct_id)
-        image = self._image(config)
         self.instances = []
         # Suppressed once for the stack, not per instance: per-resource metadata
         # would cost ~300 bytes an attendee against the inline size limit.
@@ -31,15 +37,15 @@ class LabInstances(Construct):
              "reason": "Lab hosts are disposable and removed by cdk destroy; "
                        "termination protection would block that."},
         ])
-        for n, key in enumerate(key_pairs, start=1):
+        for n, key in zip(numbers, key_pairs):
             instance = ec2.CfnInstance(
                 self,
                 "Attendee%dInstance" % n,
                 instance_type=config.instance_type,
-                subnet_id=subnet.subnet_id,  # public subnet: maps a public IP
-                security_group_ids=[security_group.security_group_id],
+                subnet_id=subnet_id,  # public subnet: maps a public IP
+                security_group_ids=[security_group_id],
                 key_name=key.key_pair_name,
-                iam_instance_profile=instance_profile.ref,
+                iam_instance_profile=instance_profile_name,
                 metadata_options=ec2.CfnInstance.MetadataOptionsProperty(
                     http_tokens="required"),  # IMDSv2 only
                 block_device_mappings=[ec2.CfnInstance.BlockDeviceMappingProperty(
@@ -59,6 +65,20 @@ class LabInstances(Construct):
             )
             instance.override_logical_id("Attendee%dInstance" % n)
             self.instances.append(instance)
+
+
+class LabImage(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: LabConfig,
+                 launch_template_id: str = None) -> None:
+        """self.kwargs: CfnInstance image kwargs; self.template: the launch
+        template made here (first stack, SSM image) or None. Shard stacks pass
+        the first stack's launch_template_id (imported) instead of making one."""
+        super().__init__(scope, construct_id)
+        self.template = None
+        if launch_template_id is not None:
+            self.kwargs = _pinned(launch_template_id)
+        else:
+            self.kwargs = self._image(config)
 
     def _image(self, config: LabConfig) -> dict:
         """ImageId for the instances, or the launch template that pins it.
@@ -85,6 +105,11 @@ class LabInstances(Construct):
             ),
         )
         template.override_logical_id("LabImageTemplate")
-        return {"launch_template": ec2.CfnInstance.LaunchTemplateSpecificationProperty(
-            launch_template_id=template.ref, version=PINNED_VERSION,
-        )}
+        self.template = template
+        return _pinned(template.ref)
+
+
+def _pinned(launch_template_id):
+    return {"launch_template": ec2.CfnInstance.LaunchTemplateSpecificationProperty(
+        launch_template_id=launch_template_id, version=PINNED_VERSION,
+    )}

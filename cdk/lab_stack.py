@@ -1,18 +1,54 @@
-"""The lab stack: wires the four concerns and publishes the outputs mxlab reads."""
+"""The lab's stacks: wire the four concerns and publish the outputs mxlab reads.
+
+A bootstrap-free stack holds at most ATTENDEES_PER_STACK (20) attendees
+(inline template <= 51,200 bytes, <= 200 outputs), so build_lab() splits a lab
+of up to 100 attendees into shard stacks, deployed together (`cdk deploy --all`):
+
+- LabStack `<stack_name>`: the one VPC (subnet, IGW), the security group, the
+  instance role and profile, the launch template (default SSM image), and
+  attendees 1-20. With shards it exports the ids they need as
+  `<stack_name>-SubnetId`, `-SecurityGroupId`, `-InstanceProfile` (and
+  `-ImageTemplateId`), also outputs `LabSubnetId`... in the outputs file.
+- LabShardStack `<stack_name>-k` (k = 2..5): attendees 20(k-1)+1 .. 20k, their
+  key pairs, instances and idle alarms; it reads the network with
+  Fn::ImportValue and depends on the first stack (deployed after it,
+  destroyed before it).
+
+Outputs contract, in every stack of the lab:
+- `LabAttendees`: the lab's TOTAL attendee count (the same in every stack);
+- `LabStacks`: the lab's stack names in deploy order, comma-separated
+  ("MxnetLab" or "MxnetLab,MxnetLab-2"): read them all for every attendee;
+- `LabSshUser`;
+- per attendee held by THAT stack, with the GLOBAL number n:
+  `Attendee{n}InstanceId`, `…PublicIp`, `…PublicDns`, `…KeyPairId`,
+  `…PrivateKeyParameter`, `…SshCommand`, `…SsmCommand`.
+So `cdk deploy --all --outputs-file F` writes
+{"MxnetLab": {…Attendee1..20…}, "MxnetLab-2": {…Attendee21..40…}}.
+"""
 from aws_cdk import (Annotations, CfnOutput, Fn, LegacyStackSynthesizer, Stack)
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from cdk.access import LabAccess
+from cdk.access import LabAccess, attendee_key_pairs
 from cdk.config import LabConfig
 from cdk.cost_guard import LabCostGuard
-from cdk.instances import LabInstances
+from cdk.instances import LabImage, LabInstances
 from cdk.network import LabNetwork
 
 
-class LabStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: LabConfig,
-                 **kwargs) -> None:
+def build_lab(scope: Construct, config: LabConfig, **kwargs) -> list:
+    """All the lab's stacks, first one first (kwargs: Stack props, e.g. env)."""
+    shards = config.shards
+    first = LabStack(scope, shards[0][0], config=config, **kwargs)
+    stacks = [first]
+    for name, numbers in shards[1:]:
+        stacks.append(LabShardStack(scope, name, config=config, first=first,
+                                    numbers=numbers, **kwargs))
+    return stacks
+
+
+class _LabStackBase(Stack):
+    def __init__(self, scope, construct_id, *, config: LabConfig, **kwargs):
         # Workshop accounts are often fresh: the legacy synthesizer deploys the
         # template inline with the caller's credentials, no `cdk bootstrap`.
         kwargs.setdefault("synthesizer", LegacyStackSynthesizer())
@@ -21,29 +57,26 @@ class LabStack(Stack):
         for message in config.warnings:
             Annotations.of(self).add_warning_v2("mxlab:config", message)
 
-        network = LabNetwork(self, "Network")
-        access = LabAccess(self, "Access", config=config, vpc=network.vpc)
+    def _attendees(self, numbers, key_pairs, *, subnet_id, security_group_id,
+                   instance_profile_name, image) -> None:
+        config = self.config
         instances = LabInstances(
-            self, "Instances", config=config, subnet=network.subnet,
-            security_group=access.security_group, key_pairs=access.key_pairs,
-            instance_profile=access.instance_profile,
+            self, "Instances", config=config, numbers=numbers, subnet_id=subnet_id,
+            security_group_id=security_group_id, key_pairs=key_pairs,
+            instance_profile_name=instance_profile_name, image=image,
         )
         self.instances = instances.instances
-        LabCostGuard(self, "CostGuard", config=config, instances=self.instances)
-        self._outputs(access.key_pairs, instances.instances)
+        LabCostGuard(self, "CostGuard", config=config, instances=self.instances,
+                     numbers=numbers)
+        self._outputs(numbers, key_pairs, self.instances)
 
-        NagSuppressions.add_resource_suppressions(network.vpc, [{
-            "id": "AwsSolutions-VPC7",
-            "reason": "A short-lived lab VPC with SSH only from one CIDR; flow "
-                      "logs would add a log group and role to every lab.",
-        }])
-
-    def _outputs(self, key_pairs, instances) -> None:
+    def _outputs(self, numbers, key_pairs, instances) -> None:
         """Keys of `cdk deploy --outputs-file`: a contract with mxlab/."""
         config = self.config
         CfnOutput(self, "LabAttendees", value=str(config.attendees))
+        CfnOutput(self, "LabStacks", value=",".join(n for n, _ in config.shards))
         CfnOutput(self, "LabSshUser", value=config.ssh_user)
-        for n, (key, instance) in enumerate(zip(key_pairs, instances), start=1):
+        for n, key, instance in zip(numbers, key_pairs, instances):
             inst = instance.logical_id
             prefix = "Attendee%d" % n
             CfnOutput(self, prefix + "InstanceId", value=instance.ref)
@@ -59,3 +92,57 @@ class LabStack(Stack):
                 % (config.stack_name, n, config.ssh_user, inst)))
             CfnOutput(self, prefix + "SsmCommand", value=Fn.sub(
                 "aws ssm start-session --target ${%s} --region ${AWS::Region}" % inst))
+
+
+class LabStack(_LabStackBase):
+    """The first stack: network, security group, role, image, attendees 1-20."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: LabConfig,
+                 **kwargs) -> None:
+        super().__init__(scope, construct_id, config=config, **kwargs)
+        numbers = config.shards[0][1]
+        network = LabNetwork(self, "Network", hosts=config.attendees)
+        access = LabAccess(self, "Access", config=config, vpc=network.vpc)
+        image = LabImage(self, "Image", config=config)
+        self.image_template = image.template
+        self._attendees(
+            numbers, access.key_pairs, subnet_id=network.subnet.subnet_id,
+            security_group_id=access.security_group.security_group_id,
+            instance_profile_name=access.instance_profile.ref, image=image.kwargs)
+
+        # What shard stacks import: short explicit export names (each shard
+        # instance repeats them; the template size limit counts).
+        self.exports = {}
+        if len(config.shards) > 1:
+            shared = [("SubnetId", network.subnet.subnet_id),
+                      ("SecurityGroupId", access.security_group.security_group_id),
+                      ("InstanceProfile", access.instance_profile.ref)]
+            if image.template is not None:
+                shared.append(("ImageTemplateId", image.template.ref))
+            for key, value in shared:
+                name = "%s-%s" % (config.stack_name, key)
+                CfnOutput(self, "Lab" + key, value=value, export_name=name)
+                self.exports[key] = name
+
+        NagSuppressions.add_resource_suppressions(network.vpc, [{
+            "id": "AwsSolutions-VPC7",
+            "reason": "A short-lived lab VPC with SSH only from one CIDR; flow "
+                      "logs would add a log group and role to every lab.",
+        }])
+
+
+class LabShardStack(_LabStackBase):
+    """Attendees 21-40, 41-60...: instances in the first stack's VPC (imported)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: LabConfig,
+                 first: LabStack, numbers: list, **kwargs) -> None:
+        super().__init__(scope, construct_id, config=config, **kwargs)
+        self.add_stack_dependency(first, "network, security group and role live there")
+        imported = {key: Fn.import_value(name) for key, name in first.exports.items()}
+        template_id = imported.get("ImageTemplateId")
+        image = LabImage(self, "Image", config=config, launch_template_id=template_id)
+        key_pairs = attendee_key_pairs(self, config, numbers)
+        self._attendees(
+            numbers, key_pairs, subnet_id=imported["SubnetId"],
+            security_group_id=imported["SecurityGroupId"],
+            instance_profile_name=imported["InstanceProfile"], image=image.kwargs)

@@ -6,8 +6,10 @@ Extensions (each a gap between moto 5.2.5 and AWS, see shared/reference/aws-offl
 - AWS::CloudWatch::Alarm in CloudFormation (moto skips it): a real moto alarm.
 - AWS::EC2::Instance launched from a launch template (no ImageId of its own).
 - Reserved /aws/ SSM parameters (PutParameter refuses them): the DLAMI one injected.
-- Stack Outputs after a change set (what `cdk deploy` uses) are rebuilt; change sets
-  behave as the CLI expects on a second deploy (no-change sets, cleanup).
+- Stack Outputs after a change set (what `cdk deploy` uses) are rebuilt, their
+  Exports published and Fn::ImportValue resolved (cross-stack references between
+  the lab's shard stacks); change sets behave as the CLI expects on a second
+  deploy (no-change sets, cleanup).
 - Public IPs are loopback addresses (127.0.0.x): tests SSH to an instance's public IP
   and nothing may leave 127.0.0.0/8. PublicDnsName is then "localhost".
 - GetConsoleOutput can carry cloud-init's SSH host key block (set_host_keys).
@@ -253,10 +255,22 @@ def _install_patches():
     original_apply = cf_models.ChangeSet.apply
 
     def apply(self):
+        # Stacks made by CreateChangeSet get no view of the region's exports
+        # (Fn::ImportValue then fails) and never publish their own: wire both,
+        # as CreateStack does, so shard stacks can import the first one's ids.
+        stack = self.stack
+        backend = cf_models.cloudformation_backends[stack.account_id][stack.region_name]
+        stack.cross_stack_resources = backend.exports
+        stack.resource_map.cross_stack_resources = backend.exports
         original_apply(self)
-        self.stack.template_dict = self.template_dict
-        self.stack.output_map = parsing.OutputMap(
-            self.stack.resource_map, self.template_dict, self.stack.stack_id)
+        stack.template_dict = self.template_dict
+        stack.output_map = parsing.OutputMap(
+            stack.resource_map, self.template_dict, stack.stack_id)
+        new = {e.name: e for e in stack.output_map.exports}
+        for name, export in list(backend.exports.items()):
+            if export.exporting_stack_id == stack.stack_id and name not in new:
+                del backend.exports[name]  # dropped by this update
+        backend.exports.update(new)
     cf_models.ChangeSet.apply = apply
 
     # -- change sets: what the CLI expects on a second deploy -----------------
@@ -314,6 +328,18 @@ def _install_patches():
             return value
         return original_parse_ssm(self, value, value_type)
     parsing.ResourceMap.parse_ssm_parameter = parse_ssm_parameter
+
+    # A deleted stack's Outputs are parsed lazily when it is described (the CLI
+    # polls it by id): a Ref in them re-creates the resource it names (a subnet,
+    # then its VPC). Deleted stacks keep no outputs.
+    original_delete_stack = backend_class.delete_stack
+
+    def delete_stack(self, name_or_stack_id):
+        original_delete_stack(self, name_or_stack_id)
+        for stack in self.deleted_stacks.values():
+            stack.output_map = parsing.OutputMap(
+                stack.resource_map, {"Outputs": {}}, stack.stack_id)
+    backend_class.delete_stack = delete_stack
 
     backend_class.delete_change_set = delete_change_set
     backend_class.describe_change_set = describe_change_set

@@ -27,27 +27,32 @@ def aws_emulator():
 
 
 class LabStacks:
-    """Builds LabStack in-process (no CLI), once per distinct context."""
+    """Builds the lab's stacks in-process (no CLI), once per distinct context."""
 
     def __init__(self):
         self._cache = {}
 
-    def stack(self, **context):
+    def stacks(self, **context):
+        """Every stack of the lab, first one first (build_lab, as app.py does)."""
         key = tuple(sorted(context.items()))
         if key not in self._cache:
             from aws_cdk import App
 
             from cdk.config import from_context
-            from cdk.lab_stack import LabStack
+            from cdk.lab_stack import build_lab
 
             app = App(context=context)
             config = from_context(app.node.try_get_context)
-            self._cache[key] = LabStack(app, config.stack_name, config=config)
+            self._cache[key] = build_lab(app, config)
         return self._cache[key]
 
-    def template(self, **context):
+    def stack(self, **context):
+        """The first stack (network + attendees 1-20)."""
+        return self.stacks(**context)[0]
+
+    def template(self, shard=0, **context):
         from aws_cdk.assertions import Template
-        return Template.from_stack(self.stack(**context))
+        return Template.from_stack(self.stacks(**context)[shard])
 
 
 @pytest.fixture(scope="session")

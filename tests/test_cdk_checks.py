@@ -1,4 +1,5 @@
-"""Static checks on the synthesized template: cdk-nag AwsSolutions and cfn-lint."""
+"""Static checks on the synthesized templates (every stack of the lab): cdk-nag
+AwsSolutions and cfn-lint."""
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from aws_cdk.assertions import Annotations, Match, Template
 from cdk_nag import AwsSolutionsChecks
 
 from cdk.config import validate
-from cdk.lab_stack import LabStack
+from cdk.lab_stack import LabStack, build_lab
 
 CONFIGS = {
     "default": {"ssh_cidr": "203.0.113.7/32"},
@@ -18,16 +19,22 @@ CONFIGS = {
     "ami-id-ipv6": {"ssh_cidr": "2001:db8::/64", "ami_id": "ami-0123456789abcdef0",
                     "auto_stop_minutes": "0"},
     "world": {"ssh_cidr": "0.0.0.0/0", "allow_world_ssh": "true", "attendees": "2"},
+    # Two stacks: MxnetLab (network, 1-20) and MxnetLab-2 (21-30, imports).
+    "thirty": {"ssh_cidr": "203.0.113.7/32", "attendees": "30"},
+    "thirty-ami-id": {"ssh_cidr": "203.0.113.7/32", "attendees": "30",
+                      "ami_id": "ami-0123456789abcdef0"},
 }
+SHARDED = {"thirty", "thirty-ami-id"}
 
 
 @pytest.fixture(scope="module")
 def nagged():
-    """Each config built with the AwsSolutions pack applied, as app.py does."""
+    """Each config's stacks built with the AwsSolutions pack applied, as app.py does."""
     stacks = {}
     for name, context in CONFIGS.items():
         app = App()
-        stacks[name] = LabStack(app, "MxnetLab", config=validate(context))
+        stacks[name] = build_lab(app, validate(context))
+        assert len(stacks[name]) == (2 if name in SHARDED else 1)
         Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
         app.synth()
     return stacks
@@ -35,10 +42,11 @@ def nagged():
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_cdk_nag_has_no_unsuppressed_findings(nagged, name):
-    annotations = Annotations.from_stack(nagged[name])
     pattern = Match.string_like_regexp("AwsSolutions-")
-    assert annotations.find_error("*", pattern) == []
-    assert annotations.find_warning("*", pattern) == []
+    for stack in nagged[name]:
+        annotations = Annotations.from_stack(stack)
+        assert annotations.find_error("*", pattern) == []
+        assert annotations.find_warning("*", pattern) == []
 
 
 def _suppressions(template):
@@ -50,13 +58,17 @@ def _suppressions(template):
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_every_suppression_carries_its_reason(nagged, name):
-    suppressions = _suppressions(Template.from_stack(nagged[name]).to_json())
-    ids = {s["id"] for s in suppressions}
-    assert {"AwsSolutions-VPC7", "AwsSolutions-IAM4", "AwsSolutions-EC28",
-            "AwsSolutions-EC29"} <= ids
-    assert ("AwsSolutions-EC23" in ids) is (name == "world")
-    for suppression in suppressions:
-        assert len(suppression["reason"].split()) >= 6, suppression
+    for index, stack in enumerate(nagged[name]):
+        suppressions = _suppressions(Template.from_stack(stack).to_json())
+        ids = {s["id"] for s in suppressions}
+        # Shard stacks hold no VPC, role or security group: only instance rules.
+        expected = ({"AwsSolutions-VPC7", "AwsSolutions-IAM4", "AwsSolutions-EC28",
+                     "AwsSolutions-EC29"} if index == 0
+                    else {"AwsSolutions-EC28", "AwsSolutions-EC29"})
+        assert ids - {"AwsSolutions-EC23"} == expected
+        assert ("AwsSolutions-EC23" in ids) is (name == "world")
+        for suppression in suppressions:
+            assert len(suppression["reason"].split()) >= 6, suppression
 
 
 def test_the_nag_pack_really_runs():
@@ -75,10 +87,12 @@ def test_the_nag_pack_really_runs():
 
 def test_cfn_lint_is_clean(nagged, tmp_path):
     paths = []
-    for name, stack in nagged.items():
-        path = tmp_path / ("%s.json" % name)
-        path.write_text(json.dumps(Template.from_stack(stack).to_json()))
-        paths.append(str(path))
+    for name, stacks in nagged.items():
+        for stack in stacks:
+            path = tmp_path / ("%s-%s.json" % (name, stack.stack_name))
+            path.write_text(json.dumps(Template.from_stack(stack).to_json()))
+            paths.append(str(path))
+    assert len(paths) == len(CONFIGS) + len(SHARDED)
     result = subprocess.run(
         [str(Path(sys.executable).with_name("cfn-lint")), "--regions", "us-east-1", "eu-west-1", "--"]
         + paths, capture_output=True, text=True, timeout=300)

@@ -1,17 +1,20 @@
 """`npx cdk synth` as a user runs it: quiet, offline, inline-sized, validating."""
+import json
 import os
 import re
 import shutil
 import subprocess
 
 import pytest
+import yaml
 
 from cdk.cli import REPO_ROOT
 
 INLINE_LIMIT = 51200  # bytes CloudFormation takes as TemplateBody (the CLI sends YAML)
-# The largest lab one stack holds, with the longest names config allows.
-WORST_CASE = {"ssh_cidr": "2001:db8:1234:5678::/64", "attendees": "20",
-              "stack_name": "L" * 32, "ssh_user": "u" * 16}
+# The largest lab (five stacks of 20), with the longest names config allows.
+WORST_CASE = {"ssh_cidr": "2001:db8:1234:5678::/64", "attendees": "100",
+              "stack_name": "L" * 32, "ssh_user": "u" * 32}
+STACKS = ["L" * 32] + ["L" * 32 + "-%d" % k for k in range(2, 6)]
 
 
 def _bare_env(home):
@@ -38,20 +41,28 @@ def worst_case_synth(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     log = tmp_path_factory.mktemp("strace") / "connect.log"
     context = [a for k, v in WORST_CASE.items() for a in ("-c", "%s=%s" % (k, v))]
-    result = _npx_cdk(["synth"] + context, home, strace_log=log)
+    # Naming the first stack prints its YAML (what deploy sends as TemplateBody);
+    # every stack of the app is synthesized into cdk.out all the same.
+    result = _npx_cdk(["synth"] + context + [STACKS[0]], home, strace_log=log)
     assert result.returncode == 0, result.stderr
-    return result, log.read_text()
+    templates = {name: json.loads((home / "cdk.out" / ("%s.template.json" % name)).read_text())
+                 for name in STACKS}
+    # The last shard has the longest name: its YAML too, exactly as deploy sends it.
+    last = _npx_cdk(["synth"] + context + [STACKS[-1]], home)
+    assert last.returncode == 0, last.stderr
+    templates["last-yaml"] = last.stdout
+    return result, log.read_text(), templates
 
 
 def test_synth_prints_no_node_end_of_life_banner(worst_case_synth):
-    result, _ = worst_case_synth
+    result, _, _ = worst_case_synth
     assert "end-of-life" not in result.stderr + result.stdout
     assert "!!!!" not in result.stderr
     assert "NodeVersionSupportWarning" not in result.stderr
 
 
 def test_synth_makes_no_network_call(worst_case_synth):
-    _, log = worst_case_synth
+    _, log, _ = worst_case_synth
     connects = [line for line in log.splitlines() if "connect(" in line]
     assert connects, "strace recorded no connect() at all: is it tracing?"
     for line in connects:
@@ -62,15 +73,27 @@ def test_synth_makes_no_network_call(worst_case_synth):
 
 
 def test_largest_lab_fits_the_inline_template_limit(worst_case_synth):
-    result, _ = worst_case_synth
-    template = result.stdout.encode()
+    result, _, templates = worst_case_synth
+    template = result.stdout.encode()  # the first stack, as the CLI's YAML
     assert template.count(b"Type: AWS::EC2::Instance") == 20
     assert len(template) < INLINE_LIMIT, len(template)
+    assert len(templates[STACKS[0]]["Outputs"]) <= 200
+    last = templates["last-yaml"].encode()
+    assert last.count(b"Type: AWS::EC2::Instance") == 20
+    assert b"Fn::ImportValue" in last
+    assert len(last) < INLINE_LIMIT, len(last)
+    # Shards 2-4 differ from the last only by attendee numbers (fewer digits).
+    sizes = {name: len(yaml.safe_dump(templates[name])) for name in STACKS[1:]}
+    assert max(sizes, key=sizes.get) == STACKS[-1], sizes
+    for name in STACKS[1:]:
+        shard = templates[name]
+        assert sum(r["Type"] == "AWS::EC2::Instance" for r in shard["Resources"].values()) == 20
+        assert len(shard["Outputs"]) <= 200
 
 
 def test_bad_context_fails_synth_with_its_message(tmp_path):
-    result = _npx_cdk(["synth", "-c", "ssh_cidr=203.0.113.7/32", "-c", "attendees=30"],
+    result = _npx_cdk(["synth", "-c", "ssh_cidr=203.0.113.7/32", "-c", "attendees=101"],
                       tmp_path)
     assert result.returncode != 0
-    assert "attendees=30 is more than one bootstrap-free stack holds" in result.stderr
+    assert "attendees=101 is out of range; allowed 1 to 100" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,8 +1,8 @@
 """Context validation: every bad value fails synth with a message naming the key."""
 import pytest
 
-from cdk.config import (DEFAULT_AMI_SSM_PARAMETER, MAX_ATTENDEES, ConfigError,
-                        cdk_json_defaults, validate)
+from cdk.config import (ATTENDEES_PER_STACK, DEFAULT_AMI_SSM_PARAMETER, MAX_ATTENDEES,
+                        ConfigError, cdk_json_defaults, validate)
 
 OK = {"ssh_cidr": "203.0.113.7/32"}
 
@@ -22,7 +22,10 @@ OK = {"ssh_cidr": "203.0.113.7/32"}
     ({"attendees": "0"}, r"attendees=0 is out of range; allowed 1 to 100"),
     ({"attendees": "101"}, r"attendees=101 is out of range; allowed 1 to 100"),
     ({"attendees": "three"}, r"attendees='three' must be a whole number"),
-    ({"attendees": str(MAX_ATTENDEES + 1)}, r"attendees=21 is more than one bootstrap-free stack holds: allowed 1 to 20 .*stack_name"),
+    ({"attendees": "x"}, r"attendees='x' must be a whole number from 1 to 100"),
+    ({"attendees": str(MAX_ATTENDEES + 1)}, r"attendees=101 is out of range; allowed 1 to 100"),
+    ({"attendees": "100"}, None),
+    ({"attendees": "21"}, None),  # more than one stack holds: sharded, not refused
     ({"ami_id": "ami-123"}, r"ami_id='ami-123' is not an AMI id"),
     ({"ami_id": "ami-0123456789abcdef0", "ami_name": "Deep Learning*"}, r"exactly one of ami_id, ami_ssm_parameter, ami_name \(got ami_id, ami_name\)"),
     ({"ami_ssm_parameter": "no spaces allowed"}, r"ami_ssm_parameter='no spaces allowed' is not an SSM parameter name"),
@@ -86,3 +89,18 @@ def test_ami_choices_are_exclusive_and_default_to_the_dlami_parameter():
 def test_idle_periods_round_the_minutes_to_five_minute_periods():
     assert validate(dict(OK, auto_stop_minutes="120")).idle_periods == 24
     assert validate(dict(OK, auto_stop_minutes="0")).auto_stop_minutes == 0
+
+
+@pytest.mark.parametrize("attendees, expected", [
+    (1, [("MxnetLab", 1, 1)]),
+    (20, [("MxnetLab", 1, 20)]),
+    (21, [("MxnetLab", 1, 20), ("MxnetLab-2", 21, 21)]),
+    (30, [("MxnetLab", 1, 20), ("MxnetLab-2", 21, 30)]),
+    (100, [("MxnetLab", 1, 20), ("MxnetLab-2", 21, 40), ("MxnetLab-3", 41, 60),
+           ("MxnetLab-4", 61, 80), ("MxnetLab-5", 81, 100)]),
+])
+def test_attendees_are_split_into_shard_stacks_of_twenty(attendees, expected):
+    assert ATTENDEES_PER_STACK == 20 and MAX_ATTENDEES == 100
+    shards = validate(dict(OK, attendees=str(attendees))).shards
+    assert [(name, nums[0], nums[-1]) for name, nums in shards] == expected
+    assert [n for _, nums in shards for n in nums] == list(range(1, attendees + 1))

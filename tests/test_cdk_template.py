@@ -7,7 +7,7 @@ from aws_cdk import App, Environment, LegacyStackSynthesizer
 from aws_cdk.assertions import Annotations, Match
 
 from cdk.config import DEFAULT_AMI_SSM_PARAMETER, validate
-from cdk.lab_stack import LabStack
+from cdk.lab_stack import LabShardStack, LabStack, build_lab
 
 CIDR = "203.0.113.7/32"
 CASES = [(1, "m5.2xlarge"), (3, "m5.2xlarge"), (1, "p2.xlarge"), (3, "p2.xlarge")]
@@ -89,11 +89,12 @@ def test_world_ssh_needs_the_explicit_switch(lab_stacks):
 def test_outputs_are_the_deploy_step_contract(lab_stacks, attendees, itype):
     template = lab_stacks.template(**_ctx(attendees, itype))
     outputs = template.to_json()["Outputs"]
-    expected = {"LabAttendees", "LabSshUser"} | {
+    expected = {"LabAttendees", "LabStacks", "LabSshUser"} | {
         "Attendee%d%s" % (n, o) for n in range(1, attendees + 1)
         for o in PER_ATTENDEE_OUTPUTS}
     assert set(outputs) == expected
     assert outputs["LabAttendees"]["Value"] == str(attendees)
+    assert outputs["LabStacks"]["Value"] == "MxnetLab"
     assert outputs["LabSshUser"]["Value"] == "ubuntu"
     n = attendees
     assert outputs["Attendee%dInstanceId" % n]["Value"] == {"Ref": "Attendee%dInstance" % n}
@@ -180,16 +181,124 @@ def test_legacy_instance_type_warns_at_synth(lab_stacks):
     assert Annotations.from_stack(quiet).find_warning("*", Match.any_value()) == []
 
 
-def test_no_bootstrap_and_no_assets():
+@pytest.mark.parametrize("attendees", [1, 30])
+def test_no_bootstrap_and_no_assets(attendees):
     app = App()
-    stack = LabStack(app, "MxnetLab", config=validate({"ssh_cidr": CIDR}))
-    assert isinstance(stack.synthesizer, LegacyStackSynthesizer)
-    artifact = app.synth().get_stack_artifact("MxnetLab")
-    assert artifact.assets == []
-    assert artifact.stack_template_asset_object_url is None
-    template = artifact.template
-    assert "BootstrapVersion" not in template.get("Parameters", {})
-    assert "Rules" not in template
-    assert all(not r["Type"].startswith(("AWS::Lambda", "Custom::", "AWS::CloudFormation::Custom"))
-               for r in template["Resources"].values())
-    assert not any(k.startswith("AssetParameters") for k in template.get("Parameters", {}))
+    stacks = build_lab(app, validate({"ssh_cidr": CIDR, "attendees": str(attendees)}))
+    assembly = app.synth()
+    assert len(stacks) == (1 if attendees == 1 else 2)
+    for stack in stacks:
+        assert isinstance(stack.synthesizer, LegacyStackSynthesizer)
+        artifact = assembly.get_stack_artifact(stack.artifact_id)
+        assert artifact.assets == []
+        assert artifact.stack_template_asset_object_url is None
+        template = artifact.template
+        assert "BootstrapVersion" not in template.get("Parameters", {})
+        assert "Rules" not in template
+        assert all(not r["Type"].startswith(("AWS::Lambda", "Custom::", "AWS::CloudFormation::Custom"))
+                   for r in template["Resources"].values())
+        assert not any(k.startswith("AssetParameters") for k in template.get("Parameters", {}))
+
+
+# -- a lab bigger than one stack: 30 attendees = MxnetLab (1-20) + MxnetLab-2 (21-30) --
+
+THIRTY = _ctx(30, "m5.2xlarge")
+EXPORTS = {"LabSubnetId": ("MxnetLab-SubnetId", {"Ref": "LabPublicSubnet"}),
+           "LabSecurityGroupId": ("MxnetLab-SecurityGroupId",
+                                  {"Fn::GetAtt": ["LabSshSecurityGroup", "GroupId"]}),
+           "LabInstanceProfile": ("MxnetLab-InstanceProfile", {"Ref": "LabInstanceProfile"}),
+           "LabImageTemplateId": ("MxnetLab-ImageTemplateId", {"Ref": "LabImageTemplate"})}
+
+
+def test_thirty_attendees_make_two_stacks_with_one_network(lab_stacks):
+    first, second = lab_stacks.stacks(**THIRTY)
+    assert isinstance(first, LabStack) and isinstance(second, LabShardStack)
+    assert (first.stack_name, second.stack_name) == ("MxnetLab", "MxnetLab-2")
+    assert second.dependencies == [first]  # deployed after it, destroyed before it
+    shared = {"AWS::EC2::VPC": 1, "AWS::EC2::Subnet": 1, "AWS::EC2::InternetGateway": 1,
+              "AWS::EC2::SecurityGroup": 1, "AWS::IAM::Role": 1,
+              "AWS::IAM::InstanceProfile": 1, "AWS::EC2::LaunchTemplate": 1}
+    for index, attendees, has_shared in ((0, 20, True), (1, 10, False)):
+        template = lab_stacks.template(shard=index, **THIRTY)
+        for rtype, count in shared.items():
+            template.resource_count_is(rtype, count if has_shared else 0)
+        for rtype in ("AWS::EC2::KeyPair", "AWS::EC2::Instance", "AWS::CloudWatch::Alarm"):
+            template.resource_count_is(rtype, attendees)
+    # only the first stack reads the DLAMI parameter; the shard uses its template
+    assert "Parameters" not in lab_stacks.template(shard=1, **THIRTY).to_json()
+
+
+def test_shard_instances_import_the_first_stacks_network(lab_stacks):
+    first = lab_stacks.template(shard=0, **THIRTY).to_json()
+    for key, (name, value) in EXPORTS.items():
+        assert first["Outputs"][key] == {"Value": value, "Export": {"Name": name}}
+    second = lab_stacks.template(shard=1, **THIRTY).to_json()
+    assert sorted(second["Resources"]["Attendee21Instance"]["Properties"]) == sorted(
+        first["Resources"]["Attendee1Instance"]["Properties"])
+    for n in range(21, 31):
+        props = second["Resources"]["Attendee%dInstance" % n]["Properties"]
+        assert props["SubnetId"] == {"Fn::ImportValue": "MxnetLab-SubnetId"}
+        assert props["SecurityGroupIds"] == [{"Fn::ImportValue": "MxnetLab-SecurityGroupId"}]
+        assert props["IamInstanceProfile"] == {"Fn::ImportValue": "MxnetLab-InstanceProfile"}
+        assert props["LaunchTemplate"] == {
+            "LaunchTemplateId": {"Fn::ImportValue": "MxnetLab-ImageTemplateId"}, "Version": "1"}
+        assert props["KeyName"] == {"Ref": "Attendee%dKeyPair" % n}
+        tags = {t["Key"]: t["Value"] for t in props["Tags"]}
+        assert tags == {"project": "mxlab", "stack": "MxnetLab", "attendee": str(n)}
+    imports = {v for v in json.dumps(second).split('"') if v.startswith("MxnetLab-") and
+               v in {name for name, _ in EXPORTS.values()}}
+    assert imports == {name for name, _ in EXPORTS.values()}
+    # nothing is exported from a lab that fits one stack (no lock on its resources)
+    single = lab_stacks.template(**_ctx(20, "m5.2xlarge")).to_json()
+    assert not [o for o in single["Outputs"].values() if "Export" in o]
+
+
+def test_shard_outputs_are_numbered_globally(lab_stacks):
+    outputs = [lab_stacks.template(shard=i, **THIRTY).to_json()["Outputs"] for i in (0, 1)]
+    for out, numbers in zip(outputs, (range(1, 21), range(21, 31))):
+        attendee_keys = {k for k in out if k.startswith("Attendee")}
+        assert attendee_keys == {"Attendee%d%s" % (n, o) for n in numbers
+                                 for o in PER_ATTENDEE_OUTPUTS}
+        assert out["LabAttendees"]["Value"] == "30"  # the lab's total, in every stack
+        assert out["LabStacks"]["Value"] == "MxnetLab,MxnetLab-2"
+        assert out["LabSshUser"]["Value"] == "ubuntu"
+    second = outputs[1]
+    assert set(second) - {k for k in second if k.startswith("Attendee")} == {
+        "LabAttendees", "LabStacks", "LabSshUser"}
+    assert second["Attendee25InstanceId"]["Value"] == {"Ref": "Attendee25Instance"}
+    assert second["Attendee25SshCommand"]["Value"] == {
+        "Fn::Sub": "ssh -i MxnetLab-attendee25.pem ubuntu@${Attendee25Instance.PublicIp}"}
+    assert second["Attendee25PrivateKeyParameter"]["Value"] == {
+        "Fn::Sub": "/ec2/keypair/${Attendee25KeyPair.KeyPairId}"}
+    template = lab_stacks.template(shard=1, **THIRTY)
+    template.has_resource_properties("AWS::EC2::KeyPair", {"KeyName": "MxnetLab-attendee25"})
+    template.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "Dimensions": [{"Name": "InstanceId", "Value": {"Ref": "Attendee30Instance"}}]})
+
+
+def test_shards_with_an_explicit_ami_share_no_launch_template(lab_stacks):
+    ctx = dict(THIRTY, ami_id="ami-0123456789abcdef0")
+    first = lab_stacks.template(shard=0, **ctx).to_json()
+    assert "LabImageTemplateId" not in first["Outputs"]
+    second = lab_stacks.template(shard=1, **ctx)
+    second.resource_count_is("AWS::EC2::LaunchTemplate", 0)
+    second.has_resource_properties("AWS::EC2::Instance", {"ImageId": "ami-0123456789abcdef0"})
+
+
+def test_a_hundred_attendees_make_five_stacks(lab_stacks):
+    stacks = lab_stacks.stacks(ssh_cidr=CIDR, attendees="100")
+    assert [s.stack_name for s in stacks] == ["MxnetLab"] + [
+        "MxnetLab-%d" % k for k in range(2, 6)]
+    assert all(s.dependencies == [stacks[0]] for s in stacks[1:])
+    for index, stack in enumerate(stacks):
+        outputs = lab_stacks.template(shard=index, ssh_cidr=CIDR, attendees="100").to_json()["Outputs"]
+        assert len(outputs) <= 200
+        assert "Attendee%dInstanceId" % (20 * index + 1) in outputs
+        assert "Attendee%dInstanceId" % (20 * index + 20) in outputs
+
+
+@pytest.mark.parametrize("attendees, cidr", [(1, "10.42.0.0/26"), (59, "10.42.0.0/26"),
+                                             (60, "10.42.0.0/25"), (100, "10.42.0.0/25")])
+def test_the_subnet_has_an_address_for_every_attendee(lab_stacks, attendees, cidr):
+    template = lab_stacks.template(ssh_cidr=CIDR, attendees=str(attendees))
+    template.has_resource_properties("AWS::EC2::Subnet", {"CidrBlock": cidr})
