@@ -17,6 +17,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _CONTEXT_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_.:-]*)=(.*)$")
 
 
+def _cdk_config():
+    _cdk_cli()  # puts the repo root on sys.path
+    from cdk import config
+    return config
+
+
 def _cdk_cli():
     # cdk/ is the CDK app beside mxlab/, not an installed package.
     if str(REPO_ROOT) not in sys.path:
@@ -59,8 +65,28 @@ def _run(argv, region):
         raise MxlabError("npx not found: install Node.js (>=18) and run ./scripts/setup")
 
 
+def _deployed_stacks(outputs_file, stack):
+    """The lab's stack names as last deployed from here (outputs file), or None."""
+    try:
+        first = json.loads(Path(outputs_file).read_text())[stack]
+    except (OSError, ValueError, KeyError):
+        return None
+    return [n for n in first.get("LabStacks", stack).split(",") if n]
+
+
 def up(stack, context=(), profile=None, region=None):
     outputs = statedir.outputs_file(stack)
+    deployed = _deployed_stacks(outputs, stack)
+    wanted = parse_context(list(context), stack)
+    if deployed and "attendees" in wanted and wanted["attendees"].isdigit():
+        # A shard stack left out of the new app would still import the first stack's
+        # exports, and CloudFormation refuses that update halfway: say so up front.
+        per_stack = _cdk_config().ATTENDEES_PER_STACK
+        needed = max(1, -(-int(wanted["attendees"]) // per_stack))
+        if needed < len(deployed):
+            raise UsageError("lab %s is deployed as %d stacks (%s); %s attendees need %d: "
+                             "run `mxlab down` first to shrink it"
+                             % (stack, len(deployed), ", ".join(deployed), wanted["attendees"], needed))
     sdir = statedir.stack_dir(stack)
     rc = _run(command("deploy", stack, list(context), outputs, profile), region)
     if rc != 0:
@@ -72,7 +98,15 @@ def up(stack, context=(), profile=None, region=None):
 
 def down(stack, context=(), profile=None, region=None):
     saved_file = statedir.home() / stack / "context.json"
-    saved = json.loads(saved_file.read_text()) if saved_file.is_file() else None
+    saved = json.loads(saved_file.read_text()) if saved_file.is_file() else {}
+    if "attendees" not in saved and "attendees" not in parse_context(list(context), stack):
+        # Deployed from elsewhere: the app must synthesize every shard stack to destroy
+        # them all (the first one cannot go while shards import its exports).
+        from mxlab import targets
+        try:
+            saved["attendees"] = targets.attendee_count(targets.read_outputs(stack), stack)
+        except UsageError:
+            pass  # no outputs known here: the default (one stack) is all cdk can name
     rc = _run(command("destroy", stack, list(context), None, profile, saved), region)
     if rc != 0:
         raise MxlabError("cdk destroy %s failed (exit %d); local keys kept in %s"
