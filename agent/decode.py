@@ -1,6 +1,6 @@
 """Image bytes -> 8-bit BGR pixels, refusing what would exhaust memory or is broken.
 
-The header's dimensions (PNG IHDR, JPEG SOFn, BMP, GIF, WebP) are read BEFORE
+The header's dimensions (PNG IHDR, JPEG SOFn, BMP, GIF, WebP, PNM) are read BEFORE
 decoding, so a small file that claims 30000x30000 is refused without allocating
 its pixels; OpenCV's own pixel limit is set to the same value as a second guard.
 Decoding uses IMREAD_UNCHANGED, then: 16-bit -> 8-bit range, gray -> 3 channels,
@@ -10,14 +10,18 @@ alpha -> composited on white. A JPEG without its end marker or a PNG without IEN
 from __future__ import print_function, division, absolute_import
 
 import os
+import re
 import struct
 
 from agent.errors import InputError
 
 MAX_PIXELS = int(os.environ.get("MXLAB_MAX_PIXELS", str(64 * 1000 * 1000)))
-# Must be set before cv2 reads it (first decode); ours is the smaller, earlier check.
-os.environ.setdefault("CV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+# OpenCV reads this once, when cv2 is imported (every agent module imports cv2 lazily,
+# after this one): it guards the formats whose header we do not parse (TIFF, ...).
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
+# Netpbm: magic, then width and height as ASCII (comments between are rare; then unknown).
+_PNM_HEADER = re.compile(br"^P([1-6])\s+(\d+)\s+(\d+)\s")
 _SOF = set(range(0xC0, 0xD0)) - set([0xC4, 0xC8, 0xCC])
 
 
@@ -48,6 +52,9 @@ def header_size(data):
         if chunk == b"VP8L":
             bits = struct.unpack("<I", data[21:25])[0]
             return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF), "WebP"
+    pnm = _PNM_HEADER.match(bytes(data[:64]))
+    if pnm:
+        return int(pnm.group(2)), int(pnm.group(3)), "PNM"
     return None, None, None
 
 

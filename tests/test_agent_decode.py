@@ -1,5 +1,7 @@
 """Safe decoding: header size checks before decoding, truncation, bit depth, gray and alpha."""
 import struct
+import subprocess
+import sys
 import zlib
 
 import cv2
@@ -8,6 +10,7 @@ import pytest
 
 from agent import decode
 from agent.errors import InputError
+from tests.checkpoints import REPO_ROOT
 
 
 def photo_like(height=60, width=80):
@@ -136,3 +139,32 @@ def test_corrupt_jpeg_header_is_refused():
     data = encoded(photo_like(), ".jpg")
     with pytest.raises(InputError, match="corrupt or truncated JPEG"):
         decode.decode(data[:2] + b"garbage" + data[2:])
+
+
+def tiff_claiming(width, height):
+    """A tiny uncompressed gray TIFF whose IFD claims width x height (strip data absent)."""
+    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+               (273, 4, 1, 8 + 2 + 12 * 9 + 4), (277, 3, 1, 1), (278, 4, 1, height), (279, 4, 1, width * height)]
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries)
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + b"\x00" * 64
+
+
+def test_pnm_header_claiming_huge_size_is_refused_before_decoding():
+    data = b"P6\n30000 30000\n255\n" + b"\x00" * 64
+    assert decode.header_size(data) == (30000, 30000, "PNM")
+    with pytest.raises(InputError, match=r"30000x30000.*limit"):
+        decode.decode(data)
+
+
+def test_tiff_claiming_huge_size_is_refused_by_opencvs_limit(tmp_path):
+    """No header parser for TIFF: OpenCV's own pixel limit, set by the agent, must refuse it
+    (without it OpenCV allocates the 900 MB and then reports a corrupt file)."""
+    huge = tmp_path / "huge.tif"
+    huge.write_bytes(tiff_claiming(30000, 30000))
+    # A fresh process: OpenCV reads the limit when cv2 is imported, before this test module did.
+    code = ("import sys; from agent import decode\n"
+            "try:\n    decode.decode(open(sys.argv[1], 'rb').read())\n"
+            "except Exception as err:\n    print(err)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(huge)], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=120).stdout
+    assert "MAX_IMAGE_PIXELS" in out, out
