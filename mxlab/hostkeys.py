@@ -8,6 +8,7 @@ import re
 import paramiko
 
 from mxlab import backoff
+from mxlab.atomic import write_atomic
 from mxlab.aws import session as aws_session
 from mxlab.errors import HostKeyError, HostUnreachable
 
@@ -98,9 +99,11 @@ def pin_from_console(target, timeout=600, session_factory=None, sleep=None):
         return entry
     keys = wait_console_keys(target, timeout, session_factory, sleep)
     target.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(target.known_hosts, "a") as fh:
-        for keytype, b64 in keys:
-            fh.write("%s %s %s\n" % (entry, keytype, b64))
+    earlier = target.known_hosts.read_text() if target.known_hosts.is_file() else ""
+    if earlier and not earlier.endswith("\n"):
+        earlier += "\n"
+    # All of this host's keys land together or not at all: a partial set would be trusted as is.
+    write_atomic(target.known_hosts, earlier + "".join("%s %s %s\n" % (entry, t, b) for t, b in keys))
     log.info("%s: pinned %d host key(s) for %s from the console of %s: %s", target.label, len(keys), entry,
              target.instance_id, "; ".join(_fingerprint_b64(t, b) for t, b in keys))
     return entry

@@ -7,6 +7,7 @@ import os
 
 import botocore.exceptions
 
+from mxlab.atomic import write_atomic
 from mxlab.aws import session as aws_session
 from mxlab.errors import MxlabError
 
@@ -16,14 +17,7 @@ log = logging.getLogger(__name__)
 def write_private(path, text):
     """Write `text` to `path` readable by the owner only, replacing any earlier file atomically."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by umask and ignored for an existing file
-        os.write(fd, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
-    finally:
-        os.close(fd)
-    os.replace(str(tmp), str(path))
+    write_atomic(path, text if text.endswith("\n") else text + "\n", mode=0o600)
 
 
 def ensure_key(target, session_factory=None):

@@ -4,15 +4,11 @@ import os
 import time
 from pathlib import Path
 
+from mxlab.atomic import write_atomic
+
 
 def new_run_id():
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
-
-
-def _atomic_write(path, text):
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(str(tmp), str(path))
 
 
 class ResultStore:
@@ -25,7 +21,7 @@ class ResultStore:
     def save_host(self, result):
         path = self.dir / ("%s.jsonl" % result.label)
         if result.records:
-            _atomic_write(path, "".join(json.dumps(r) + "\n" for r in result.records))
+            write_atomic(path, "".join(json.dumps(r) + "\n" for r in result.records))
         return path
 
     def save_summary(self, results):
@@ -33,5 +29,5 @@ class ResultStore:
                     "results": len(r.records), "error": r.error, "environment": r.environment,
                     "remote_run_dir": r.run_dir, "reconnects": r.reconnects} for r in results]
         path = self.dir / "summary.json"
-        _atomic_write(path, json.dumps(summary, indent=2) + "\n")
+        write_atomic(path, json.dumps(summary, indent=2) + "\n")
         return path
