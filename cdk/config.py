@@ -206,39 +206,29 @@ def validate(raw):
         )
     cfg["auto_stop_minutes"] = minutes
 
-    name = str(raw.get("stack_name", "MxnetLab"))
-    if not _STACK_NAME.match(name):
-        raise ConfigError(
-            "stack_name=%r is not a CloudFormation stack name; expected a letter "
-            "then letters, digits or hyphens, at most 32 characters" % name
-        )
-    cfg["stack_name"] = name
-
+    cfg["stack_name"] = _matching(
+        raw, "stack_name", "MxnetLab", _STACK_NAME,
+        "is not a CloudFormation stack name; expected a letter then letters, digits "
+        "or hyphens, at most 32 characters")
     region = str(raw.get("region", ""))
-    if region and not _REGION.match(region):
-        raise ConfigError(
-            "region=%r is not an AWS region; expected e.g. us-east-1 or eu-west-2"
-            % region
-        )
-    cfg["region"] = region
-
-    user = str(raw.get("ssh_user", "ubuntu"))
-    if not _USER.match(user):
-        raise ConfigError(
-            "ssh_user=%r is not a Linux login name; expected e.g. ubuntu or "
-            "ec2-user" % user
-        )
-    cfg["ssh_user"] = user
-
-    device = str(raw.get("root_device", "/dev/sda1"))
-    if not _DEVICE.match(device):
-        raise ConfigError(
-            "root_device=%r is not a block device name; expected /dev/sda1 "
-            "(Ubuntu AMIs) or /dev/xvda (Amazon Linux)" % device
-        )
-    cfg["root_device"] = device
+    cfg["region"] = region and _matching(
+        raw, "region", "", _REGION, "is not an AWS region; expected e.g. us-east-1 or eu-west-2")
+    cfg["ssh_user"] = _matching(
+        raw, "ssh_user", "ubuntu", _USER,
+        "is not a Linux login name; expected e.g. ubuntu or ec2-user")
+    cfg["root_device"] = _matching(
+        raw, "root_device", "/dev/sda1", _DEVICE,
+        "is not a block device name; expected /dev/sda1 (Ubuntu AMIs) or /dev/xvda (Amazon Linux)")
 
     return LabConfig(warnings=tuple(warnings), **cfg)
+
+
+def _matching(raw, key, default, pattern, problem):
+    """The string value of `key`, refused with `key=value <problem>` unless it matches."""
+    value = str(raw.get(key, default))
+    if not pattern.match(value):
+        raise ConfigError("%s=%r %s" % (key, value, problem))
+    return value
 
 
 def _bool(raw, key, default):
