@@ -16,7 +16,7 @@ from mxlab.errors import MxlabError, UsageError
 from mxlab.fleet import run_fleet
 from mxlab.results import ResultStore, new_run_id
 from mxlab.run import RunSpec, is_url
-from mxlab.session import instance_state, read_banner
+from mxlab.session import read_banner, refresh_target
 
 log = logging.getLogger("mxlab")
 
@@ -149,7 +149,7 @@ def cmd_hosts(args, out, err):
     for t in found:
         if t.instance_id:
             try:
-                t.state = instance_state(t.instance_id)
+                refresh_target(t)
             except Exception as exc:  # a listing still helps without EC2 access
                 t.state = "unknown (%s)" % type(exc).__name__
         else:
@@ -200,6 +200,8 @@ def ssh_argv(target, remote_command):
 def cmd_ssh(args, out, err):
     (target,) = resolve_targets(args, want_many=False)
     if target.pin_from_console:
+        if target.instance_id:
+            refresh_target(target)  # a stopped and started instance has a new public address
         keys.ensure_key(target)
         read_banner(target.host, target.port, timeout=10)
         hostkeys.pin_from_console(target, args.timeout)

@@ -2,6 +2,7 @@
 import hashlib
 import logging
 import posixpath
+import shlex
 from pathlib import Path
 
 from mxlab.catalogue import AGENT_DIR
@@ -25,7 +26,7 @@ def local_files(agent_dir=AGENT_DIR):
 
 def remote_hashes(session, remote_agent):
     rc, out, _ = session.exec("cd %s 2>/dev/null && find . -type f ! -name '*.pyc' -print0 | "
-                              "xargs -0 -r sha256sum" % remote_agent)
+                              "xargs -0 -r sha256sum" % shlex.quote(remote_agent))
     hashes = {}
     if rc != 0:
         return hashes

@@ -93,7 +93,7 @@ class RemoteRun:
     """Drives one agent run on an open Session. `on_progress(done, total, message)` gets live updates."""
 
     def __init__(self, session, spec, run_id, env_prefix, on_progress=None, reconnect_timeout=120,
-                 poll=0.3):
+                 poll=0.3, liveness_every=3.0):
         self.session = session
         self.spec = spec
         self.run_id = run_id
@@ -101,6 +101,8 @@ class RemoteRun:
         self.on_progress = on_progress or (lambda done, total, msg: None)
         self.reconnect_timeout = reconnect_timeout
         self.poll = poll
+        self.liveness_every = liveness_every  # seconds between checks that the agent's pid still runs
+        self.vanished = False  # the agent's process went away without writing exit_code
         self.root = posixpath.join(session.home(), REMOTE_ROOT)
         self.run_dir = posixpath.join(self.root, "runs", run_id)
         self.log_offset = 0
@@ -196,11 +198,33 @@ class RemoteRun:
                                   "%s/results.jsonl (e.g. `mxlab ssh ... -- cat %s/results.jsonl`)."
                                   % (exc, self.run_dir, self.run_dir))
 
+    def _agent_alive(self):
+        """False only when the run's pid file names a process that no longer exists (or is a zombie)."""
+        pid_file = shlex.quote(posixpath.join(self.run_dir, "pid"))
+        rc, out, _ = self.session.exec(
+            "pid=$(cat %s 2>/dev/null) || { echo nopid; exit 0; }; "
+            "if { kill -0 \"$pid\" 2>/dev/null || [ -d \"/proc/$pid\" ]; } "
+            "&& ! grep -qs ') Z ' \"/proc/$pid/stat\"; then echo alive; else echo gone; fi"
+            % pid_file, timeout=60)
+        return not (rc == 0 and out.strip() == "gone")
+
     def wait(self):
-        """Follow the log until the agent exits; returns its exit status."""
+        """Follow the log until the agent exits; returns its exit status.
+
+        A process that is gone without an exit code (killed -9, host rebooted) counts as exit 1,
+        with `vanished` set, instead of waiting for an exit code that will never come.
+        """
+        next_check = time.monotonic() + self.liveness_every
         while True:
             try:
                 code = self._poll_once()
+                if code is None and time.monotonic() >= next_check:
+                    next_check = time.monotonic() + self.liveness_every
+                    if not self._agent_alive():
+                        code = self._poll_once()  # it may have written exit_code just before leaving
+                        if code is None:
+                            self.vanished = True
+                            return 1
             except CONNECTION_ERRORS:
                 self._reconnect()
                 continue
@@ -270,6 +294,11 @@ def run_on_host(session, spec, run_id, env_prefix, environment, on_progress=None
     elif code == 3:
         result.status = "partial"
         result.error = "some inputs failed: %d error record(s)" % sum(1 for r in result.records if "error" in r)
+    elif run.vanished:
+        result.status = "failed"
+        result.error = ("%s (%s): the agent process is gone without an exit code (killed or host rebooted); "
+                        "%d result(s) kept from %s" % (target.label, target.address, len(result.records),
+                                                       run.run_dir))
     else:
         result.status = "failed"
         tail = [l for l in run.log_text.strip().splitlines() if l.strip()][-3:]

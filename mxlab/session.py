@@ -1,7 +1,9 @@
 """One SSH connection to a target: readiness (running, banner, cloud-init), pinned keys, commands."""
 import logging
+import select
 import shlex
 import socket
+import time
 
 import paramiko
 
@@ -12,16 +14,28 @@ from mxlab.errors import HostUnreachable, MxlabError, RemoteCommandError
 log = logging.getLogger(__name__)
 
 
-def instance_state(instance_id, session_factory=None):
+def describe_instance(instance_id, session_factory=None):
+    """The instance's DescribeInstances record, or None."""
     ec2 = (session_factory or aws_session)().client("ec2")
     res = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-    return res[0]["Instances"][0]["State"]["Name"] if res else "unknown"
+    return res[0]["Instances"][0] if res and res[0]["Instances"] else None
+
+
+def refresh_target(target, session_factory=None):
+    """Set target.state, and target.host to the instance's live public address when it has one:
+    a stopped and started instance gets a new public IP, so the stack's outputs go stale."""
+    inst = describe_instance(target.instance_id, session_factory)
+    target.state = inst["State"]["Name"] if inst else "unknown"
+    live = inst and (inst.get("PublicIpAddress") or inst.get("PublicDnsName"))
+    if live and live != target.host:
+        log.info("%s: instance %s is now at %s (was %s)", target.label, target.instance_id, live, target.host)
+        target.host = live
+    return target.state
 
 
 def wait_running(target, timeout, session_factory=None):
     def attempt():
-        state = instance_state(target.instance_id, session_factory)
-        target.state = state
+        state = refresh_target(target, session_factory)
         if state in ("terminated", "shutting-down", "stopped", "stopping"):
             raise HostUnreachable("%s: instance %s is %s (start it or redeploy with `mxlab up`)"
                                   % (target.label, target.instance_id, state))
@@ -97,6 +111,13 @@ class Session:
 
         def attempt():
             try:
+                _connect()
+            except BaseException:
+                client.close()  # a failed connect leaves a transport (and its thread) behind
+                raise
+
+        def _connect():
+            try:
                 client.connect(t.host, port=t.port, username=t.user, pkey=pkey, look_for_keys=False,
                                allow_agent=False, timeout=15, banner_timeout=30, auth_timeout=30)
             except paramiko.BadHostKeyException as exc:
@@ -144,26 +165,60 @@ class Session:
 
     # ---- use ----------------------------------------------------------------------------
     def exec(self, command, timeout=None, stdin_data=None, on_stdout=None):
-        """Run `command` with bash; return (exit status, stdout, stderr) as text."""
+        """Run `command` with bash; return (exit status, stdout, stderr) as text.
+
+        stdout and stderr are read together (neither can fill its window and stall the other);
+        `timeout` (default: the session's, at least 300 s) bounds the whole command.
+        """
+        timeout = timeout or max(self.timeout, 300)
+        deadline = time.monotonic() + timeout
         chan = self.client.get_transport().open_session(timeout=30)
-        if timeout:
-            chan.settimeout(timeout)
-        chan.exec_command("bash -c %s" % shlex.quote(command))
-        if stdin_data is not None:
-            chan.sendall(stdin_data.encode("utf-8") if isinstance(stdin_data, str) else stdin_data)
-        chan.shutdown_write()
-        out, err = [], []
-        stdout = chan.makefile("rb")
-        stderr = chan.makefile_stderr("rb")
-        for line in stdout:
-            text = line.decode("utf-8", "replace")
-            out.append(text)
-            if on_stdout:
-                on_stdout(text)
-        err.append(stderr.read().decode("utf-8", "replace"))
-        rc = chan.recv_exit_status()
-        chan.close()
-        return rc, "".join(out), "".join(err)
+        try:
+            chan.settimeout(1.0)
+            chan.exec_command("bash -c %s" % shlex.quote(command))
+            if stdin_data is not None:
+                chan.sendall(stdin_data.encode("utf-8") if isinstance(stdin_data, str) else stdin_data)
+            chan.shutdown_write()
+            out, err, pending = [], [], b""
+            while True:
+                got = False
+                if chan.recv_stderr_ready():
+                    err.append(chan.recv_stderr(65536))
+                    got = True
+                if chan.recv_ready():
+                    data = chan.recv(65536)
+                    got = True
+                    if data:
+                        pending += data
+                        *lines, pending = pending.split(b"\n")
+                        for line in lines:
+                            text = line.decode("utf-8", "replace") + "\n"
+                            out.append(text)
+                            if on_stdout:
+                                on_stdout(text)
+                if not got:
+                    if (chan.eof_received or chan.closed) and not chan.recv_ready() and not chan.recv_stderr_ready():
+                        break  # both streams drained (or the connection is gone)
+                    self._check_deadline(deadline, timeout)
+                    select.select([chan], [], [], 0.2)
+            while not chan.exit_status_ready():  # a closed channel counts as ready (status -1)
+                self._check_deadline(deadline, timeout)
+                time.sleep(0.02)
+            if pending:
+                text = pending.decode("utf-8", "replace")
+                out.append(text)
+                if on_stdout:
+                    on_stdout(text)
+            rc = chan.recv_exit_status()
+            if rc == -1:  # closed without an exit-status message
+                raise EOFError("SSH connection lost while running a command")
+            return rc, "".join(out), b"".join(err).decode("utf-8", "replace")
+        finally:
+            chan.close()
+
+    def _check_deadline(self, deadline, timeout):
+        if time.monotonic() > deadline:
+            raise socket.timeout("%s: command timed out after %.0f s" % (self.target.label, timeout))
 
     def check(self, command, what, timeout=None, on_stdout=None):
         rc, out, err = self.exec(command, timeout=timeout, on_stdout=on_stdout)

@@ -200,3 +200,31 @@ def test_a_sharded_lab_is_read_whole_from_describe_stacks(aws_emulator, monkeypa
     finally:
         for name in reversed(stacks):
             cfn.delete_stack(StackName=name)
+
+
+def stale_outputs_file(lab, tmp_path):
+    """The lab's outputs as `mxlab up` saved them, but attendee 1's public IP is an old one
+    (the instance was stopped by the cost guard and started again with a new address)."""
+    outputs = dict(lab["outputs"], Attendee1PublicIp="127.0.0.254")
+    f = tmp_path / "stale-outputs.json"
+    f.write_text(json.dumps({STACK: outputs}))
+    return f
+
+
+def test_hosts_shows_the_live_address_not_the_stale_output(lab, mxlab_cli, tmp_path):
+    code, out, err = mxlab_cli("hosts", "--stack", STACK, "--outputs", stale_outputs_file(lab, tmp_path))
+    assert code == 0, err
+    assert lab["outputs"]["Attendee1PublicIp"] in out and "127.0.0.254" not in out
+
+
+def test_run_connects_to_the_live_address_of_a_restarted_instance(lab, mxlab_cli, local_zoo, sample_photos,
+                                                                  tmp_path):
+    host = lab["host"]
+    code, out, err = mxlab_cli("run", "--stack", STACK, "--outputs", stale_outputs_file(lab, tmp_path),
+                               "--attendee", "1", "--ssh-port", host.port, "--timeout", "5",
+                               "--zoo", local_zoo, "--model", "efficientnet-lite0", "--results", tmp_path / "res",
+                               sample_photos / "coffee.jpg")
+    assert code == 0, err
+    (run_dir,) = (tmp_path / "res" / STACK).iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary[0]["address"] == "%s:%d" % (host.address, host.port)

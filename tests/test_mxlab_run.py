@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 from tests.fixtures_sshd import direct_args
+from tests.sshd_host import _children
 
 CATS = {"tiger cat", "tabby, tabby cat", "Egyptian cat"}
 
@@ -187,3 +188,51 @@ def test_urls_pass_through_to_the_agent(conda_host, mxlab_cli, local_zoo, sample
     assert rec["image"] == url and rec["top"][0]["label"] == "espresso"
     run_dirs = list((conda_host.home / ".mxlab-agent" / "runs").iterdir())
     assert all(not any((d / "inputs").iterdir()) for d in run_dirs if (d / "command").read_text().find(url) >= 0)
+
+
+def test_agent_killed_without_exit_code_fails_promptly_and_keeps_finished_results(sshd_factory, mxlab_cli,
+                                                                                  local_zoo, sample_photos,
+                                                                                  tmp_path):
+    import os
+    import signal
+    host = sshd_factory()
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(25):
+        for photo in sample_photos.glob("*.jpg"):
+            shutil.copy(photo, many / ("%02d-%s" % (i, photo.name)))
+    runs = host.home / ".mxlab-agent" / "runs"
+    seen = {}
+
+    def killer():
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            temps = list(runs.glob("*/.results.jsonl.*")) if runs.exists() else []
+            if temps and temps[0].read_text().count("\n") >= 2:
+                run_dir = temps[0].parent
+                # The saved pid and everything under it, parents first: the shells that would write
+                # exit_code die before the agent does, as on a `kill -9` or a reboot.
+                tree = [int((run_dir / "pid").read_text())]
+                for pid in tree:
+                    tree.extend(_children(pid))
+                for pid in tree:
+                    os.kill(pid, signal.SIGKILL)
+                seen.update(run_dir=run_dir, at=time.monotonic())
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    code, out, err = mxlab_cli("run", *direct_args(host), "--zoo", local_zoo, "--model", "efficientnet-lite0",
+                               "--results", tmp_path / "results", many)
+    returned = time.monotonic()
+    thread.join()
+    assert seen.get("run_dir"), "the test never saw the agent write a result"
+    assert not (seen["run_dir"] / "exit_code").exists()
+    assert code == 1
+    assert returned - seen["at"] < 30
+    assert "gone without an exit code" in err and str(seen["run_dir"].name) in err
+    assert host.hostspec in err
+    records = saved_records(tmp_path / "results")
+    assert 2 <= len(records) < 100
+    assert summary(tmp_path / "results")[0]["status"] == "failed"

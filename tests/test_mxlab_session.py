@@ -1,6 +1,8 @@
 """Connection failures against real sshd hosts: bad identity, host down; readiness backoff is bounded."""
 import itertools
 
+import pytest
+
 from mxlab import backoff
 from tests.fixtures_sshd import direct_args
 from tests.sshd_host import free_port
@@ -66,3 +68,51 @@ def test_retry_returns_the_first_success_and_names_the_last_error():
         assert "waiting for h" in str(exc) and "still refused" in str(exc)
     else:
         raise AssertionError("retry did not give up")
+
+
+def _direct_session(host, known_hosts=None, timeout=10):
+    from mxlab import targets
+    from mxlab.session import Session
+    target = targets.direct_target(host.hostspec, host.user, host.identity, known_hosts or host.known_hosts)
+    return Session(target, timeout=timeout)
+
+
+def _transport_threads():
+    import threading
+
+    import paramiko
+    return {t for t in threading.enumerate() if isinstance(t, paramiko.Transport) and t.is_alive()}
+
+
+def test_a_failed_connect_closes_its_client(conda_host, tmp_path):
+    import time
+
+    import pytest
+
+    from mxlab.errors import MxlabError
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    before = _transport_threads()
+    session = _direct_session(conda_host, known_hosts=empty)
+    with pytest.raises(MxlabError):
+        session.connect(wait_cloud_init=False)  # unknown host key: rejected
+    deadline = time.monotonic() + 5
+    while _transport_threads() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _transport_threads() - before, "a failed connect left its transport running"
+
+
+def test_exec_reads_stdout_and_a_large_stderr_together(conda_host):
+    with _direct_session(conda_host) as session:
+        session.connect(wait_cloud_init=False)
+        lines = []
+        rc, out, err = session.exec("echo first; head -c 4000000 /dev/zero | tr '\\0' e >&2; "
+                                    "seq 1 20000; exit 7", timeout=60, on_stdout=lines.append)
+        assert rc == 7
+        assert len(err) == 4000000 and set(err) == {"e"}
+        assert out.splitlines()[0] == "first" and out.splitlines()[-1] == "20000" and len(lines) == 20001
+        # The session is still usable, and a command past its timeout is cut off.
+        assert session.exec("echo again")[1] == "again\n"
+        with pytest.raises(OSError):
+            session.exec("sleep 30", timeout=1)
+        assert session.exec("echo still")[1] == "still\n"
