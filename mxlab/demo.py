@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from mxlab.atomic import write_atomic
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg")
 RUN_MODEL = "efficientnet-lite0"
@@ -56,9 +58,7 @@ def _new_dirs(parent, before):
 
 def _write_facts(path, facts):
     if path:
-        tmp = Path(str(path) + ".tmp")
-        tmp.write_text(json.dumps(facts, indent=2) + "\n")
-        os.replace(str(tmp), str(path))
+        write_atomic(Path(path), json.dumps(facts, indent=2) + "\n")
 
 
 def quiet_emulator():
