@@ -12,6 +12,15 @@ from tests.sshd_host import _children
 CATS = {"tiger cat", "tabby, tabby cat", "Egyptian cat"}
 
 
+def copies_of(photos, times, folder):
+    """`times` renamed copies of every sample photo in `folder`: a run long enough to interrupt."""
+    folder.mkdir()
+    for i in range(times):
+        for photo in photos.glob("*.jpg"):
+            shutil.copy(photo, folder / ("%02d-%s" % (i, photo.name)))
+    return folder
+
+
 def saved_records(results_dir):
     files = sorted(Path(results_dir).rglob("*.jsonl"))
     assert files, "no results saved under %s" % results_dir
@@ -91,11 +100,7 @@ def test_compare_prints_models_side_by_side(conda_host, mxlab_cli, local_zoo, sa
 def test_connection_killed_mid_run_still_collects_every_result(sshd_factory, mxlab_cli, local_zoo,
                                                                sample_photos, tmp_path):
     host = sshd_factory()
-    many = tmp_path / "many"
-    many.mkdir()
-    for i in range(12):
-        for photo in sample_photos.glob("*.jpg"):
-            shutil.copy(photo, many / ("%02d-%s" % (i, photo.name)))
+    many = copies_of(sample_photos, 12, tmp_path / "many")
     runs = host.home / ".mxlab-agent" / "runs"
     seen = {}
 
@@ -148,11 +153,7 @@ def test_agent_fatal_error_is_reported_with_its_message(conda_host, mxlab_cli, l
 
 def test_host_down_for_a_while_mid_run_then_back(sshd_factory, mxlab_cli, local_zoo, sample_photos, tmp_path):
     host = sshd_factory()
-    many = tmp_path / "many"
-    many.mkdir()
-    for i in range(8):
-        for photo in sample_photos.glob("*.jpg"):
-            shutil.copy(photo, many / ("%02d-%s" % (i, photo.name)))
+    many = copies_of(sample_photos, 8, tmp_path / "many")
     runs = host.home / ".mxlab-agent" / "runs"
     seen = {}
 
@@ -196,11 +197,7 @@ def test_agent_killed_without_exit_code_fails_promptly_and_keeps_finished_result
     import os
     import signal
     host = sshd_factory()
-    many = tmp_path / "many"
-    many.mkdir()
-    for i in range(25):
-        for photo in sample_photos.glob("*.jpg"):
-            shutil.copy(photo, many / ("%02d-%s" % (i, photo.name)))
+    many = copies_of(sample_photos, 25, tmp_path / "many")
     runs = host.home / ".mxlab-agent" / "runs"
     seen = {}
 
