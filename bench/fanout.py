@@ -1,6 +1,6 @@
 """Fleet fan-out: wall time of `mxlab run` on 1, 4 and 8 loopback sshd hosts, parallel vs sequential.
 
-Hosts are real OpenSSH servers on 127.0.0.1 (tests/sshd_host.SshdHost: one throwaway
+Hosts are real OpenSSH servers on 127.0.0.1 (mxlab/offline/lab_host.SshdHost: one throwaway
 user each, a DLAMI-like conda env with the project's MXNet). `mxlab run --host`
 takes one host, so the fleet is driven through the function `mxlab run` calls for a
 stack, mxlab.fleet.run_fleet, with direct targets: parallel=N for the fan-out,
@@ -38,7 +38,7 @@ def measure(root, build_dir, paths, counts=(1, 4, 8), model="efficientnet-lite0"
     try:
         from mxlab import fleet, targets  # noqa: F401
         from mxlab.run import RunSpec
-        from tests.sshd_host import SshdHost
+        from mxlab.offline.lab_host import SshdHost
     except Exception as err:
         return {"note": "not measured: mxlab not available (%s)" % err}
     zoo = os.path.join(root, "build", "zoo")

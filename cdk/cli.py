@@ -1,6 +1,6 @@
 """How to run the pinned CDK CLI (`npx cdk` from the repo root), quietly and offline.
 
-The one place for these flags: tests/aws_emulator.py uses it against the
+The one place for these flags: mxlab/offline/emulator.py uses it against the
 emulator, mxlab's deploy step against real AWS. Stdlib only, so it imports
 without aws-cdk-lib.
 """

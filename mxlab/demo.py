@@ -7,7 +7,7 @@ on it with the real models from the local zoo (served over HTTP). Everything sta
 on error and on Ctrl-C/SIGTERM; only the results folder is kept.
 
 It needs what scripts/setup makes (./scripts/demo runs both): the venv, node_modules, sshd,
-build/zoo and build/photos. Composition of the parts: tests/offline_lab.py (shared with the
+build/zoo and build/photos. Composition of the parts: mxlab/offline/lab.py (shared with the
 end-to-end test).
 """
 import argparse
@@ -73,7 +73,7 @@ def quiet_emulator():
 
 def run_demo(results_root, facts_file=None, say=_say):
     """The demo's flow; returns (exit status, {"run": dir, "compare": dir}) (dirs None if not reached)."""
-    from tests.offline_lab import OfflineLab
+    from mxlab.offline.lab import OfflineLab
 
     quiet_emulator()
 

@@ -10,7 +10,7 @@ for _key, _value in QUIET_ENV.items():
 
 import pytest  # noqa: E402
 
-from tests.aws_emulator import AwsEmulator  # noqa: E402
+from mxlab.offline.emulator import AwsEmulator  # noqa: E402
 
 
 @pytest.fixture

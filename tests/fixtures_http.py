@@ -1,9 +1,9 @@
-"""Fixtures that start real HTTP servers on 127.0.0.1 (see tests/zoo_server.py)."""
+"""Fixtures that start real HTTP servers on 127.0.0.1 (see mxlab/offline/zoo_server.py)."""
 import socket
 
 import pytest
 
-from tests.zoo_server import ZooServer
+from mxlab.offline.zoo_server import ZooServer
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
-"""Fixtures that start real OpenSSH lab hosts on loopback (see tests/sshd_host.py)."""
+"""Fixtures that start real OpenSSH lab hosts on loopback (see mxlab/offline/lab_host.py)."""
 import pytest
 
-from tests.sshd_host import SshdHost, ensure_wheelhouse
+from mxlab.offline.lab_host import SshdHost, ensure_wheelhouse
 
 
 @pytest.fixture

@@ -224,7 +224,7 @@ def test_zoo_server_runs_as_a_module_for_the_demo(tiny_zoo, tmp_path):
     import subprocess
     import sys
     from tests.checkpoints import REPO_ROOT
-    server = subprocess.Popen([sys.executable, "-m", "tests.zoo_server", tiny_zoo, "--port", "0"],
+    server = subprocess.Popen([sys.executable, "-m", "mxlab.offline.zoo_server", tiny_zoo, "--port", "0"],
                               cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()

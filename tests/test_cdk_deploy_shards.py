@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.aws_emulator import AwsEmulator
+from mxlab.offline.emulator import AwsEmulator
 
 CONTEXT = {"ssh_cidr": "203.0.113.7/32", "attendees": 22}
 STACKS = ["MxnetLab", "MxnetLab-2"]

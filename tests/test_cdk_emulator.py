@@ -8,7 +8,7 @@ import sys
 import boto3
 
 from cdk.config import DEFAULT_AMI_SSM_PARAMETER
-from tests.aws_emulator import REPO_ROOT
+from mxlab.offline.emulator import REPO_ROOT
 
 
 def test_dlami_parameter_is_published(aws_emulator):
@@ -60,7 +60,7 @@ def test_env_points_only_at_the_emulator(aws_emulator, monkeypatch):
 
 
 def test_runs_standalone_until_sigterm():
-    proc = subprocess.Popen([sys.executable, "-m", "tests.aws_emulator", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "mxlab.offline.emulator", "--port", "0"],
                             cwd=str(REPO_ROOT), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

@@ -7,7 +7,7 @@ from mxlab.fleet import run_fleet
 from mxlab.results import ResultStore, new_run_id
 from mxlab.run import RunSpec
 from mxlab.targets import direct_target
-from tests.sshd_host import free_port
+from mxlab.offline.lab_host import free_port
 
 
 def test_fleet_runs_hosts_in_parallel_and_one_failure_loses_nothing(sshd_factory, local_zoo, sample_photos,

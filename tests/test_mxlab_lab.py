@@ -12,7 +12,7 @@ import paramiko
 import pytest
 
 from mxlab import targets
-from tests.sshd_host import SshdHost, free_port
+from mxlab.offline.lab_host import SshdHost, free_port
 
 STACK = "MxlabTestLab"
 

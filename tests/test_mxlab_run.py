@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 from tests.fixtures_sshd import direct_args
-from tests.sshd_host import _children
+from mxlab.offline.lab_host import _children
 
 CATS = {"tiger cat", "tabby, tabby cat", "Egyptian cat"}
 

@@ -5,7 +5,7 @@ import pytest
 
 from mxlab import backoff
 from tests.fixtures_sshd import direct_args
-from tests.sshd_host import free_port
+from mxlab.offline.lab_host import free_port
 
 
 def test_bad_identity_fails_authentication_without_leaking_the_key(conda_host, mxlab_cli, sample_photos,

@@ -1,10 +1,10 @@
 """The whole lab on this machine, made of the real parts: the demo and the end-to-end test share it.
 
 OfflineLab starts, in order, and stops in reverse (also when interrupted part-way):
-- the AWS API emulator (moto on 127.0.0.1, tests/aws_emulator.py), in this process;
-- the local model zoo over HTTP (tests/zoo_server.py), in this process;
+- the AWS API emulator (moto on 127.0.0.1, mxlab/offline/emulator.py), in this process;
+- the local model zoo over HTTP (mxlab/offline/zoo_server.py), in this process;
 - the pinned `npx cdk deploy` of the lab stack into the emulator (outputs where `mxlab up` puts them);
-- a throwaway sshd (tests/sshd_host.py) as the lab instance: it listens on the instance's public
+- a throwaway sshd (mxlab/offline/lab_host.py) as the lab instance: it listens on the instance's public
   IP (the emulator hands out loopback addresses), its login user is the stack's `ssh_user` (a
   throwaway user as root, else this user with a throwaway home), it trusts the key pair the stack
   created (read back from SSM), and its host keys are what the emulated console output shows.
@@ -28,14 +28,14 @@ import threading
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:  # cdk/ and tests/ are not installed packages
+from mxlab.offline import REPO_ROOT
+if str(REPO_ROOT) not in sys.path:  # cdk/ is not an installed package
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.aws_emulator import AwsEmulator  # noqa: E402
-from tests import sshd_host  # noqa: E402
-from tests.sshd_host import SshdHost, free_port  # noqa: E402
-from tests.zoo_server import ZooServer  # noqa: E402
+from mxlab.offline.emulator import AwsEmulator  # noqa: E402
+from mxlab.offline import lab_host as sshd_host  # noqa: E402
+from mxlab.offline.lab_host import SshdHost, free_port  # noqa: E402
+from mxlab.offline.zoo_server import ZooServer  # noqa: E402
 
 STACK = "MxnetLab"
 # The emulator hands out 127.0.0.x public IPs; SSH is allowed from loopback only.
@@ -97,7 +97,7 @@ class SelfLoginSshdHost(SshdHost):
     SshdHost makes a throwaway login user (useradd: root only). Here the sshd's `SetEnv HOME` and
     SFTP start folder (`internal-sftp -d`) point at the throwaway DLAMI-like home instead, so the
     agent, its runs, model cache and env choice land there and never in the real home.
-    (A workaround kept here until tests/sshd_host.py offers it; it reuses that module's parts.)
+    (A workaround kept here until mxlab/offline/lab_host.py offers it; it reuses that module's parts.)
     """
 
     def __init__(self, **kw):

@@ -11,7 +11,7 @@ the project venv's packages (real MXNet, numpy, OpenCV): the project venv's own 
 under /root, which the lab user cannot enter.
 
 Usable from tests (fixtures_sshd.py), from scripts, and as
-`python -m tests.sshd_host [--no-conda] [--port P]` (prints the connection facts as JSON and
+`python -m mxlab.offline.lab_host [--no-conda] [--port P]` (prints the connection facts as JSON and
 serves until interrupted).
 """
 import argparse
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from mxlab.offline import REPO_ROOT
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SYSTEM_PYTHON = "/usr/bin/python3"
 WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse"
@@ -293,7 +293,7 @@ class SshdHost:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tests.sshd_host", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m mxlab.offline.lab_host", description=__doc__.splitlines()[0])
     p.add_argument("--address", default="127.0.0.1")
     p.add_argument("--port", type=int)
     p.add_argument("--no-conda", action="store_true", help="no conda env: exercises the venv fallback")

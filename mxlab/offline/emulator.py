@@ -14,7 +14,7 @@ Extensions (each a gap between moto 5.2.5 and AWS, see shared/reference/aws-offl
   and nothing may leave 127.0.0.0/8. PublicDnsName is then "localhost".
 - GetConsoleOutput can carry cloud-init's SSH host key block (set_host_keys).
 
-Standalone: `python -m tests.aws_emulator --port P` prints the endpoint, stays up
+Standalone: `python -m mxlab.offline.emulator --port P` prints the endpoint, stays up
 until SIGTERM/Ctrl-C.
 """
 import argparse
@@ -28,7 +28,7 @@ import sys
 import threading
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from mxlab.offline import REPO_ROOT
 if str(REPO_ROOT) not in sys.path:  # cdk/ is not an installed package
     sys.path.insert(0, str(REPO_ROOT))
 
@@ -459,7 +459,7 @@ class AwsEmulator:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tests.aws_emulator",
+    parser = argparse.ArgumentParser(prog="python -m mxlab.offline.emulator",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--region", default=DEFAULT_REGION)

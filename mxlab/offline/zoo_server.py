@@ -12,7 +12,7 @@ a matching If-Modified-Since, counts the body bytes it sends (total and per path
 - ``("no_range", N, None)``: ignore Range headers (answer 200 with the whole file).
 
 Run by hand (the demo serves the local zoo with it):
-``python -m tests.zoo_server DIR [--port P]``.
+``python -m mxlab.offline.zoo_server DIR [--port P]``.
 """
 import argparse
 import email.utils
@@ -213,7 +213,7 @@ def _parse_range(header, size):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tests.zoo_server",
+    parser = argparse.ArgumentParser(prog="python -m mxlab.offline.zoo_server",
                                      description="Serve a model-zoo folder over HTTP on 127.0.0.1.")
     parser.add_argument("directory", help="zoo folder to serve (e.g. one built by scripts/build-local-zoo)")
     parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0 = any)")
