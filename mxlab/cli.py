@@ -7,11 +7,12 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
 
-from mxlab import aws, catalogue, cdk_cli, hostkeys, keys, report, targets
+from mxlab import aws, catalogue, cdk_cli, hostkeys, html_report, keys, report, run_facts, targets
 from mxlab.errors import MxlabError, UsageError
 from mxlab.fleet import run_fleet
 from mxlab.results import ResultStore, new_run_id
@@ -87,6 +88,12 @@ def build_parser():
         p.add_argument("--results", default="results", metavar="DIR", help="where to save results (default ./results)")
         p.add_argument("--parallel", type=_positive, default=8, help="hosts at once (default %(default)s)")
         p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, directory or http(s) URL")
+
+    r = sub.add_parser("report", help="one self-contained HTML file of saved run(s): thumbnails, top-k bars")
+    r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a run folder: results/<stack-or-host>/<run-id>")
+    r.add_argument("-o", "--output", metavar="FILE", help="where to write it (default RUN_DIR/report.html)")
+    r.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    r.set_defaults(profile=None, region=None)
 
     sub.add_parser("demo", help="the whole lab offline on this machine (see `mxlab demo --help`)")
     s = sub.add_parser("ssh", parents=[common], help="interactive shell on a host (pinned host key)")
@@ -172,18 +179,37 @@ def cmd_run(args, out, err, compare=False):
     run_id = new_run_id()
     name = args.stack if not args.host else found[0].label
     store = ResultStore(args.results, name, run_id)
+    started = time.time()
     results = run_fleet(found, spec, run_id, store, err, parallel=args.parallel, timeout=args.timeout)
     for r in results:
         if r.records:
             out.print(report.compare_table(r.label, r.records, models) if compare
                       else report.topk_table(r.label, r.records))
     out.print(report.summary_table(results, store.dir))
+    write_run_report(store.dir, "compare" if compare else "run", spec, results, started, out, err)
     if any(r.status == "failed" for r in results):
         for r in results:
             if r.status == "failed":
                 err.print("mxlab: %s failed: %s" % (r.label, r.error), markup=False, highlight=False, soft_wrap=True)
         return 1
     return 3 if any(r.status == "partial" for r in results) else 0
+
+
+def write_run_report(run_dir, command, spec, results, started, out, err):
+    """run.json and report.html beside the results; a failure here costs the run nothing."""
+    try:
+        run_facts.save_run_facts(run_dir, command, spec, [r.label for r in results], started, time.time())
+        out.print("report: %s" % html_report.write_report([run_dir]), markup=False, highlight=False, soft_wrap=True)
+    except Exception as exc:  # the results are saved: say so, and how to make the report later
+        log.debug("report failed", exc_info=True)
+        err.print("mxlab: could not write the report (%s: %s); the results are saved: try `mxlab report %s`"
+                  % (type(exc).__name__, exc, run_dir), markup=False, highlight=False, soft_wrap=True)
+
+
+def cmd_report(args, out, err):
+    out.print("report: %s" % html_report.write_report(args.run_dirs, args.output), markup=False,
+              highlight=False, soft_wrap=True)
+    return 0
 
 
 def ssh_argv(target, remote_command):
@@ -244,7 +270,8 @@ def main(argv=None):
     aws.configure(args.profile, args.region)
     out, err = Console(), Console(stderr=True)
     commands = {"up": cmd_up, "down": cmd_down, "hosts": cmd_hosts, "run": cmd_run,
-                "compare": lambda a, o, e: cmd_run(a, o, e, compare=True), "ssh": cmd_ssh}
+                "compare": lambda a, o, e: cmd_run(a, o, e, compare=True), "ssh": cmd_ssh,
+                "report": cmd_report}
     try:
         return commands[args.command](args, out, err)
     except MxlabError as exc:

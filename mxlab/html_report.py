@@ -1,0 +1,427 @@
+"""`mxlab report`: one self-contained HTML file for one or more run folders.
+
+Per image a thumbnail made here from the operator's local original, per model its top-k labels
+with probability bars (models side by side for a compare run), a section per host, failed inputs
+with their error, and a header with the run's facts. Nothing is fetched when the file is opened:
+CSS and script are inline, thumbnails are data: URIs. Results sit in the page as JSON and a small
+script renders one page of rows when a host's section is opened, so a run of thousands of images
+opens at once and the file grows by a thumbnail per image, not by the originals.
+"""
+import html
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+from mxlab.atomic import write_atomic
+from mxlab.errors import UsageError
+from mxlab.run import is_url
+from mxlab.run_facts import load_run_facts
+from mxlab.thumbnails import ThumbnailError, data_uri, thumbnail_jpeg
+
+PAGE_SIZE = 50  # images per page of a host's section
+REPORT_NAME = "report.html"
+
+
+@dataclass
+class HostRun:
+    label: str
+    address: str = ""
+    status: str = "unknown"  # ok | partial | failed, from summary.json
+    error: Optional[str] = None
+    records: list = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    dir: Path
+    run_id: str
+    facts: dict
+    hosts: List[HostRun]
+    models: List[str]
+
+
+# ---- reading a run folder ------------------------------------------------------------------
+
+def read_records(path):
+    """The JSON records of a results file; a line cut short (a killed writer) is skipped."""
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records
+
+
+def load_run(run_dir):
+    """A Run from results/<stack-or-host>/<run-id>/: summary.json, <host>.jsonl, run.json if there."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise UsageError("RUN_DIR %s: no such folder (expected a run folder like results/<stack>/<run-id>/)" % d)
+    summary_path = d / "summary.json"
+    hosts = []
+    if summary_path.is_file():
+        try:
+            summary = json.loads(summary_path.read_text())
+        except ValueError as exc:
+            raise UsageError("RUN_DIR %s: summary.json is not valid JSON (%s)" % (d, exc))
+        if not isinstance(summary, list):
+            raise UsageError("RUN_DIR %s: summary.json is not a list of hosts" % d)
+        for h in summary:
+            if not isinstance(h, dict) or not h.get("host"):
+                continue
+            host = HostRun(label=str(h["host"]), address=str(h.get("address") or ""),
+                           status=str(h.get("status") or "unknown"), error=h.get("error"))
+            path = d / ("%s.jsonl" % host.label)
+            if path.is_file():
+                host.records = read_records(path)
+            hosts.append(host)
+    else:
+        # A run still going, or one whose summary was lost: each host's file is all there is.
+        for path in sorted(d.glob("*.jsonl")):
+            hosts.append(HostRun(label=path.stem, records=read_records(path)))
+    if not hosts:
+        below = sorted(p.parent.name for p in d.glob("*/summary.json"))
+        hint = (" It holds run folders (%s): give one of them." % ", ".join(below[-3:])) if below else ""
+        raise UsageError("RUN_DIR %s: no summary.json and no <host>.jsonl: not a run folder "
+                         "(expected results/<stack-or-host>/<run-id>/).%s" % (d, hint))
+    facts = load_run_facts(d)
+    models = [str(m) for m in facts.get("models") or []]
+    for host in hosts:
+        for rec in host.records:
+            m = rec.get("model")
+            if m and m not in models:
+                models.append(str(m))
+    return Run(dir=d, run_id=d.name, facts=facts, hosts=hosts, models=models)
+
+
+# ---- the pure pieces -------------------------------------------------------------------------
+
+def local_original(image, cwd):
+    """Where the operator's original of `image` (as named in the results) is on this machine;
+    None for a URL (the host fetched it, the operator has no copy)."""
+    if not image or is_url(image):
+        return None
+    path = Path(image)
+    return path if path.is_absolute() else Path(cwd) / path
+
+
+def image_rows(records, models):
+    """[(image, [cell per model])] in the order images first appear; a cell is
+    {"t": [[label, prob], ...]}, {"e": error} or None (no result for that model)."""
+    rows, index = [], {}
+    for rec in records:
+        image = str(rec.get("image", "?"))
+        if image not in index:
+            index[image] = len(rows)
+            rows.append((image, [None] * len(models)))
+        model = rec.get("model")
+        if model not in models:
+            continue
+        if "error" in rec:
+            cell = {"e": str(rec["error"])}
+        else:
+            cell = {"t": [[str(t.get("label", "")), float(t.get("prob", 0.0))] for t in rec.get("top") or []
+                          if isinstance(t, dict)]}
+        rows[index[image]][1][models.index(model)] = cell
+    return rows
+
+
+def when_of(run):
+    """'YYYY-MM-DD HH:MM:SS UTC' the run started: run.json, else the run id's timestamp."""
+    started = run.facts.get("started")
+    if started:
+        return started.replace("T", " ").replace("Z", " UTC")
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.strptime(run.run_id[:16], "%Y%m%dT%H%M%SZ"))
+    except ValueError:
+        return "unknown"
+
+
+def run_facts_rows(run):
+    """[(label, text)] for a run's header: hosts, models, counts, images/s, when."""
+    records = [r for h in run.hosts for r in h.records]
+    ok = [r for r in records if "error" not in r]
+    failed = [r for r in records if "error" in r]
+    images = {(h.label, r.get("image")) for h in run.hosts for r in h.records}
+    statuses = {}
+    for h in run.hosts:
+        statuses[h.status] = statuses.get(h.status, 0) + 1
+    rows = [("run", run.run_id), ("when", when_of(run))]
+    if run.facts.get("command"):
+        rows.append(("command", "mxlab %s" % run.facts["command"]))
+    rows.append(("hosts", "%d (%s)" % (len(run.hosts), ", ".join("%d %s" % (n, s) for s, n in sorted(statuses.items())))))
+    rows.append(("models", ", ".join(run.models) or "none"))
+    if run.facts.get("top_k"):
+        rows.append(("top-k", str(run.facts["top_k"])))
+    distinct = len({img for _, img in images})
+    rows.append(("images", "%d distinct, %d classified on hosts" % (distinct, len(images))
+                 if len(images) != distinct else str(distinct)))
+    rows.append(("results", "%d ok, %d failed input(s)" % (len(ok), len(failed))))
+    seconds = run.facts.get("seconds")
+    if seconds and run.models:
+        rate = len(ok) / float(len(run.models)) / seconds
+        rows.append(("images/s", "%.2f (%d results over %d model(s) in %.1f s wall time, "
+                                 "all hosts, connecting and uploading included)"
+                     % (rate, len(ok), len(run.models), seconds)))
+    else:
+        rows.append(("images/s", "unknown (no run.json with the run's wall time)"))
+    per_model = []
+    for m in run.models:
+        ms = [r["ms"] for r in ok if r.get("model") == m and isinstance(r.get("ms"), (int, float))]
+        if ms:
+            per_model.append("%s %.1f ms" % (m, sum(ms) / len(ms)))
+    if per_model:
+        rows.append(("model time / image", ", ".join(per_model) + " (mean, on the host)"))
+    rows.append(("folder", str(run.dir)))
+    return rows
+
+
+def script_json(value):
+    """JSON safe inside <script>: no '</script>' or '<!--' can end or change the element."""
+    return (json.dumps(value, separators=(",", ":"))
+            .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+# ---- thumbnails ------------------------------------------------------------------------------
+
+def thumbnails(runs, workers=None):
+    """{(run index, image): {"src": data URI} or {"why": reason}}; one thumbnail per distinct original."""
+    wanted = {}
+    for i, run in enumerate(runs):
+        cwd = run.facts.get("cwd") or os.getcwd()
+        for host in run.hosts:
+            for rec in host.records:
+                image = str(rec.get("image", "?"))
+                wanted[(i, image)] = local_original(image, cwd)
+    paths = sorted({str(p) for p in wanted.values() if p is not None})
+
+    def make(path):
+        try:
+            return {"src": data_uri(thumbnail_jpeg(path))}
+        except ThumbnailError as exc:
+            return {"why": str(exc)}
+
+    # OpenCV decodes outside the GIL: a few threads keep a large run's report quick.
+    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+        made = dict(zip(paths, pool.map(make, paths)))
+    url = {"why": "a URL: the host fetched it; there is no local copy to show"}
+    return {key: (made[str(p)] if p is not None else url) for key, p in wanted.items()}
+
+
+# ---- the page --------------------------------------------------------------------------------
+
+def page_data(runs, thumbs, page_size=PAGE_SIZE):
+    """What the page's script renders: per run and host the rows, images by index."""
+    images, index = [], {}
+    out = {"page_size": page_size, "images": images, "runs": []}
+    for i, run in enumerate(runs):
+        hosts = []
+        for host in run.hosts:
+            rows = []
+            for image, cells in image_rows(host.records, run.models):
+                thumb = thumbs.get((i, image)) or {"why": "no thumbnail"}
+                key = thumb.get("src") or ("why", thumb.get("why"))
+                if key not in index:
+                    index[key] = len(images)
+                    images.append(thumb)
+                rows.append([image, index[key]] + cells)
+            hosts.append({"label": host.label, "rows": rows})
+        out["runs"].append({"models": run.models, "hosts": hosts})
+    return out
+
+
+def _host_summary(host):
+    failed = sum(1 for r in host.records if "error" in r)
+    images = len({r.get("image") for r in host.records})
+    parts = ["<span class='hostname'>%s</span>" % html.escape(host.label)]
+    if host.address and host.address != host.label:
+        parts.append("<span class='addr'>%s</span>" % html.escape(host.address))
+    parts.append("<span class='status st-%s'>%s</span>" % (html.escape(host.status), html.escape(host.status)))
+    parts.append("<span class='count'>%d image(s)%s</span>"
+                 % (images, ", <b class='bad'>%d failed input(s)</b>" % failed if failed else ""))
+    return " ".join(parts)
+
+
+def render_report(runs, thumbs, generated=None, page_size=PAGE_SIZE):
+    """The whole HTML document as a string."""
+    generated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(generated or time.time()))
+    body = []
+    for i, run in enumerate(runs):
+        body.append("<section class='run'>")
+        body.append("<h2>run %s</h2>" % html.escape(run.run_id))
+        body.append("<dl class='facts'>%s</dl>" % "".join(
+            "<dt>%s</dt><dd>%s</dd>" % (html.escape(k), html.escape(v)) for k, v in run_facts_rows(run)))
+        for j, host in enumerate(run.hosts):
+            body.append("<details class='host' data-run='%d' data-host='%d'%s>" % (i, j, " open" if j == 0 else ""))
+            # The host's error sits in the summary line: seen with the section closed.
+            error = "<span class='hosterr'>%s</span>" % html.escape(host.error) if host.error else ""
+            body.append("<summary>%s%s</summary>" % (_host_summary(host), error))
+            body.append("<div class='rows'></div></details>")
+        body.append("</section>")
+    title = "mxlab report: " + ", ".join(r.run_id for r in runs)
+    return TEMPLATE % {
+        "title": html.escape(title), "css": CSS, "generated": html.escape(generated),
+        "body": "\n".join(body), "data": script_json(page_data(runs, thumbs, page_size)), "script": SCRIPT}
+
+
+def write_report(run_dirs, out_path=None, page_size=PAGE_SIZE):
+    """Write the report of `run_dirs` to `out_path` (default: report.html in the one run folder)."""
+    if not run_dirs:
+        raise UsageError("give at least one RUN_DIR")
+    runs = [load_run(d) for d in run_dirs]
+    if out_path is None:
+        if len(runs) > 1:
+            raise UsageError("several RUN_DIRs: choose where the report goes with -o FILE")
+        out_path = runs[0].dir / REPORT_NAME
+    out_path = Path(out_path)
+    if not out_path.parent.is_dir():
+        raise UsageError("-o %s: folder %s does not exist" % (out_path, out_path.parent))
+    text = render_report(runs, thumbnails(runs), page_size=page_size)
+    write_atomic(out_path, text)
+    return out_path
+
+
+CSS = """
+:root { --fg:#1d2330; --mute:#6b7280; --line:#e3e6eb; --bar:#3b82f6; --bad:#c0262d; --ok:#15803d; --warn:#b45309; }
+* { box-sizing: border-box; }
+body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); margin: 0;
+       padding: 16px 24px; background: #f7f8fa; }
+h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 0 0 8px; }
+.gen { color: var(--mute); margin: 0 0 16px; }
+.run { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; margin-bottom: 16px; }
+.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 0 0 12px; }
+.facts dt { color: var(--mute); } .facts dd { margin: 0; word-break: break-all; }
+details.host { border-top: 1px solid var(--line); padding: 6px 0; }
+details.host > summary { cursor: pointer; padding: 4px 0; }
+.hostname { font-weight: 600; } .addr, .count { color: var(--mute); margin-left: 8px; }
+.status { margin-left: 8px; padding: 1px 6px; border-radius: 4px; font-size: 12px; background: #eef; }
+.st-ok { background: #dcfce7; color: var(--ok); } .st-partial { background: #fef3c7; color: var(--warn); }
+.st-failed { background: #fee2e2; color: var(--bad); }
+.bad, .err, .hosterr { color: var(--bad); } .hosterr { display: block; white-space: pre-wrap; margin: 2px 0 0 16px; }
+.pager { display: flex; align-items: center; gap: 8px; margin: 6px 0; color: var(--mute); }
+.pager button { font: inherit; padding: 2px 10px; }
+table.results { border-collapse: collapse; width: 100%; table-layout: fixed; }
+table.results th { text-align: left; font-weight: 600; border-bottom: 2px solid var(--line); padding: 4px 6px; }
+table.results th.img { width: 220px; }
+table.results td { vertical-align: top; border-bottom: 1px solid var(--line); padding: 6px; }
+.thumb { display: flex; gap: 8px; align-items: flex-start; }
+.thumb img { width: 96px; height: 96px; object-fit: contain; background: #eee; border-radius: 4px; flex: none; }
+.noimg { width: 96px; height: 96px; flex: none; display: flex; align-items: center; justify-content: center;
+         text-align: center; background: repeating-linear-gradient(45deg, #eee, #eee 6px, #f6f6f6 6px, #f6f6f6 12px);
+         color: var(--mute); font-size: 11px; border-radius: 4px; padding: 4px; }
+.imgname { word-break: break-all; font-weight: 600; } .why { color: var(--mute); font-size: 11px; word-break: break-all; }
+.lab { display: grid; grid-template-columns: 1fr 52px; align-items: center; gap: 0 6px; margin-bottom: 3px; }
+.lab .name { grid-column: 1; font-size: 13px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.lab .p { grid-column: 2; grid-row: 1 / span 2; text-align: right; font-variant-numeric: tabular-nums; color: var(--mute); }
+.bar { grid-column: 1; height: 5px; background: #e5e7eb; border-radius: 3px; overflow: hidden; }
+.bar .fill { height: 100%; background: var(--bar); }
+.lab.first .name { font-weight: 600; } .missing { color: var(--mute); }
+"""
+
+SCRIPT = r"""
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("report-data").textContent);
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+  function pct(p) { return (100 * p).toFixed(1) + "%"; }
+  function imageCell(name, img) {
+    var td = el("td"), box = el("div", "thumb"), text = el("div");
+    if (img.src) {
+      var i = el("img"); i.src = img.src; i.alt = name; box.appendChild(i);
+    } else {
+      var ph = el("div", "noimg", "no picture"); ph.title = img.why; box.appendChild(ph);
+    }
+    // The file name stands out; the folder (or URL's site) it came from is shown small under it.
+    var cut = name.replace(/\/+$/, "").lastIndexOf("/");
+    var base = el("div", "imgname", name.slice(cut + 1)); base.title = name; text.appendChild(base);
+    if (cut >= 0) text.appendChild(el("div", "why", name.slice(0, cut + 1)));
+    if (!img.src) text.appendChild(el("div", "why", img.why));
+    box.appendChild(text); td.appendChild(box);
+    return td;
+  }
+  function modelCell(c) {
+    var td = el("td");
+    if (!c) { td.appendChild(el("span", "missing", "no result")); return td; }
+    if (c.e !== undefined) { td.className = "failed"; td.appendChild(el("div", "err", "error: " + c.e)); return td; }
+    c.t.forEach(function (t, k) {
+      var row = el("div", k === 0 ? "lab first" : "lab"), bar = el("div", "bar"), fill = el("div", "fill");
+      fill.style.width = Math.max(0, Math.min(100, 100 * t[1])).toFixed(1) + "%";
+      row.appendChild(el("span", "name", t[0])); row.appendChild(el("span", "p", pct(t[1])));
+      bar.appendChild(fill); row.appendChild(bar); td.appendChild(row);
+    });
+    return td;
+  }
+  function failedRow(r) {
+    for (var k = 2; k < r.length; k++) if (r[k] && r[k].e !== undefined) return true;
+    return false;
+  }
+  function setUp(section) {
+    var run = data.runs[+section.dataset.run], host = run.hosts[+section.dataset.host];
+    var holder = section.querySelector(".rows"), size = data.page_size, page = 0, onlyFailed = false;
+    var pager = el("div", "pager"), prev = el("button", "prev", "\u25c0 prev"), next = el("button", "next", "next \u25b6");
+    var where = el("span", "where"), filt = el("label"), box = el("input");
+    box.type = "checkbox"; filt.appendChild(box); filt.appendChild(document.createTextNode(" only failed inputs"));
+    pager.appendChild(prev); pager.appendChild(where); pager.appendChild(next); pager.appendChild(filt);
+    var table = el("table", "results"), head = el("tr"), tbody = el("tbody");
+    head.appendChild(el("th", "img", "image"));
+    run.models.forEach(function (m) { head.appendChild(el("th", null, m)); });
+    var thead = el("thead"); thead.appendChild(head); table.appendChild(thead); table.appendChild(tbody);
+    holder.appendChild(pager); holder.appendChild(table);
+    function rows() { return onlyFailed ? host.rows.filter(failedRow) : host.rows; }
+    function show() {
+      var all = rows(), pages = Math.max(1, Math.ceil(all.length / size));
+      page = Math.max(0, Math.min(page, pages - 1));
+      tbody.textContent = "";
+      all.slice(page * size, (page + 1) * size).forEach(function (r) {
+        var tr = el("tr");
+        tr.appendChild(imageCell(r[0], data.images[r[1]]));
+        for (var k = 2; k < r.length; k++) tr.appendChild(modelCell(r[k]));
+        tbody.appendChild(tr);
+      });
+      where.textContent = all.length ? "page " + (page + 1) + " of " + pages + " (" + all.length + " images)" : "no results";
+      prev.disabled = page === 0; next.disabled = page >= pages - 1;
+      section.dataset.page = page; section.dataset.pages = pages;
+    }
+    prev.addEventListener("click", function () { page--; show(); });
+    next.addEventListener("click", function () { page++; show(); });
+    box.addEventListener("change", function () { onlyFailed = box.checked; page = 0; show(); });
+    show();
+  }
+  // Rows are built when a host's section is first opened: a large fleet run opens at once.
+  Array.prototype.forEach.call(document.querySelectorAll("details.host"), function (section) {
+    if (section.open) { setUp(section); return; }
+    section.addEventListener("toggle", function once() {
+      if (!section.open) return;
+      section.removeEventListener("toggle", once); setUp(section);
+    });
+  });
+})();
+"""
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<title>%(title)s</title>
+<style>%(css)s</style>
+</head><body>
+<h1>mxlab report</h1>
+<p class="gen">generated %(generated)s</p>
+<noscript><p class="bad">The per-image results are drawn by the page's inline script: allow JavaScript to see them.</p></noscript>
+%(body)s
+<script type="application/json" id="report-data">%(data)s</script>
+<script>%(script)s</script>
+</body></html>
+"""

@@ -1,0 +1,47 @@
+"""Small JPEG thumbnails of the operator's local images, for embedding in a report.
+
+A report's size then grows with the thumbnails (a few KB each), not with the originals.
+"""
+import base64
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+MAX_SIDE = 192  # px: sharp at the report's 96 px cells on a 2x screen
+QUALITY = 80
+
+
+class ThumbnailError(Exception):
+    """Why there is no thumbnail for an image (shown in the report instead of the picture)."""
+
+
+def thumbnail_jpeg(path, max_side=MAX_SIDE, quality=QUALITY):
+    """JPEG bytes of the image at `path`, scaled so its longer side is at most `max_side` px.
+
+    Raises ThumbnailError naming the path when the file is missing or is no image OpenCV reads.
+    """
+    path = Path(path)
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except FileNotFoundError:
+        raise ThumbnailError("not found on this machine: %s" % path)
+    except OSError as exc:
+        raise ThumbnailError("cannot read %s: %s" % (path, exc.strerror or exc))
+    # IMREAD_COLOR applies the EXIF orientation, as a viewer would, and drops alpha.
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ThumbnailError("not an image OpenCV can decode: %s" % path)
+    h, w = image.shape[:2]
+    scale = min(1.0, float(max_side) / max(h, w))
+    if scale < 1.0:
+        size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)  # area: no aliasing when shrinking
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ThumbnailError("could not encode a thumbnail of %s" % path)
+    return encoded.tobytes()
+
+
+def data_uri(jpeg):
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
