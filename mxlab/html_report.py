@@ -179,7 +179,7 @@ def run_facts_rows(run):
             per_model.append("%s %.1f ms" % (m, sum(ms) / len(ms)))
     if per_model:
         rows.append(("model time / image", ", ".join(per_model) + " (mean, on the host)"))
-    rows.append(("folder", str(run.dir)))
+    rows.append(("folder", str(run.dir.resolve())))
     return rows
 
 

@@ -5,5 +5,6 @@ pytest_plugins = [
     "tests.fixtures_sshd",
     "tests.fixtures_zoo",
     "tests.fixtures_http",
+    "tests.fixtures_browser",
     "tests.checkpoints",
 ]
