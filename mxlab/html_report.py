@@ -206,7 +206,7 @@ def thumbnails(runs, workers=None):
         try:
             return {"src": data_uri(thumbnail_jpeg(path))}
         except ThumbnailError as exc:
-            return {"why": str(exc)}
+            return {"why": exc.reason}
 
     # OpenCV decodes outside the GIL: a few threads keep a large run's report quick.
     with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
@@ -358,7 +358,8 @@ SCRIPT = r"""
     c.t.forEach(function (t, k) {
       var row = el("div", k === 0 ? "lab first" : "lab"), bar = el("div", "bar"), fill = el("div", "fill");
       fill.style.width = Math.max(0, Math.min(100, 100 * t[1])).toFixed(1) + "%";
-      row.appendChild(el("span", "name", t[0])); row.appendChild(el("span", "p", pct(t[1])));
+      var name = el("span", "name", t[0]); name.title = t[0];
+      row.appendChild(name); row.appendChild(el("span", "p", pct(t[1])));
       bar.appendChild(fill); row.appendChild(bar); td.appendChild(row);
     });
     return td;

@@ -13,7 +13,12 @@ QUALITY = 80
 
 
 class ThumbnailError(Exception):
-    """Why there is no thumbnail for an image (shown in the report instead of the picture)."""
+    """Why there is no thumbnail for an image: str() names the file; `reason` is what the report
+    shows beside the image's name (the path only where it says where we looked)."""
+
+    def __init__(self, message, reason=None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def thumbnail_jpeg(path, max_side=MAX_SIDE, quality=QUALITY):
@@ -27,11 +32,12 @@ def thumbnail_jpeg(path, max_side=MAX_SIDE, quality=QUALITY):
     except FileNotFoundError:
         raise ThumbnailError("not found on this machine: %s" % path)
     except OSError as exc:
-        raise ThumbnailError("cannot read %s: %s" % (path, exc.strerror or exc))
+        raise ThumbnailError("cannot read %s: %s" % (path, exc.strerror or exc), "cannot read it: %s"
+                             % (exc.strerror or exc))
     # IMREAD_COLOR applies the EXIF orientation, as a viewer would, and drops alpha.
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise ThumbnailError("not an image OpenCV can decode: %s" % path)
+        raise ThumbnailError("not an image OpenCV can decode: %s" % path, "not an image OpenCV can decode")
     h, w = image.shape[:2]
     scale = min(1.0, float(max_side) / max(h, w))
     if scale < 1.0:
@@ -39,7 +45,7 @@ def thumbnail_jpeg(path, max_side=MAX_SIDE, quality=QUALITY):
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)  # area: no aliasing when shrinking
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        raise ThumbnailError("could not encode a thumbnail of %s" % path)
+        raise ThumbnailError("could not encode a thumbnail of %s" % path, "could not encode a thumbnail")
     return encoded.tobytes()
 
 
