@@ -1,6 +1,8 @@
 """Bounded exponential backoff shared by readiness checks and host-key polling."""
 import time
 
+from mxlab.errors import GaveUp
+
 
 def delays(timeout, first=0.5, factor=2.0, cap=15.0, clock=time.monotonic):
     """Yield sleep lengths that grow exponentially and stop once `timeout` s have passed.
@@ -17,10 +19,11 @@ def delays(timeout, first=0.5, factor=2.0, cap=15.0, clock=time.monotonic):
         delay = min(delay * factor, cap)
 
 
-def retry(attempt, timeout, what, retry_on=(Exception,), sleep=time.sleep, **kw):
+def retry(attempt, timeout, what, retry_on=(Exception,), sleep=time.sleep, advice="", **kw):
     """Call attempt() until it returns without raising one of `retry_on` or time runs out.
 
-    Returns attempt()'s value; on timeout raises TimeoutError naming `what` and the last error.
+    Returns attempt()'s value; on timeout raises GaveUp (a HostUnreachable) naming `what`, the
+    last error and then `advice` (what the operator can do about it), if any.
     """
     last = None
     try:
@@ -33,4 +36,4 @@ def retry(attempt, timeout, what, retry_on=(Exception,), sleep=time.sleep, **kw)
             return attempt()
         except retry_on as exc:
             last = exc
-    raise TimeoutError("%s: gave up after %.0f s (last error: %s)" % (what, timeout, last))
+    raise GaveUp("%s: gave up after %.0f s (last error: %s)%s" % (what, timeout, last, advice and ". " + advice))

@@ -21,5 +21,17 @@ class HostUnreachable(MxlabError):
     """A host did not become ready (running, SSH banner, cloud-init) in time."""
 
 
+class GaveUp(HostUnreachable):
+    """backoff.retry ran out of time: names what it waited for and the last error.
+
+    Not an OSError (the built-in TimeoutError is one): code that treats OSError as a dropped
+    connection and reconnects can never take a wait that has ended for one.
+    """
+
+
 class RemoteCommandError(MxlabError):
     """A command on the host failed (environment set-up, agent fatal error)."""
+
+
+class CommandTimeout(RemoteCommandError):
+    """A command on the host ran past its deadline; the connection itself is fine (not an OSError)."""

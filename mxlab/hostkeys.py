@@ -10,7 +10,7 @@ import paramiko
 from mxlab import backoff
 from mxlab.atomic import write_atomic
 from mxlab.aws import session as aws_session
-from mxlab.errors import HostKeyError, HostUnreachable
+from mxlab.errors import GaveUp, HostKeyError, HostUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def wait_console_keys(target, timeout=600, session_factory=None, sleep=None):
     try:
         return backoff.retry(attempt, timeout, "%s (%s): waiting for host keys on the console"
                              % (target.label, target.instance_id), retry_on=(LookupError,), first=2.0, **kw)
-    except TimeoutError as exc:
+    except GaveUp as exc:
         raise HostUnreachable("%s. The instance prints them once cloud-init has run; check it with "
                               "`aws ec2 get-console-output --instance-id %s`." % (exc, target.instance_id))
 

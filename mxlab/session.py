@@ -9,7 +9,7 @@ import paramiko
 
 from mxlab import backoff, hostkeys
 from mxlab.aws import session as aws_session
-from mxlab.errors import HostUnreachable, MxlabError, RemoteCommandError
+from mxlab.errors import CommandTimeout, HostUnreachable, MxlabError, RemoteCommandError
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ class Session:
 
     def _check_deadline(self, deadline, timeout):
         if time.monotonic() > deadline:
-            raise socket.timeout("%s: command timed out after %.0f s" % (self.target.label, timeout))
+            raise CommandTimeout("%s: command timed out after %.0f s" % (self.target.label, timeout))
 
     def check(self, command, what, timeout=None, on_stdout=None):
         rc, out, err = self.exec(command, timeout=timeout, on_stdout=on_stdout)
