@@ -7,20 +7,19 @@ on it with the real models from the local zoo (served over HTTP). Everything sta
 on error and on Ctrl-C/SIGTERM; only the results folder is kept.
 
 It needs what scripts/setup makes (./scripts/demo runs both): the venv, node_modules, sshd,
-build/zoo and build/photos. Composition of the parts: mxlab/offline/lab.py (shared with the
-end-to-end test).
+build/zoo and build/photos. Composition of the parts: mxlab/offline/lab.py (shared with
+`mxlab sandbox` and the tests).
 """
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
 
 from mxlab.atomic import write_atomic
+from mxlab.offline import REPO_ROOT, sandbox
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg")
 RUN_MODEL = "efficientnet-lite0"
 COMPARE_MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
@@ -40,18 +39,6 @@ def build_parser():
     return p
 
 
-def missing_prerequisites():
-    """What scripts/setup makes and the demo needs; [] when all is there."""
-    need = {"build/zoo/catalogue.json": "the local model zoo (scripts/build-local-zoo build/zoo)",
-            "node_modules/.bin/cdk": "the pinned CDK CLI (npm ci)"}
-    need.update({"build/photos/" + p: "the sample photos (scripts/build-local-zoo --photos build/photos)"
-                 for p in PHOTOS})
-    missing = ["%s: %s" % (path, what) for path, what in need.items() if not (REPO_ROOT / path).exists()]
-    if not any(Path(d, "sshd").exists() for d in ("/usr/sbin", "/usr/bin")):
-        missing.append("sshd: openssh-server (apt-get install -y openssh-server)")
-    return missing
-
-
 def _new_dirs(parent, before):
     return sorted(p for p in parent.glob("*") if p.is_dir() and p not in before) if parent.is_dir() else []
 
@@ -61,21 +48,11 @@ def _write_facts(path, facts):
         write_atomic(Path(path), json.dumps(facts, indent=2) + "\n")
 
 
-def quiet_emulator():
-    """The emulator runs in this process: keep its request log and moto's warnings about resources
-    it does not model (the CloudWatch alarm) off the demo's output."""
-    import logging
-    import warnings
-    for name in ("werkzeug", "moto"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module=r"moto(\.|$)")
-
-
 def run_demo(results_root, facts_file=None, say=_say):
     """The demo's flow; returns (exit status, {"run": dir, "compare": dir}) (dirs None if not reached)."""
     from mxlab.offline.lab import OfflineLab
 
-    quiet_emulator()
+    sandbox.quiet_emulator()
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-%d" % os.getpid()
     out_dir = Path(results_root).resolve() / stamp
@@ -139,28 +116,15 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     results = os.path.abspath(args.results)  # before the chdir below
     facts = os.path.abspath(args.facts) if args.facts else None
-    if str(REPO_ROOT) not in sys.path:  # tests/ (the offline parts) is not an installed package
-        sys.path.insert(0, str(REPO_ROOT))
     os.chdir(str(REPO_ROOT))
     if not sys.stdout.isatty():
         os.environ.setdefault("COLUMNS", "120")  # rich's 80 for a pipe cuts image and model names
-    missing = missing_prerequisites()
+    missing = sandbox.missing_prerequisites(PHOTOS)
     if missing:
         print("mxlab demo: missing (./scripts/demo sets these up):\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2
 
-    interrupted = []
-
-    def on_signal(signum, frame):
-        # The first signal unwinds (and so tears down); later ones must not cut the clean-up short.
-        if interrupted:
-            _say("still stopping what the demo started, please wait")
-            return
-        interrupted.append(signum)
-        raise KeyboardInterrupt
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    sandbox.raise_on_signals(_say)
     start = time.monotonic()
     try:
         code, done = run_demo(results, facts)

@@ -10,15 +10,14 @@ Extensions (each a gap between moto 5.2.5 and AWS, see shared/reference/aws-offl
   Exports published and Fn::ImportValue resolved (cross-stack references between
   the lab's shard stacks); change sets behave as the CLI expects on a second
   deploy (no-change sets, cleanup).
-- Public IPs are loopback addresses (127.0.0.x): tests SSH to an instance's public IP
-  and nothing may leave 127.0.0.0/8. PublicDnsName is then "localhost".
-- GetConsoleOutput can carry cloud-init's SSH host key block (set_host_keys).
+- EC2 instances as AWS runs them (ec2_instances.py): loopback public IPs, a new one after
+  stop/start, host keys on the console at first boot only, no `Latest` console on Xen
+  types, the cost-guard alarm's stop action carried out.
 
 Standalone: `python -m mxlab.offline.emulator --port P` prints the endpoint, stays up
 until SIGTERM/Ctrl-C.
 """
 import argparse
-import itertools
 import json
 import os
 import signal
@@ -34,20 +33,12 @@ if str(REPO_ROOT) not in sys.path:  # cdk/ is not an installed package
 
 from cdk.cli import cdk_argv, quiet_env  # noqa: E402  (stdlib-only module)
 from cdk.config import DEFAULT_AMI_SSM_PARAMETER  # noqa: E402
+from mxlab.offline import ec2_instances  # noqa: E402
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 DEFAULT_REGION = "us-east-1"
 
-# Loopback addresses handed out as public IPs; 127.0.0.1 is left to the host.
-_loopback_ips = ("127.0.0.%d" % i for i in itertools.cycle(range(10, 255)))
-_loopback_lock = threading.Lock()
-_console_output = {}  # instance id -> text returned by GetConsoleOutput
 _patched = False
-
-
-def _next_loopback_ip():
-    with _loopback_lock:
-        return next(_loopback_ips)
 
 
 def host_keys_block(pubkey_lines):
@@ -68,31 +59,11 @@ def _install_patches():
 
     from moto.cloudformation import models as cf_models, parsing
     from moto.core.common_models import CloudFormationModel
-    from moto.ec2.models import (ec2_backends, elastic_network_interfaces, instances,
-                                 internet_gateways, route_tables, subnets)
-    from moto.ec2.responses import general
+    from moto.ec2.models import ec2_backends, instances, internet_gateways, route_tables, subnets
     from moto.ssm.models import ssm_backends
 
-    # -- loopback public IPs ------------------------------------------------
-    elastic_network_interfaces.random_public_ip = _next_loopback_ip
-    instances.Instance.public_dns_name = property(
-        lambda self: "localhost" if self.public_ip else None)
-
-    # -- console output with host keys --------------------------------------
-    original_console = general.SAMPLE_CONSOLE_OUTPUT
-
-    def get_console_output(self):
-        from moto.core.responses import ActionResult
-        from moto.core.utils import utcnow
-        from moto.ec2.responses.general import Base64EncodedString
-        instance = self.ec2_backend.get_instance(self._get_param("InstanceId"))
-        text = _console_output.get(instance.id, original_console)
-        return ActionResult({
-            "InstanceId": instance.id,
-            "Timestamp": utcnow(),
-            "Output": Base64EncodedString.from_raw_string(text),
-        })
-    general.General.get_console_output = get_console_output
+    # -- instance life cycle (stop/start, new public IP), console output ----
+    ec2_instances.install()
 
     # -- instances from a launch template ------------------------------------
     original_create = instances.Instance.create_from_cloudformation_json.__func__
@@ -114,7 +85,7 @@ def _install_patches():
         if subnet_id and not instance.public_ip:
             subnet = ec2_backends[account_id][region_name].get_subnet(subnet_id)
             if str(subnet.map_public_ip_on_launch).lower() == "true":
-                instance.nics[0].public_ip = _next_loopback_ip()
+                instance.nics[0].public_ip = ec2_instances.next_public_ip()
         return instance
     instances.Instance.create_from_cloudformation_json = classmethod(create_instance)
 
@@ -382,7 +353,7 @@ class AwsEmulator:
         for name in ("cloudformation", "ec2", "ssm", "iam", "cloudwatch", "sts"):
             for account in list(get_backend(name).keys()):
                 get_backend(name)[account].reset()
-        _console_output.clear()
+        ec2_instances.reset()
 
     def __enter__(self):
         return self.start()
@@ -411,7 +382,8 @@ class AwsEmulator:
             last_modified_date=utcnow(), version=version, data_type="aws:ec2:image"))
 
     def set_console_output(self, instance_id, text):
-        _console_output[instance_id] = text
+        """What the instance printed on its first boot (later boots print no host keys)."""
+        ec2_instances.set_first_boot_console(instance_id, text)
 
     def set_host_keys(self, instance_id, pubkey_lines):
         """GetConsoleOutput then shows cloud-init's host key block with these keys."""

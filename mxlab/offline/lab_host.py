@@ -1,23 +1,24 @@
-"""A real OpenSSH lab host on loopback: generated host and user keys, a throwaway login user
-whose home looks like a Deep Learning AMI's (or has no conda at all).
+"""A real OpenSSH lab host on loopback: generated host and user keys, a throwaway home that looks like a
+Deep Learning AMI's (or has no conda at all), for the sandbox, the demo and the tests.
 
-Why a throwaway user: tests run as root, and the DLAMI layout (~/anaconda3/bin/activate,
-~/anaconda3/envs/mxnet_p36, ~/.bashrc) must live in a home of its own, not in the real /root.
-`useradd` with a home under a fresh /tmp folder gives exactly that, and a non-root login like
-the AMI's `ubuntu`; stop() kills that user's processes by PID and removes the user.
+The login user is the user running it (root or not): the host's sshd runs as that user and logs in as
+that user, but every session gets the host's own throwaway home (`SetEnv HOME`, the SFTP start folder, and
+the home's .bashrc changing into it), so the agent, its runs, model cache, venv and workspaces land there,
+never in the real home. No other user is involved, so the host can read a checkout in a private (0700)
+folder: the conda env `mxnet_p36` is a venv made with the system python3 whose site-packages point at the
+project venv's packages (real MXNet, numpy, OpenCV).
 
-The conda env `mxnet_p36` is a venv made with the system python3 whose site-packages point at
-the project venv's packages (real MXNet, numpy, OpenCV): the project venv's own python lives
-under /root, which the lab user cannot enter.
+Everything the host runs carries its mark (leftovers.py): halt() ends it all by PID, as an instance stop
+does, and a killed owner's hosts are swept by the next start.
 
-Usable from tests (fixtures_sshd.py), from scripts, and as
-`python -m mxlab.offline.lab_host [--no-conda] [--port P]` (prints the connection facts as JSON and
-serves until interrupted).
+Usable from tests (fixtures_sshd.py), from scripts, and as `python -m mxlab.offline.lab_host
+[--no-conda] [--port P]` (prints the connection facts as JSON and serves until interrupted).
 """
 import argparse
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -28,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mxlab.offline import REPO_ROOT
+from mxlab.offline import REPO_ROOT, leftovers
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SYSTEM_PYTHON = "/usr/bin/python3"
 WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse"
@@ -56,11 +57,12 @@ StrictModes no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PubkeyAuthentication yes
-PermitRootLogin no
+PermitRootLogin {root_login}
 AllowUsers {user}
 X11Forwarding no
 PrintMotd no
-Subsystem sftp internal-sftp
+SetEnv HOME={home} {mark_variable}={mark}
+Subsystem sftp internal-sftp -d {home}
 """
 
 
@@ -107,19 +109,25 @@ def ensure_wheelhouse(requirements=REPO_ROOT / "agent" / "requirements.txt"):
 
 
 class SshdHost:
-    """One sshd on `address:port` for a fresh user. conda_envs: env names to lay out ([] = no conda)."""
+    """One sshd on `address:port` with its own home. conda_envs: env names to lay out ([] = no conda).
+
+    start() makes the host (keys, home) the first time and starts its sshd; halt() ends everything running
+    on it (sshd, sessions, detached agents) but keeps keys and home, as an instance stop does, and a later
+    start() brings it back (on a new `address` if one was set meanwhile); stop() halts and removes it all.
+    """
 
     def __init__(self, address="127.0.0.1", port=None, conda_envs=("mxnet_p36",), wheelhouse=None,
-                 extra_authorized=()):
+                 extra_authorized=(), parent_dir=None):
         self.address = address
         self.port = port or free_port(address)
         self.conda_envs = list(conda_envs)
         self.wheelhouse = wheelhouse
         self.extra_authorized = list(extra_authorized)
-        self.user = "mxlt%s" % os.urandom(3).hex()
+        self.parent_dir = parent_dir
+        self.user = pwd.getpwuid(os.getuid()).pw_name
+        self.mark = leftovers.new_mark("host")
         self.dir = None
         self.proc = None
-        self.uid = None
 
     # ---- facts for clients ----------------------------------------------------------------
     @property
@@ -138,13 +146,17 @@ class SshdHost:
     def hostspec(self):
         return "%s:%d" % (self.address, self.port)
 
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
     def host_key_lines(self):
         """'type base64' for each host key, as cloud-init prints them."""
         return [" ".join((self.dir / name).read_text().split()[:2])
                 for name in ("ssh_host_ecdsa_key.pub", "ssh_host_ed25519_key.pub")]
 
     def console_output(self, prefix="ec2: "):
-        """A boot log like an EC2 instance's, carrying this host's keys in cloud-init's block."""
+        """A first-boot log like an EC2 instance's, carrying this host's keys in cloud-init's block."""
         lines = ["[    0.000000] Linux version 5.15.0-1051-aws (buildd@lcy02-amd64-022)",
                  "[   12.345678] cloud-init[612]: Cloud-init v. 23.1 running 'modules:final'",
                  "-----BEGIN SSH HOST KEY FINGERPRINTS-----",
@@ -160,29 +172,41 @@ class SshdHost:
         with open(self.dir / "authorized_keys", "a") as fh:
             fh.write(public_key_line.strip() + "\n")
 
+    def processes(self):
+        """PIDs of everything running on this host (its sshd, sessions, and what they started)."""
+        tree = leftovers.descendants(self.proc.pid) if self.running else []
+        return sorted(set(tree + leftovers.marked_processes(self.mark)))
+
     # ---- life cycle -----------------------------------------------------------------------
-    def start(self):
-        self.dir = Path(tempfile.mkdtemp(prefix="mxlab-sshd-"))
-        os.chmod(self.dir, 0o755)  # the login user reads authorized_keys and walks to its home
+    def _make(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="mxlab-sshd-", dir=self.parent_dir))
+        leftovers.record(self.mark, [self.dir], "lab host %s" % self.dir.name)
         _keygen(self.dir / "ssh_host_ed25519_key")
         _keygen(self.dir / "ssh_host_ecdsa_key", "ecdsa")
         _keygen(self.identity)
         (self.dir / "authorized_keys").write_text(
             "".join(l.strip() + "\n" for l in [(self.dir / "user_key.pub").read_text()] + self.extra_authorized))
-        os.chmod(self.dir / "authorized_keys", 0o644)
+        self._make_home()
+
+    def start(self):
+        if self.dir is None:
+            self._make()
         entry = self.address if self.port == 22 else "[%s]:%d" % (self.address, self.port)
         self.known_hosts.write_text("".join("%s %s\n" % (entry, l) for l in self.host_key_lines()))
-        self._make_user()
         config = self.dir / "sshd_config"
-        config.write_text(_SSHD_CONFIG.format(port=self.port, address=self.address, dir=self.dir, user=self.user))
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        config.write_text(_SSHD_CONFIG.format(
+            port=self.port, address=self.address, dir=self.dir, user=self.user, home=self.home,
+            root_login="prohibit-password" if os.getuid() == 0 else "no",
+            mark_variable=leftovers.MARK_VARIABLE, mark=self.mark))
+        if os.getuid() == 0:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # root's sshd wants its privsep folder
         subprocess.run([SSHD, "-t", "-f", str(config)], check=True)
-        self.proc = subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(self.dir / "sshd.log")])
+        self._launch()
         deadline = time.monotonic() + 20
         while True:
             try:
-                with socket.create_connection((self.address, self.port), timeout=2) as s:
-                    if s.recv(4).startswith(b"SSH-"):
+                with socket.create_connection((self.address, self.port), timeout=2) as sock:
+                    if sock.recv(4).startswith(b"SSH-"):
                         break
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -192,14 +216,17 @@ class SshdHost:
                 time.sleep(0.1)
         return self
 
-    def _make_user(self):
-        subprocess.run(["useradd", "-M", "-d", str(self.home), "-s", "/bin/bash", "-p", "*", self.user],
-                       check=True)
-        import pwd
-        pw = pwd.getpwnam(self.user)
-        self.uid = pw.pw_uid
+    def _launch(self):
+        env = dict(os.environ)
+        env[leftovers.MARK_VARIABLE] = self.mark
+        self.proc = subprocess.Popen([SSHD, "-D", "-f", str(self.dir / "sshd_config"),
+                                      "-E", str(self.dir / "sshd.log")], env=env)
+        leftovers.add_pid(self.mark, self.proc.pid)
+
+    def _make_home(self):
         self.home.mkdir()
-        bashrc = ["# DLAMI-like: conda on PATH for interactive shells only"]
+        # sshd starts each session in the user's passwd home: go to this host's own home instead.
+        bashrc = ['cd "$HOME" 2>/dev/null', "# DLAMI-like: conda on PATH for interactive shells only"]
         if self.conda_envs:
             conda = self.home / "anaconda3"
             (conda / "bin").mkdir(parents=True)
@@ -219,18 +246,6 @@ class SshdHost:
             pip_conf.parent.mkdir(parents=True)
             # The host's pip mirror: the same pinned wheels, no index needed.
             pip_conf.write_text("[global]\nfind-links = %s\nno-index = true\n" % self.wheelhouse)
-        subprocess.run(["chown", "-R", "%s:%s" % (self.user, self.user), str(self.home)], check=True)
-
-    def user_pids(self):
-        pids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if os.stat("/proc/" + entry).st_uid == self.uid:
-                        pids.append(int(entry))
-                except OSError:
-                    pass
-        return pids
 
     def kill_sessions(self):
         """Kill the per-connection sshd processes: every client connection drops at once."""
@@ -252,38 +267,25 @@ class SshdHost:
         self.proc.wait(10)
 
     def resume(self):
-        self.proc = subprocess.Popen([SSHD, "-D", "-f", str(self.dir / "sshd_config"),
-                                      "-E", str(self.dir / "sshd.log")])
+        self._launch()
+
+    def halt(self):
+        """End everything running on the host (an instance stop); keys and home stay."""
+        if self.proc is not None:
+            leftovers.kill_marked(self.mark, [self.proc.pid])
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
 
     def stop(self):
-        if self.proc is not None:
-            for pid in _children(self.proc.pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-        if self.uid is not None:
-            for _ in range(3):  # the detached agent and its children, by PID
-                pids = self.user_pids()
-                if not pids:
-                    break
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                time.sleep(0.2)
-            subprocess.run(["userdel", self.user], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            self.uid = None
-        if self.dir is not None and self.dir.exists():
+        self.halt()
+        if self.dir is not None:
+            leftovers.kill_marked(self.mark)  # also what a paused host's sessions left running
             shutil.rmtree(self.dir, ignore_errors=True)
+            leftovers.forget(self.mark)
 
     def __enter__(self):
         return self.start()

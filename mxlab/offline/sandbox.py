@@ -1,0 +1,163 @@
+"""`mxlab sandbox`: the whole lab on this machine, offline, for trying every command before a real workshop.
+
+It starts the AWS API emulator on 127.0.0.1, deploys the real CDK app into it with `npx cdk deploy`, plays
+each attendee's instance with a real sshd on the instance's emulated public address (its host keys printed
+in that instance's console output), and serves the local model zoo over HTTP. When ready it prints, on
+stdout, the shell lines that point the plain commands at it, then `sandbox ready`, and stays up until
+SIGINT/SIGTERM, when it stops everything it started:
+
+    eval "$(mxlab sandbox --attendees 3 | sed '/^sandbox ready$/q')"   # or paste the lines by hand
+    mxlab hosts; mxlab run --all --model efficientnet-lite0 build/photos
+    aws ec2 stop-instances --instance-ids i-...   # the instance's sshd and agent runs end, as on AWS
+
+What it models, and what it cannot: README.md, section "The sandbox".
+"""
+import argparse
+import os
+import shlex
+import signal
+import sys
+import threading
+
+from mxlab.offline import REPO_ROOT
+
+# What one attendee costs here (measured on the 2-core/24 GiB development machine): an idle instance is
+# an sshd and a small home; a host classifying runs an MXNet agent. `mxlab run` runs --parallel hosts at once.
+IDLE_MB_PER_ATTENDEE = 12
+CLASSIFYING_MB_PER_HOST = 450
+MAX_ATTENDEES = 100
+
+
+def say(text):
+    print("\033[1m[sandbox]\033[0m %s" % text if sys.stderr.isatty() else "[sandbox] %s" % text,
+          file=sys.stderr, flush=True)
+
+
+def _attendees(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of attendees 1..%d, got %r" % (MAX_ATTENDEES, text))
+    if not 1 <= value <= MAX_ATTENDEES:
+        raise argparse.ArgumentTypeError("expected a number of attendees 1..%d, got %d" % (MAX_ATTENDEES, value))
+    return value
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="mxlab sandbox", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--attendees", type=_attendees, default=2, metavar="N",
+                   help="attendee instances, 1..%d (default %%(default)s)" % MAX_ATTENDEES)
+    p.add_argument("--stack", default="MxnetLab", help="stack name (default %(default)s)")
+    p.add_argument("--instance-type", metavar="T", help="instance type the stack asks for (default: the app's)")
+    return p
+
+
+def missing_prerequisites(photos=()):
+    """What scripts/setup makes and the offline lab needs; [] when all is there."""
+    need = {"build/zoo/catalogue.json": "the local model zoo (scripts/build-local-zoo build/zoo)",
+            "node_modules/.bin/cdk": "the pinned CDK CLI (npm ci)"}
+    need.update({"build/photos/" + p: "the sample photos (scripts/build-local-zoo --photos build/photos)"
+                 for p in photos})
+    missing = ["%s: %s" % (path, what) for path, what in need.items() if not (REPO_ROOT / path).exists()]
+    if not any(os.path.exists(os.path.join(d, "sshd")) for d in ("/usr/sbin", "/usr/bin")):
+        missing.append("sshd: openssh-server (apt-get install -y openssh-server)")
+    try:
+        import moto  # noqa: F401
+    except ImportError:
+        missing.append("moto: the offline extra (pip install -r requirements-offline.txt)")
+    return missing
+
+
+def available_mb():
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_capacity(attendees, parallel=8):
+    """(ok, text): what `attendees` cost here, and whether this machine holds them."""
+    idle = attendees * IDLE_MB_PER_ATTENDEE
+    busy = min(attendees, parallel) * CLASSIFYING_MB_PER_HOST
+    text = ("%d attendee%s: about %d MB idle (an sshd and a home each, %d MB), plus about %d MB per host "
+            "while it classifies (`mxlab run --all` runs --parallel %d hosts at once: about %d MB)"
+            % (attendees, "" if attendees == 1 else "s", idle, IDLE_MB_PER_ATTENDEE, CLASSIFYING_MB_PER_HOST,
+               parallel, busy))
+    free = available_mb()
+    if free is not None and idle + CLASSIFYING_MB_PER_HOST > free:
+        return False, "%s; this machine has %d MB available" % (text, free)
+    return True, text
+
+
+def export_lines(variables):
+    return ["export %s=%s" % (key, shlex.quote(value)) for key, value in sorted(variables.items())]
+
+
+def raise_on_signals(say_fn):
+    """The first SIGINT/SIGTERM/SIGHUP raises KeyboardInterrupt (the lab's teardown runs as it unwinds);
+    later ones must not cut that teardown short."""
+    interrupted = []
+
+    def on_signal(signum, frame):
+        if interrupted:
+            say_fn("still stopping what was started, please wait")
+            return
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+
+def quiet_emulator():
+    """The emulator runs in this process: keep its request log and moto's warnings about resources it
+    does not model off the output."""
+    import logging
+    import warnings
+    for name in ("werkzeug", "moto"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"moto(\.|$)")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    missing = missing_prerequisites()
+    if missing:
+        print("mxlab sandbox: missing (scripts/setup sets these up):\n  " + "\n  ".join(missing), file=sys.stderr)
+        return 2
+    ok, cost = check_capacity(args.attendees)
+    say(cost)
+    if not ok:
+        print("mxlab sandbox: --attendees %d: more than this machine holds (%s)" % (args.attendees, cost),
+              file=sys.stderr)
+        return 2
+    from mxlab.offline.lab import OfflineLab
+    quiet_emulator()
+    raise_on_signals(say)
+    try:
+        with OfflineLab(attendees=args.attendees, stack=args.stack, instance_type=args.instance_type,
+                        say=say) as lab:
+            for line in export_lines(lab.variables()):
+                print(line)
+            print("sandbox ready", flush=True)
+            say("%d instance%s up; try: mxlab hosts, mxlab run --all --model efficientnet-lite0 %s. "
+                "Ctrl-C stops everything." % (args.attendees, "" if args.attendees == 1 else "s",
+                                              os.path.relpath(str(REPO_ROOT / "build" / "photos"))))
+            threading.Event().wait()  # until a signal unwinds
+    except KeyboardInterrupt:
+        say("stopped: everything the sandbox started is gone")
+        return 0
+    except Exception as exc:
+        say("failed: %s: %s" % (type(exc).__name__, exc))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
