@@ -95,7 +95,9 @@ def build_parser():
     r.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     r.set_defaults(profile=None, region=None)
 
-    sub.add_parser("demo", help="the whole lab offline on this machine (see `mxlab demo --help`)")
+    sub.add_parser("sandbox", help="the whole lab offline on this machine, for the other commands to use "
+                                   "(see `mxlab sandbox --help`)")
+    sub.add_parser("demo", help="the sandbox with a scripted run and compare (see `mxlab demo --help`)")
     s = sub.add_parser("ssh", parents=[common], help="interactive shell on a host (pinned host key)")
     s.add_argument("remote_command", nargs=argparse.REMAINDER, help="optional command (after --)")
     return parser
@@ -256,9 +258,12 @@ def setup_logging(verbose):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["demo"]:
-        # The offline demo has its own options (python -m mxlab.demo --help).
+        # The offline demo and sandbox have their own options (`mxlab demo --help`).
         from mxlab import demo
         return demo.main(argv[1:])
+    if argv[:1] == ["sandbox"]:
+        from mxlab.offline import sandbox
+        return sandbox.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
