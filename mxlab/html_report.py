@@ -83,8 +83,12 @@ def load_run(run_dir):
                 host.records = read_records(path)
             hosts.append(host)
     else:
-        # A run still going, or one whose summary was lost: each host's file is all there is.
-        for path in sorted(d.glob("*.jsonl")):
+        # A run still going, or one whose summary was lost: each host's file is all there is
+        # (a merged results.jsonl beside them holds the same records again).
+        files = sorted(d.glob("*.jsonl"))
+        if len(files) > 1:
+            files = [f for f in files if f.name != "results.jsonl"]
+        for path in files:
             hosts.append(HostRun(label=path.stem, records=read_records(path)))
     if not hosts:
         below = sorted(p.parent.name for p in d.glob("*/summary.json"))

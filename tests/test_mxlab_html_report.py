@@ -104,6 +104,15 @@ def test_header_without_run_json_takes_the_time_from_the_run_id(tmp_path):
     assert facts["images/s"].startswith("unknown")
 
 
+def test_a_run_without_summary_reads_each_host_file_once(tmp_path):
+    run_dir = make_run(tmp_path, [("h1", "ok", None, [ok("a.jpg", "m", "cat")]),
+                                  ("h2", "ok", None, [ok("b.jpg", "m", "dog")])], models=["m"])
+    (run_dir / "summary.json").unlink()
+    (run_dir / "results.jsonl").write_text((run_dir / "h1.jsonl").read_text() + (run_dir / "h2.jsonl").read_text())
+    run = load_run(run_dir)
+    assert [(h.label, len(h.records)) for h in run.hosts] == [("h1", 1), ("h2", 1)]
+
+
 def test_a_folder_that_is_not_a_run_is_named_in_the_error(tmp_path):
     run_dir = make_run(tmp_path, [("h1", "ok", None, [ok("a.jpg", "m", "cat")])], models=["m"])
     with pytest.raises(UsageError, match="not a run folder.*give one of them"):
@@ -121,6 +130,22 @@ def test_thumbnail_is_small_whatever_the_original(tmp_path):
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape[:2] == (MAX_SIDE * 3 // 4, MAX_SIDE)  # 4:3 kept, longer side MAX_SIDE
     assert len(jpeg) < photo.stat().st_size / 50
+
+
+def test_thumbnail_is_upright_as_the_camera_says(tmp_path):
+    from PIL import Image
+    # 400x200 stored pixels with EXIF orientation 6 (rotate 90°): a viewer shows it 200 wide, 400 tall.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (400, 200), (200, 30, 30)).save(tmp_path / "turned.jpg", exif=exif.tobytes())
+    image = cv2.imdecode(np.frombuffer(thumbnail_jpeg(tmp_path / "turned.jpg"), np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[:2] == (MAX_SIDE, MAX_SIDE // 2)
+
+
+def test_small_images_are_not_scaled_up(tmp_path):
+    cv2.imwrite(str(tmp_path / "small.png"), np.full((50, 80, 3), 90, np.uint8))
+    image = cv2.imdecode(np.frombuffer(thumbnail_jpeg(tmp_path / "small.png"), np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[:2] == (50, 80)
 
 
 def test_thumbnail_errors_name_the_file(tmp_path):
