@@ -2,21 +2,30 @@
 
 The choice is remembered in ~/.mxlab-agent/env.sh (a snippet sourced before every agent run),
 so the next run skips detection and installation.
+
+On a GPU host the venv gets MXNet's CUDA build; for mxnet-cu112 also the CUDA 11 runtime from PyPI
+(agent/requirements-gpu.txt, see gpu_runtime.py) with its folders on LD_LIBRARY_PATH, and a real GPU
+op must pass. If it does not, the venv falls back to the CPU build and says so in every run's summary.
 """
 import logging
 import posixpath
 import re
 import shlex
 
+from mxlab import gpu_runtime
+from agent.contract import AGENT_DIR, ENV_FILE, REMOTE_ROOT
 from mxlab.errors import RemoteCommandError, UsageError
-from mxlab.install import REMOTE_ROOT
 
 log = logging.getLogger(__name__)
 
-ENV_FILE = "env.sh"
 PREFERRED = ("mxnet_p36", "mxnet_p27")
 # mxnet 1.9.1 CUDA builds on PyPI, newest first: pick the newest the driver supports.
 CUDA_BUILDS = ((11, 2, "mxnet-cu112"), (11, 0, "mxnet-cu110"), (10, 2, "mxnet-cu102"), (10, 1, "mxnet-cu101"))
+CPU_MXNET = "mxnet==1.9.1"
+# Debian/Ubuntu's python3 without python3.X-venv: `python3 -m venv` prints this and exits 1.
+ENSUREPIP_MISSING = "ensurepip is not available"
+# apt-get waits for cloud-init's/unattended-upgrades' dpkg lock on a fresh instance instead of failing.
+_APT = "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300"
 
 _DETECT = r"""
 for d in "$HOME/anaconda3" "$HOME/miniconda3" "$HOME/anaconda" /opt/conda; do
@@ -25,8 +34,9 @@ for d in "$HOME/anaconda3" "$HOME/miniconda3" "$HOME/anaconda" /opt/conda; do
     for e in "$d"/envs/*/; do [ -d "$e" ] && echo "ENV $d $(basename "$e")"; done
   fi
 done
-if command -v nvidia-smi >/dev/null 2>&1; then
-  echo "GPU $(nvidia-smi 2>/dev/null | grep -o 'CUDA Version: *[0-9.]*' | head -1 | grep -o '[0-9.]*$')"
+# A CPU instance of a GPU AMI has nvidia-smi too, failing there: only a working one means a GPU.
+if command -v nvidia-smi >/dev/null 2>&1 && smi="$(nvidia-smi 2>/dev/null)"; then
+  echo "GPU $(echo "$smi" | grep -o 'CUDA Version: *[0-9.]*' | head -1 | grep -o '[0-9.]*$')"
 fi
 command -v python3 >/dev/null 2>&1 && echo "PYTHON3 $(command -v python3)"
 true
@@ -61,6 +71,17 @@ def choose_conda(envs, requested=None):
     return ranked
 
 
+def venv_package(message):
+    """The apt package that gives python3 its venv/ensurepip, as Ubuntu's own message names it."""
+    m = re.search(r"apt install (python3(?:\.\d+)?-venv)", message)
+    return m.group(1) if m else "python3-venv"
+
+
+def last_line(text):
+    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
 def mxnet_requirement(gpu):
     """The pip requirement for mxnet: the CUDA build matching `nvidia-smi`'s CUDA version, or CPU."""
     if not gpu:
@@ -89,32 +110,50 @@ class RemoteEnv:
         return ". %s" % shlex.quote(self.env_file)
 
     def remembered(self):
+        return self._remembered()[0]
+
+    def _remembered(self):
+        """(name, warning) from env.sh; (None, None) before the first set-up."""
         try:
             with self.session.sftp().open(self.env_file) as fh:
-                first = fh.readline()
-                first = first.decode("utf-8") if isinstance(first, bytes) else first
+                text = fh.read()
+                text = text.decode("utf-8") if isinstance(text, bytes) else text
         except FileNotFoundError:
-            return None
-        m = re.match(r"# mxlab environment: (\S+)", first)
-        return m.group(1) if m else None
+            return None, None
+        m = re.match(r"# mxlab environment: (\S+)", text)
+        w = re.search(r"^# mxlab warning: (.+)$", text, re.M)
+        return (m.group(1) if m else None), (w.group(1).strip() if w else None)
 
-    def _works(self, snippet):
-        rc, out, err = self.session.exec("%s && python -c 'import mxnet, numpy, cv2; print(mxnet.__version__)'"
-                                         % snippet, timeout=300)
+    def _works(self, snippet, gpu=False):
+        code = "import mxnet, numpy, cv2"
+        if gpu:  # the import alone does not prove the CUDA libraries and the driver work together
+            code += "; mxnet.nd.ones((2, 2), ctx=mxnet.gpu(0)).asnumpy()"
+        code += "; print(mxnet.__version__)"
+        rc, out, err = self.session.exec("%s && python -c %s" % (snippet, shlex.quote(code)), timeout=300)
         return rc == 0, (out + err).strip()
 
-    def _remember(self, name, snippet):
+    def _remember(self, name, snippet, warning=None):
         with self.session.sftp().open(self.env_file + ".tmp", "w") as fh:
-            fh.write("# mxlab environment: %s\n%s\n" % (name, snippet))
+            fh.write("# mxlab environment: %s\n" % name)
+            if warning:
+                fh.write("# mxlab warning: %s\n" % " ".join(warning.split()))
+            fh.write("%s\n" % snippet)
         self.session.sftp().posix_rename(self.env_file + ".tmp", self.env_file)
+
+    def _named(self, name, warning):
+        """The name every run's summary shows: with the warning, so a degraded host is never silent."""
+        if not warning:
+            return name
+        self.say("%s: WARNING: %s" % (self.session.target.label, warning))
+        return "%s (WARNING: %s)" % (name, warning)
 
     def ensure(self, requested=None):
         """Return the environment's name (conda:<env> or venv), setting it up on first use."""
         label = self.session.target.label
-        known = self.remembered()
+        known, warning = self._remembered()
         if known and (requested is None or known in (requested, "conda:" + requested)):
             log.info("%s: using remembered environment %s", label, known)
-            return known
+            return self._named(known, warning)
         rc, out, err = self.session.exec(_DETECT)
         envs, gpu, python3 = parse_detect(out)
         if requested != "venv":
@@ -136,29 +175,102 @@ class RemoteEnv:
         if not python3:
             raise RemoteCommandError("%s: no MXNet conda env and no python3 to make a venv with" % label)
         venv = posixpath.join(self.root, "venv")
-        agent_reqs = posixpath.join(self.root, "agent", "requirements.txt")
-        reqs = posixpath.join(self.root, "requirements-host.txt")
         mxnet = mxnet_requirement(gpu)
         self.say("%s: no MXNet conda env: making a venv with %s at %s%s"
                  % (label, python3, venv, " (GPU, CUDA %s)" % gpu if gpu else ""))
-        steps = [
-            ("create the venv", "%s -m venv %s" % (shlex.quote(python3), shlex.quote(venv))),
-            ("write the requirements", "sed -E 's/^mxnet(-cu[0-9]+)?==.*/%s/' %s > %s"
-             % (mxnet, shlex.quote(agent_reqs), shlex.quote(reqs))),
-            ("pip install the agent's requirements",
-             "%s/bin/python -m pip install --disable-pip-version-check -q -r %s 2>&1"
-             % (shlex.quote(venv), shlex.quote(reqs))),
-        ]
-        for what, cmd in steps:
-            self.say("%s: $ %s" % (label, cmd))
-            rc, out, err = self.session.exec(cmd, timeout=1800)
-            if rc != 0:
-                raise RemoteCommandError("%s: venv fallback: %s failed (exit %d): %s"
-                                         % (label, what, rc, (out + err).strip()[-800:]))
+        self._create_venv(python3, venv)
+        warning = None
+        if mxnet != CPU_MXNET:
+            snippet, why = self._install_gpu(venv, mxnet)
+            if snippet:
+                self._remember("venv", snippet)
+                self.say("%s: venv ready (%s, a GPU op passed); remembered in %s" % (label, mxnet, self.env_file))
+                return "venv"
+            warning = "GPU host (CUDA %s) but MXNet runs on the CPU build: %s" % (gpu, why)
+            self.say("%s: WARNING: %s; falling back to %s" % (label, warning, CPU_MXNET))
+            runtime = gpu_runtime.package_names() if mxnet.startswith(gpu_runtime.MXNET_GPU + "==") else []
+            self._step("remove the GPU build", "%s -m pip uninstall -y -q %s 2>&1"
+                       % (shlex.quote(venv + "/bin/python"), " ".join([mxnet.split("==")[0]] + runtime)))
+        elif gpu:
+            warning = "GPU host (CUDA %s) but no MXNet 1.9.1 CUDA build fits: MXNet runs on the CPU build" % gpu
+        self._pip_install(venv, CPU_MXNET)
         snippet = ". %s" % shlex.quote(venv + "/bin/activate")
         ok, detail = self._works(snippet)
         if not ok:
             raise RemoteCommandError("%s: the new venv cannot import mxnet: %s" % (label, detail[-400:]))
-        self._remember("venv", snippet)
+        self._remember("venv", snippet, warning)
         self.say("%s: venv ready (mxnet %s); remembered in %s" % (label, detail.splitlines()[-1], self.env_file))
-        return "venv"
+        return self._named("venv", warning)
+
+    def _step(self, what, cmd, timeout=1800, check=True):
+        label = self.session.target.label
+        self.say("%s: $ %s" % (label, cmd))
+        rc, out, err = self.session.exec(cmd, timeout=timeout)
+        if rc != 0 and check:
+            raise RemoteCommandError("%s: venv fallback: %s failed (exit %d): %s"
+                                     % (label, what, rc, (out + err).strip()[-800:]))
+        return rc, (out + err).strip()
+
+    def _create_venv(self, python3, venv):
+        """`python3 -m venv`; where Ubuntu lacks python3.X-venv, apt-get it when sudo needs no password."""
+        label, user = self.session.target.label, self.session.target.user
+        create = "%s -m venv %s 2>&1" % (shlex.quote(python3), shlex.quote(venv))
+        rc, out = self._step("create the venv", create, timeout=600, check=False)
+        if rc == 0:
+            return
+        if ENSUREPIP_MISSING not in out:
+            raise RemoteCommandError("%s: venv fallback: create the venv failed (exit %d): %s"
+                                     % (label, rc, out[-800:]))
+        package = venv_package(out)
+        rc, sudo = self._step("check sudo", "sudo -n true 2>&1", timeout=60, check=False)
+        if rc != 0:
+            raise RemoteCommandError(
+                "%s: %s cannot make a venv: ensurepip is not available (the %s package is not installed), and "
+                "%s cannot install it (sudo -n: %s). Install it on the host (sudo apt-get install -y %s) or use "
+                "an AMI with an MXNet conda env." % (label, python3, package, user, last_line(sudo), package))
+        self.say("%s: %s has no ensurepip: installing %s with apt-get" % (label, python3, package))
+        install = "%s install %s" % (_APT, package)
+        # A fresh instance may have no package lists yet ("Unable to locate package"): update, then retry.
+        self._step("apt-get install %s" % package, "{ %s || { %s update && %s; }; } 2>&1"
+                   % (install, _APT, install))
+        # Ubuntu leaves the half-made venv behind: make it again from scratch.
+        self._step("create the venv", "%s -m venv --clear %s 2>&1" % (shlex.quote(python3), shlex.quote(venv)),
+                   timeout=600)
+
+    def _pip_install(self, venv, mxnet, extra=(), check=True):
+        """Install the agent's requirements with `mxnet` as the MXNet line, plus `extra` requirement files."""
+        agent_reqs = posixpath.join(self.root, AGENT_DIR, "requirements.txt")
+        reqs = posixpath.join(self.root, "requirements-host.txt")
+        self._step("write the requirements", "sed -E 's/^mxnet(-cu[0-9]+)?==.*/%s/' %s > %s"
+                   % (mxnet, shlex.quote(agent_reqs), shlex.quote(reqs)))
+        return self._step("pip install the agent's requirements",
+                          "%s/bin/python -m pip install --disable-pip-version-check -q %s 2>&1"
+                          % (shlex.quote(venv), " ".join("-r " + shlex.quote(r) for r in [reqs] + list(extra))),
+                          check=check)
+
+    def _install_gpu(self, venv, mxnet):
+        """(snippet, None) when MXNet's CUDA build runs a GPU op in the venv, else (None, why not)."""
+        runtime = mxnet.startswith(gpu_runtime.MXNET_GPU + "==")
+        extra = [posixpath.join(self.root, "agent", gpu_runtime.REQUIREMENTS.name)] if runtime else []
+        what = mxnet + (" and the CUDA 11 runtime (%s)" % gpu_runtime.REQUIREMENTS.name if runtime else "")
+        rc, out = self._pip_install(venv, mxnet, extra, check=False)
+        if rc != 0:
+            return None, "pip could not install %s: %s" % (what, last_line(out)[-200:])
+        snippet = ". %s" % shlex.quote(venv + "/bin/activate")
+        if runtime:
+            rc, out = self._step("find site-packages", "%s -c %s" % (
+                shlex.quote(venv + "/bin/python"),
+                shlex.quote("import sysconfig; print(sysconfig.get_paths()['purelib'])")), timeout=60)
+            dirs = [posixpath.join(out.splitlines()[-1], d) for d in gpu_runtime.lib_dirs()]
+            rc, out = self._step("check the CUDA library folders",
+                                 'for d in %s; do [ -d "$d" ] || echo "missing $d"; done'
+                                 % " ".join(shlex.quote(d) for d in dirs), timeout=60)
+            if out:
+                return None, "the CUDA 11 runtime is incomplete: %s" % last_line(out)
+            # Before `import mxnet`: the loader reads LD_LIBRARY_PATH only at process start.
+            snippet += (" && export LD_LIBRARY_PATH=%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+                        % shlex.quote(":".join(dirs)))
+        ok, detail = self._works(snippet, gpu=True)
+        if not ok:
+            return None, "the GPU check mx.nd.ones((2, 2), ctx=mx.gpu(0)) failed: %s" % last_line(detail)[-200:]
+        return snippet, None
