@@ -222,9 +222,22 @@ def thumbnails(runs, workers=None):
 # ---- the page --------------------------------------------------------------------------------
 
 def page_data(runs, thumbs, page_size=PAGE_SIZE):
-    """What the page's script renders: per run and host the rows, images by index."""
-    images, index = [], {}
-    out = {"page_size": page_size, "images": images, "runs": []}
+    """What the page's script renders: per run and host the rows; images and labels by index
+    (a fleet run repeats both on every host: each is stored once), probabilities to 4 digits."""
+    images, index, labels, label_index = [], {}, [], {}
+    out = {"page_size": page_size, "images": images, "labels": labels, "runs": []}
+
+    def compact(cell):
+        if not cell or "t" not in cell:
+            return cell
+        top = []
+        for label, prob in cell["t"]:
+            if label not in label_index:
+                label_index[label] = len(labels)
+                labels.append(label)
+            top.append([label_index[label], round(prob, 4)])
+        return {"t": top}
+
     for i, run in enumerate(runs):
         hosts = []
         for host in run.hosts:
@@ -235,7 +248,7 @@ def page_data(runs, thumbs, page_size=PAGE_SIZE):
                 if key not in index:
                     index[key] = len(images)
                     images.append(thumb)
-                rows.append([image, index[key]] + cells)
+                rows.append([image, index[key]] + [compact(c) for c in cells])
             hosts.append({"label": host.label, "rows": rows})
         out["runs"].append({"models": run.models, "hosts": hosts})
     return out
@@ -362,7 +375,7 @@ SCRIPT = r"""
     c.t.forEach(function (t, k) {
       var row = el("div", k === 0 ? "lab first" : "lab"), bar = el("div", "bar"), fill = el("div", "fill");
       fill.style.width = Math.max(0, Math.min(100, 100 * t[1])).toFixed(1) + "%";
-      var name = el("span", "name", t[0]); name.title = t[0];
+      var label = data.labels[t[0]], name = el("span", "name", label); name.title = label;
       row.appendChild(name); row.appendChild(el("span", "p", pct(t[1])));
       bar.appendChild(fill); row.appendChild(bar); td.appendChild(row);
     });
