@@ -14,8 +14,8 @@ import fcntl
 import hashlib
 import io
 import os
-import sys
 
+from agent import reporter
 from agent.catalogue import FILE_KINDS
 from agent.errors import FetchError
 from agent.zoo import make_dirs
@@ -50,8 +50,8 @@ def ensure_model(name, entry, zoo, cache_dir, policy):
                 if pin is None or sha256_of(dest) == pin:
                     paths[kind] = dest
                     continue
-                sys.stderr.write("{0}: cached {1} does not match its pinned sha256; fetching it again\n"
-                                 .format(name, dest))
+                reporter.emit("warning", message="{0}: cached {1} does not match its pinned sha256; "
+                                                 "fetching it again".format(name, dest))
             _fetch_one(name, kind, rel, dest, pin, zoo, policy)
             paths[kind] = dest
     return paths
@@ -65,7 +65,7 @@ def _fetch_one(name, kind, rel, dest, pin, zoo, policy):
     if os.path.exists(part) and _read_text(stamp) != origin:
         os.remove(part)
     _write_text(stamp, origin)
-    zoo.fetch_to(rel, part, policy, label="{0} {1}".format(name, os.path.basename(dest)))
+    zoo.fetch_to(rel, part, policy, name)
     actual = sha256_of(part)
     if pin is not None and actual != pin:
         _discard(part, stamp)
@@ -79,7 +79,7 @@ def _fetch_one(name, kind, rel, dest, pin, zoo, policy):
                          .format(os.path.basename(dest), origin, kind, _first_line(err)))
     os.rename(part, dest)  # same folder: atomic
     _discard(stamp)
-    sys.stderr.write("{0}: cached {1} (sha256 {2})\n".format(name, dest, actual))
+    reporter.emit("verified", model=name, file=os.path.basename(dest), sha256=actual)
 
 
 def _verify(kind, path):

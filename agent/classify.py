@@ -8,23 +8,55 @@ model by model within each batch.
 """
 from __future__ import print_function, division, absolute_import
 
-from agent import decode, preprocess
-from agent.errors import InputError
+import time
+
+from agent import decode, preprocess, reporter
+from agent.errors import AgentError, InputError
 from agent.results import error_record, ok_record
 
 
-def run(sources, classifiers, writer, batch_size, top_k, progress=None):
+def run(sources, classifiers, writer, batch_size, top_k, stats=None):
+    """Classify ``sources`` with every classifier, writing records; an "image" event per input.
+
+    ``stats`` (a dict), when given, gets the seconds spent preparing (the producer thread) and
+    in forward passes, for the bench, which times this very function.
+    """
     from agent.pipeline import prefetch
     chunks = [sources[start:start + batch_size] for start in range(0, len(sources), batch_size)]
     done = 0
     # The next batch is read, decoded and preprocessed (for every model) in a thread
     # while this batch's forward passes run: MXNet's forward releases the GIL.
-    for chunk, prepared in prefetch(chunks, lambda chunk: _prepare_chunk(chunk, classifiers)):
+    for chunk, (prepared, prepare_s) in prefetch(chunks, lambda chunk: _timed(_prepare_chunk, chunk, classifiers)):
+        began = time.time()
         for classifier, (tensors, errors) in zip(classifiers, prepared):
             _predict_chunk(classifier, chunk, tensors, errors, top_k, writer)
-        done += len(chunk)
-        if progress:
-            progress("classified {0}/{1} inputs".format(done, len(sources)))
+        if stats is not None:
+            stats["prepare_s"] = stats.get("prepare_s", 0.0) + prepare_s
+            stats["forward_s"] = stats.get("forward_s", 0.0) + time.time() - began
+        for source in chunk:
+            done += 1
+            reporter.emit("image", done=done, total=len(sources), input=source.name)
+
+
+def calibration_batch(sources, spec, limit=16):
+    """float32 (n, 3, S, S): up to ``limit`` of the inputs, prepared as for the model (INT8 ranges)."""
+    import numpy as np
+    tensors = []
+    for source in sources:
+        if len(tensors) >= limit:
+            break
+        try:
+            tensors.append(preprocess.prepare(decode.decode(source.read()), spec))
+        except Exception:  # a bad input is reported by the run itself
+            continue
+    if not tensors:
+        raise AgentError("--int8: no input could be decoded to calibrate the INT8 graph")
+    return np.stack(tensors)
+
+
+def _timed(work, *args):
+    began = time.time()
+    return work(*args), time.time() - began
 
 
 def _prepare_chunk(chunk, classifiers):

@@ -1,7 +1,8 @@
 """The command line: models, fetch, classify, env.
 
 stdout carries only results (JSON lines; the models/env listings when asked);
-progress and messages go to stderr. Exit codes: 0 all inputs classified,
+progress and messages go to stderr, as text or, with --events, as JSON events
+(agent.contract). Exit codes (agent.contract): 0 all inputs classified,
 3 some inputs failed (the rest have results), 2 usage, 1 fatal.
 """
 from __future__ import print_function, division, absolute_import
@@ -12,10 +13,12 @@ import json
 import os
 import signal
 import sys
+import traceback
 
-from agent.errors import AgentError, InputError
-
-EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+from agent import contract, reporter
+from agent.contract import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
+from agent import __version__
+from agent.errors import AgentError
 
 CACHE_HELP = ("model cache folder (default $MXLAB_CACHE or ~/.mxlab/models); files live in "
               "CACHE/MODEL/<zoo file name>, only ever put there after verification")
@@ -23,30 +26,28 @@ ZOO_HELP = ("model zoo: http(s):// URL, file:// URL or a directory (default $MXL
             "http://data.mxnet.io/models/imagenet/); a catalogue.json at its root adds or pins models")
 
 
-def positive_int(text):
+def _int_at_least(text, least):
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError("expected a whole number of 1 or more, got {0!r}".format(text))
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError("expected a whole number of {0} or more, got {1!r}".format(least, text))
     return value
+
+
+def positive_int(text):
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text):
+    return _int_at_least(text, 0)
 
 
 def batch_size(text):
     value = positive_int(text)
     if value > 1024:
         raise argparse.ArgumentTypeError("expected at most 1024 images per batch, got {0!r}".format(text))
-    return value
-
-
-def non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError("expected a whole number of 0 or more, got {0!r}".format(text))
     return value
 
 
@@ -68,14 +69,29 @@ def model_list(text):
     return names
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are an "error" event with --events (exit 2 either way)."""
+
+    def error(self, message):
+        if reporter.events_on():
+            reporter.emit("error", message="{0}: {1}".format(self.prog, message))
+            _finish(EXIT_USAGE)
+            sys.exit(EXIT_USAGE)
+        argparse.ArgumentParser.error(self, message)
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m agent",
         description="Classify images with MXNet model-zoo models (the mxlab lab agent).",
-        epilog="Exit codes: 0 all inputs classified, 3 some inputs failed, 2 usage error, 1 fatal error.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+        epilog="Exit codes: " + ", ".join("{0} {1}".format(code, meaning)
+                                          for code, meaning in contract.EXIT_MEANINGS.items()) + ".")
+    events = _Parser(add_help=False)
+    events.add_argument(contract.EVENTS_FLAG, action="store_true",
+                        help="write stderr as JSON lines, one event each (the events are listed in agent/contract.py)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    models = commands.add_parser("models", help="list the model catalogue")
+    models = commands.add_parser("models", parents=[events], help="list the model catalogue")
     models.add_argument("--json", action="store_true", help="print the catalogue as JSON")
     models.add_argument("--zoo", help=ZOO_HELP + "; with a zoo (--zoo or $MXLAB_ZOO), its catalogue is merged in")
     models.add_argument("--cache", help=CACHE_HELP)
@@ -89,12 +105,12 @@ def build_parser():
                          help="retries of a transient network error, with backoff 0.5 s doubling "
                               "up to 8 s (default 4)")
 
-    fetch = commands.add_parser("fetch", help="download and verify models into the cache")
+    fetch = commands.add_parser("fetch", parents=[events], help="download and verify models into the cache")
     fetch.add_argument("models", nargs="+", metavar="MODEL")
     network_options(fetch)
 
     classify = commands.add_parser(
-        "classify", help="classify images; one JSON line per image and model",
+        "classify", parents=[events], help="classify images; one JSON line per image and model",
         description="Classify images; one JSON line per image and model on stdout (or --out). An input "
                     "that cannot be classified gets an error record and the rest go on. Images whose "
                     "header claims more than $MXLAB_MAX_PIXELS (default 64 million) pixels are refused "
@@ -112,36 +128,57 @@ def build_parser():
     classify.add_argument("--out", help="write results to this file (atomically) instead of stdout")
     classify.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, directory or http(s) URL")
 
-    env = commands.add_parser("env", help="Python, MXNet version and features, GPUs")
+    env = commands.add_parser("env", parents=[events], help="Python, MXNet version and features, GPUs")
     env.add_argument("--json", action="store_true", help="print as JSON")
     return parser
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if contract.EVENTS_FLAG in argv:  # before parsing: a usage error is an event too
+        reporter.use_events()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.error("choose a command: models, fetch, classify or env")
+    reporter.emit("start", command=args.command, version=__version__)
+    code = EXIT_FATAL
     try:
-        return {"models": run_models, "fetch": run_fetch, "classify": run_classify, "env": run_env}[
+        code = {"models": run_models, "fetch": run_fetch, "classify": run_classify, "env": run_env}[
             args.command](args)
     except AgentError as err:
-        _say("error: {0}".format(err))
-        return err.exit_code
+        reporter.emit("error", message=str(err))
+        code = err.exit_code
     except KeyboardInterrupt:
-        _say("interrupted")
-        return 130
+        reporter.emit("error", message="interrupted")
+        code = contract.EXIT_SIGNAL_BASE + signal.SIGINT
+    except SystemExit as exit:  # SIGTERM/SIGHUP (see _exit_on_termination)
+        code = exit.code if isinstance(exit.code, int) else EXIT_FATAL
     except (IOError, OSError) as err:
         if getattr(err, "errno", None) != errno.EPIPE:
-            raise
-        # The reader of stdout went away (e.g. `| head`): stop quietly, as other tools do.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FATAL
+            code = _unexpected(err)
+        else:
+            # The reader of stdout went away (e.g. `| head`): stop quietly, as other tools do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except Exception as err:  # a bug: its traceback is reported (as log events with --events)
+        code = _unexpected(err)
+    _finish(code)
+    return code
 
 
-def _say(message):
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
+_counts = {"results": 0, "errors": 0}  # of the classify run, for the "done" event
+
+
+def _finish(code):
+    reporter.finish()
+    reporter.emit("done", results=_counts["results"], errors=_counts["errors"], exit=code)
+
+
+def _unexpected(err):
+    for line in traceback.format_exc().rstrip().splitlines():
+        reporter.emit("log", message=line)
+    reporter.emit("error", message="unexpected {0}: {1}".format(type(err).__name__, err))
+    return EXIT_FATAL
 
 
 def _zoo_and_cache(args):
@@ -194,30 +231,13 @@ def run_fetch(args):
 def _exit_on_termination():
     """SIGTERM/SIGHUP (a closed SSH session) unwind like an error, so --out still gets its results."""
     def terminate(signum, frame):
-        _say("terminated by signal {0}; keeping the results so far".format(signum))
-        raise SystemExit(128 + signum)
+        reporter.emit("warning", message="terminated by signal {0}; keeping the results so far".format(signum))
+        raise SystemExit(contract.EXIT_SIGNAL_BASE + signum)
     for name in ("SIGTERM", "SIGHUP"):
         try:
             signal.signal(getattr(signal, name), terminate)
         except (AttributeError, ValueError):  # not on this OS, or not the main thread
             pass
-
-
-def _calibration(sources, entry, limit=16):
-    """float32 (n, 3, S, S): up to ``limit`` of the inputs, preprocessed for the model (INT8 ranges)."""
-    import numpy as np
-    from agent import decode, preprocess
-    tensors = []
-    for source in sources:
-        if len(tensors) >= limit:
-            break
-        try:
-            tensors.append(preprocess.prepare(decode.decode(source.read()), entry["input"]))
-        except Exception:  # a bad input is reported by the run itself
-            continue
-    if not tensors:
-        raise AgentError("--int8: no input could be decoded to calibrate the INT8 graph")
-    return np.stack(tensors)
 
 
 def run_classify(args):
@@ -234,16 +254,13 @@ def run_classify(args):
             names.append(name)
     entries = [(name, catalogue.entry(name)) for name in names]  # all names checked first
     sources = inputs.expand(args.inputs, policy)
-    with ResultWriter(args.out) as writer:
+    with ResultWriter(args.out, tally=_counts) as writer:
         context = predict.pick_context()
-        _say("device: {0}".format(context))
+        reporter.emit("classify", models=names, inputs=len(sources), device=str(context))
         classifiers = []
         for name, entry in entries:
             files = cache.ensure_model(name, entry, the_zoo, cache_dir, policy)
-            calibration = _calibration(sources, entry) if args.int8 else None
-            classifiers.append(predict.Classifier(name, entry, files, args.batch_size, context, calibration))
-        classify.run(sources, classifiers, writer, args.batch_size, args.top_k, progress=_say)
-    if writer.errors:
-        _say("{0} of {1} results are errors".format(writer.errors, writer.count))
-        return EXIT_SOME_FAILED
-    return EXIT_OK
+            calibration = classify.calibration_batch(sources, entry["input"]) if args.int8 else None
+            classifiers.append(predict.load(name, entry, files, args.batch_size, context, calibration))
+        classify.run(sources, classifiers, writer, args.batch_size, args.top_k)
+    return EXIT_SOME_FAILED if writer.errors else EXIT_OK

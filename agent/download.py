@@ -10,7 +10,6 @@ from __future__ import print_function, division, absolute_import
 import os
 import re
 import socket
-import sys
 import time
 
 try:  # Python 3
@@ -21,6 +20,7 @@ except ImportError:  # Python 2.7
     from urllib2 import Request, urlopen, HTTPError, URLError  # novermin
     from httplib import HTTPException  # novermin
 
+from agent import reporter
 from agent.errors import FetchError
 
 CHUNK = 64 * 1024
@@ -45,24 +45,27 @@ class Policy(object):
         return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * (2 ** attempt))
 
 
-def download(url, part_path, policy, label=None, progress=True):
+def download(url, part_path, policy, model, name):
     """Download ``url`` into ``part_path``, resuming what is there; return the byte count.
 
-    Raises FetchError naming the URL after the last failed attempt. The partial
-    file is kept so that a later call can resume it.
+    Reports fetch events for ``model``'s file ``name``. Raises FetchError naming the URL
+    after the last failed attempt. The partial file is kept so that a later call can resume it.
     """
-    label = label or url
     last = None
     for attempt in range(policy.retries + 1):
         if attempt:
-            delay = policy.backoff(attempt - 1)
-            _say("{0}: {1}; retry {2}/{3} in {4:.1f} s".format(label, last, attempt, policy.retries, delay))
-            time.sleep(delay)
+            _pause(url, policy, attempt, last)
         try:
-            return _attempt(url, part_path, policy, label, progress)
+            return _attempt(url, part_path, policy, model, name)
         except Transient as err:
             last = str(err)
     raise FetchError("cannot fetch {0}: {1} (after {2} attempts)".format(url, last, policy.retries + 1))
+
+
+def _pause(url, policy, attempt, error):
+    delay = policy.backoff(attempt - 1)
+    reporter.emit("retry", url=url, attempt=attempt, of=policy.retries, error=error, delay=delay)
+    time.sleep(delay)
 
 
 def read_bytes(url, policy, max_bytes):
@@ -80,7 +83,7 @@ def _body(url, policy, max_bytes, headers):
     last = None
     for attempt in range(policy.retries + 1):
         if attempt:
-            time.sleep(policy.backoff(attempt - 1))
+            _pause(url, policy, attempt, last)
         try:
             response = _open(url, policy, headers)
             try:
@@ -106,7 +109,7 @@ def _body(url, policy, max_bytes, headers):
     raise FetchError("cannot fetch {0}: {1} (after {2} attempts)".format(url, last, policy.retries + 1))
 
 
-def _attempt(url, part_path, policy, label, progress):
+def _attempt(url, part_path, policy, model, name):
     have = os.path.getsize(part_path) if os.path.exists(part_path) else 0
     headers = {"Range": "bytes={0}-".format(have)} if have else {}
     try:
@@ -131,8 +134,8 @@ def _attempt(url, part_path, policy, label, progress):
         length = _content_length(response)
         total = offset + length if length is not None else None
         if offset:
-            _say("{0}: resuming at byte {1}".format(label, offset))
-        meter = _Meter(label, total, offset, progress)
+            reporter.emit("resume", model=model, file=name, offset=offset)
+        reporter.fetch(model, name, offset, total)
         received = 0
         with open(part_path, mode) as out:
             while True:
@@ -141,10 +144,10 @@ def _attempt(url, part_path, policy, label, progress):
                     break
                 out.write(chunk)
                 received += len(chunk)
-                meter.update(offset + received)
-        meter.done(offset + received)
+                reporter.fetch(model, name, offset + received, total)
         if length is not None and received < length:
             raise Transient("body truncated: got {0} of {1} bytes".format(offset + received, total))
+        reporter.fetch(model, name, offset + received, total, last=True)
         return offset + received
     finally:
         response.close()
@@ -189,52 +192,3 @@ def _content_length(response):
         return int(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _say(message):
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
-
-
-class _Meter(object):
-    """A progress line on stderr: redrawn in place on a terminal, a few lines otherwise."""
-
-    def __init__(self, label, total, start, enabled):
-        self.label = label
-        self.total = total
-        self.enabled = enabled
-        self.tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-        self.last_time = 0.0
-        self.last_step = -1
-        self.start = start
-
-    def _line(self, done):
-        if self.total:
-            return "{0}: {1:.1f}/{2:.1f} MB ({3:d}%)".format(
-                self.label, done / 1e6, self.total / 1e6, int(100 * done // max(self.total, 1)))
-        return "{0}: {1:.1f} MB".format(self.label, done / 1e6)
-
-    def update(self, done):
-        if not self.enabled:
-            return
-        now = time.time()
-        if self.tty:
-            if now - self.last_time >= 0.2:
-                self.last_time = now
-                sys.stderr.write("\r" + self._line(done))
-                sys.stderr.flush()
-        elif self.total:
-            # Not a terminal (e.g. over SSH into a log): one line per quarter.
-            step = int(4 * done // max(self.total, 1))
-            if step != self.last_step and step < 4:
-                self.last_step = step
-                _say(self._line(done))
-
-    def done(self, done):
-        if not self.enabled:
-            return
-        if self.tty:
-            sys.stderr.write("\r" + self._line(done) + "\n")
-            sys.stderr.flush()
-        else:
-            _say(self._line(done))

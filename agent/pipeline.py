@@ -3,21 +3,21 @@
 MXNet's forward is asynchronous: the Python thread only waits when it reads the
 output. A producer thread decodes and preprocesses the next batch while the
 oneDNN threads run the current one, so on a CPU the photo work hides behind the
-forward pass instead of adding to it. The queue holds at most two batches ahead:
-memory stays bounded on a long input list.
+forward pass instead of adding to it. The queue holds one batch ahead: memory
+stays bounded on a long input list.
+
+Parts: tune_environment (threading, before mxnet is imported), Engine (a graph
+bound once, fed in place) and prefetch (the overlap).
 """
 from __future__ import print_function, division, absolute_import
 
 import os
 import threading
-import time
 
 try:
     import queue  # novermin
 except ImportError:  # Python 2
     import Queue as queue  # novermin
-
-_DONE = object()
 
 
 def cpu_cores():
@@ -83,80 +83,13 @@ def _get(out):
             continue
 
 
-def _produce(items, prepare, batch_size, size, out, stop):
-    import numpy as np
-    try:
-        import cv2
-        cv2.setNumThreads(1)  # the cores belong to the forward pass; OpenCV's pool would only contend
-    except ImportError:
-        pass
-    try:
-        for start in range(0, len(items), batch_size):
-            chunk = items[start:start + batch_size]
-            tensors = np.empty((len(chunk), 3, size, size), dtype=np.float32)
-            errors = [None] * len(chunk)
-            began = time.time()
-            for i, item in enumerate(chunk):
-                try:
-                    tensors[i] = prepare(item)
-                except Exception as err:  # reported per input; the batch goes on
-                    tensors[i] = 0.0
-                    errors[i] = err
-            while not stop.is_set():
-                try:
-                    out.put((chunk, tensors, errors, time.time() - began), timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set():
-                return
-    except BaseException as err:  # surfaced in the consumer
-        out.put(err)
-        return
-    out.put(_DONE)
-
-
-def run(items, prepare, engine, stats=None):
-    """Yield (chunk of items, probabilities, per-item error or None) batch by batch.
-
-    ``prepare(item)`` returns a float32 (3, size, size) tensor or raises; its
-    exception is that item's error and its row of probabilities is meaningless.
-    ``stats`` (a dict) gets seconds spent in prepare (producer) and in forward.
-    """
-    items = list(items)
-    out = queue.Queue(maxsize=2)
-    stop = threading.Event()
-    producer = threading.Thread(target=_produce, args=(items, prepare, engine.batch_size, engine.size, out, stop))
-    producer.daemon = True
-    producer.start()
-    finished = False
-    try:
-        while True:
-            got = _get(out)
-            if got is _DONE:
-                break
-            if isinstance(got, BaseException):
-                raise got
-            chunk, tensors, errors, prepare_s = got
-            began = time.time()
-            probs = engine.forward(tensors)
-            if stats is not None:
-                stats["prepare_s"] = stats.get("prepare_s", 0.0) + prepare_s
-                stats["forward_s"] = stats.get("forward_s", 0.0) + time.time() - began
-            yield chunk, probs, errors
-        finished = True
-    finally:
-        stop.set()
-        if finished:  # on an error or a signal, do not wait for a producer stuck in a read (daemon)
-            producer.join()
-
-
 def prefetch(items, work, depth=1):
     """Yield (item, work(item)) in order, computing up to ``depth`` items ahead in a thread.
 
-    For agent.classify: work = read + decode + preprocess of the next batch of inputs
-    (for every model) while the current batch's forward passes run. An exception
-    from work() is raised here, in the consumer, at that item.
+    The one pipeline of `agent classify` (agent.classify.run; the bench times that too):
+    work = read + decode + preprocess of the next batch of inputs (for every model)
+    while the current batch's forward passes run. An exception from work() is raised
+    here, in the consumer, at that item.
     """
     items = list(items)
     out = queue.Queue(maxsize=max(1, depth))
@@ -165,7 +98,7 @@ def prefetch(items, work, depth=1):
     def produce():
         try:
             import cv2
-            cv2.setNumThreads(1)  # see _produce
+            cv2.setNumThreads(1)  # the cores belong to the forward pass; OpenCV's pool would only contend
         except ImportError:
             pass
         for item in items:

@@ -68,56 +68,21 @@ def split_params(saved, symbol):
 
 
 class Classifier(object):
-    """A model bound once for batches of ``batch_size`` inputs of its own size."""
+    """A model's bound engine and labels: batches of tensors -> probabilities -> top-k."""
 
-    def __init__(self, name, entry, files, batch_size, context=None, calibration=None):
-        """calibration: float32 (n, 3, size, size) preprocessed photos -> run the INT8 graph."""
-        import mxnet as mx
+    def __init__(self, name, spec, engine, synset):
         self.name = name
-        self.spec = entry["input"]
-        self.batch_size = batch_size
-        self.context = context or pick_context()
-        self.synset = read_synset(files["synset"])
-        try:
-            symbol, self.head = probability_head(mx.sym.load(files["symbol"]))
-            arg_params, aux_params = split_params(mx.nd.load(files["params"]), symbol)
-        except mx.base.MXNetError as err:
-            raise AgentError("model {0}: cannot load its checkpoint: {1}".format(name, _first_line(err)))
-        inputs = [arg for arg in symbol.list_arguments() if arg not in arg_params]
-        if len(inputs) != 1:
-            raise AgentError("model {0}: expected one input variable without parameters, found {1}"
-                             .format(name, inputs or "none"))
-        size = self.spec["size"]
-        shape = (batch_size, 3, size, size)
-        try:
-            _, out_shapes, _ = symbol.infer_shape(**{inputs[0]: shape})
-            if self.context.device_type == "cpu":
-                from agent import quantize
-                if calibration is not None:
-                    symbol, arg_params, aux_params = quantize.quantize_int8(
-                        symbol, arg_params, aux_params, calibration, input_name=inputs[0])
-                else:
-                    symbol, arg_params, aux_params = quantize.fuse_fp32(symbol, arg_params, aux_params)
-            elif calibration is not None:
-                raise AgentError("model {0}: --int8 runs on a CPU only (this run uses {1})".format(name, self.context))
-            from agent.pipeline import Engine
-            self.engine = Engine(symbol, arg_params, aux_params, batch_size, size, input_name=inputs[0],
-                                 context=self.context)
-        except mx.base.MXNetError as err:
-            raise AgentError("model {0}: cannot bind for input {1}: {2}".format(name, shape, _first_line(err)))
-        classes = out_shapes[0][1]
-        if classes != len(self.synset):
-            raise AgentError("model {0} outputs {1} classes but its synset {2} has {3} lines"
-                             .format(name, classes, files["synset"], len(self.synset)))
+        self.spec = spec  # the catalogue's "input" block: how to preprocess for this model
+        self.engine = engine  # agent.pipeline.Engine or anything with batch_size and forward()
+        self.batch_size = engine.batch_size
+        self.synset = synset
 
     def predict(self, tensors):
         """(probabilities (n, classes), milliseconds per image) for up to batch_size tensors."""
-        import mxnet as mx
         import numpy as np
         count = len(tensors)
         if not 0 < count <= self.batch_size:
             raise ValueError("predict takes 1 to {0} tensors, got {1}".format(self.batch_size, count))
-        size = self.spec["size"]
         batch = np.stack(tensors).astype(np.float32, copy=False)
         start = time.time()
         probs = self.engine.forward(batch)  # pads a short last batch itself
@@ -130,6 +95,47 @@ class Classifier(object):
         order = np.argsort(-probs, kind="mergesort")[:k]
         return [OrderedDict([("index", int(i)), ("synset", self.synset[i][0]), ("label", self.synset[i][1]),
                              ("prob", round(float(probs[i]), 6))]) for i in order]
+
+
+def load(name, entry, files, batch_size, context=None, calibration=None):
+    """A Classifier for a cached model, bound once for batches of ``batch_size`` inputs of its size.
+
+    calibration: float32 (n, 3, size, size) preprocessed photos -> run the INT8 graph.
+    """
+    import mxnet as mx
+    from agent.pipeline import Engine
+    context = context or pick_context()
+    synset = read_synset(files["synset"])
+    try:
+        symbol, _ = probability_head(mx.sym.load(files["symbol"]))
+        arg_params, aux_params = split_params(mx.nd.load(files["params"]), symbol)
+    except mx.base.MXNetError as err:
+        raise AgentError("model {0}: cannot load its checkpoint: {1}".format(name, _first_line(err)))
+    inputs = [arg for arg in symbol.list_arguments() if arg not in arg_params]
+    if len(inputs) != 1:
+        raise AgentError("model {0}: expected one input variable without parameters, found {1}"
+                         .format(name, inputs or "none"))
+    size = entry["input"]["size"]
+    shape = (batch_size, 3, size, size)
+    try:
+        _, out_shapes, _ = symbol.infer_shape(**{inputs[0]: shape})
+        if context.device_type == "cpu":
+            from agent import quantize
+            if calibration is not None:
+                symbol, arg_params, aux_params = quantize.quantize_int8(
+                    symbol, arg_params, aux_params, calibration, input_name=inputs[0])
+            else:
+                symbol, arg_params, aux_params = quantize.fuse_fp32(symbol, arg_params, aux_params)
+        elif calibration is not None:
+            raise AgentError("model {0}: --int8 runs on a CPU only (this run uses {1})".format(name, context))
+        engine = Engine(symbol, arg_params, aux_params, batch_size, size, input_name=inputs[0], context=context)
+    except mx.base.MXNetError as err:
+        raise AgentError("model {0}: cannot bind for input {1}: {2}".format(name, shape, _first_line(err)))
+    classes = out_shapes[0][1]
+    if classes != len(synset):
+        raise AgentError("model {0} outputs {1} classes but its synset {2} has {3} lines"
+                         .format(name, classes, files["synset"], len(synset)))
+    return Classifier(name, entry["input"], engine, synset)
 
 
 def _first_line(err):

@@ -12,6 +12,8 @@ from collections import OrderedDict
 import sys
 import tempfile
 
+from agent.contract import results_temp_prefix
+
 
 def ok_record(image, model, top, ms):
     # Ordered so that lines read the same under Python 2.7 (whose dicts are unordered).
@@ -23,17 +25,20 @@ def error_record(image, model, message):
 
 
 class ResultWriter(object):
-    def __init__(self, out_path=None):
+    """Writes records; ``tally`` (a dict), when given, always holds "results" and "errors" so far."""
+
+    def __init__(self, out_path=None, tally=None):
         self.out_path = out_path
         self.count = 0
         self.errors = 0
+        self.tally = tally if tally is not None else {}
         self._temp = None
         if out_path:
             folder = os.path.dirname(os.path.abspath(out_path))
             if not os.path.isdir(folder):
                 from agent.errors import UsageError
                 raise UsageError("--out {0!r}: folder {1!r} does not exist".format(out_path, folder))
-            handle, self._temp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(out_path) + ".")
+            handle, self._temp = tempfile.mkstemp(dir=folder, prefix=results_temp_prefix(os.path.basename(out_path)))
             self._stream = os.fdopen(handle, "w")
         else:
             self._stream = sys.stdout
@@ -44,6 +49,7 @@ class ResultWriter(object):
         self.count += 1
         if "error" in record:
             self.errors += 1
+        self.tally.update(results=self.count, errors=self.errors)
 
     def close(self):
         """Put the results in place (rename onto --out); safe to call more than once."""

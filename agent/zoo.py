@@ -11,8 +11,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import sys
 
 try:  # Python 3
     from urllib.parse import quote, urlparse  # novermin
@@ -21,7 +19,7 @@ except ImportError:  # Python 2.7
     from urllib import quote, url2pathname  # novermin
     from urlparse import urlparse  # novermin
 
-from agent import download
+from agent import download, reporter
 from agent.catalogue import load_builtin, merged, Catalogue
 from agent.errors import AgentError, FetchError, UsageError
 
@@ -59,16 +57,24 @@ class Zoo(object):
             return self.url + quote(rel)
         return os.path.join(self.root, *rel.split("/"))
 
-    def fetch_to(self, rel, part_path, policy, label):
-        """Put the zoo file ``rel`` into ``part_path`` (resuming over HTTP)."""
+    def fetch_to(self, rel, part_path, policy, model):
+        """Put the zoo file ``rel`` into ``part_path`` (resuming over HTTP), reporting fetch events."""
+        name = rel.split("/")[-1]
         if self.url:
-            return download.download(self.where(rel), part_path, policy, label=label)
+            return download.download(self.where(rel), part_path, policy, model, name)
         source = self.where(rel)
         if not os.path.isfile(source):
             raise FetchError("{0} not found in zoo {1}".format(rel, self.root))
+        total = os.path.getsize(source)
+        copied = 0
+        reporter.fetch(model, name, copied, total)
         with open(source, "rb") as src, open(part_path, "wb") as dst:
-            shutil.copyfileobj(src, dst, download.CHUNK)
-        return os.path.getsize(part_path)
+            for block in iter(lambda: src.read(download.CHUNK), b""):
+                dst.write(block)
+                copied += len(block)
+                reporter.fetch(model, name, copied, total)
+        reporter.fetch(model, name, copied, total, last=True)
+        return copied
 
     def catalogue(self, cache_dir, policy):
         """The models usable with this zoo: built-in ones updated by the zoo's catalogue."""
@@ -100,7 +106,7 @@ class Zoo(object):
             if status in (403, 404):
                 return None  # a zoo without a catalogue: built-in entries only
             if os.path.isfile(kept_body):
-                sys.stderr.write("warning: {0}; using the copy kept from an earlier run\n".format(err))
+                reporter.emit("warning", message="{0}; using the copy kept from an earlier run".format(err))
                 return _parse_json(_read(kept_body), url)
             raise
         document = _parse_json(body, url)

@@ -1,5 +1,5 @@
 """The agent's way: probability head, oneDNN-fused graph bound once at the best batch,
-decode/preprocess (the agent's own code) overlapped with inference (agent.pipeline)."""
+timed through `agent classify`'s own code path (agent.classify.run)."""
 from __future__ import print_function, division, absolute_import
 
 
@@ -28,7 +28,7 @@ def run(model, paths, count, batches, sweep_images):
     fused, args, aux = quantize.fuse_fp32(symbol, args, aux)
     best, engine, forward = timing.sweep(engine_factory(fused, args, aux, spec["size"]), spec["size"],
                                          batches, sweep_images)
-    result, _ = timing.time_pipeline(engine, timing.agent_prepare(spec), paths, count)
+    result = timing.time_pipeline(engine, spec, paths, count)
     result["forward_ms_by_batch"] = forward
     result["forward_ms"] = forward[str(best)]
     result.update(timing.stage_profile(paths, spec))

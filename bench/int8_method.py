@@ -5,24 +5,24 @@ from __future__ import print_function, division, absolute_import
 
 
 def run(model, paths, count, batches, sweep_images, calib_mode=None):
-    import numpy as np
-    from agent import quantize
+    from agent import classify, download, inputs, quantize
     from bench import timing
     from bench.agent_method import engine_factory, load_probability_graph
     spec = model["input"]
     size = spec["size"]
-    prepare = timing.agent_prepare(spec)
     symbol, args, aux = load_probability_graph(model["prefix"])
     calib_paths = paths[::2]
-    calibration = np.stack([prepare(p) for p in calib_paths])
+    # As `agent classify --int8` calibrates (there: the first 16 inputs; here: every other photo).
+    calibration = classify.calibration_batch(inputs.expand(calib_paths, download.Policy()), spec,
+                                             limit=len(calib_paths))
     qsym, qargs, qaux = quantize.quantize_int8(symbol, args, aux, calibration, calib_mode=calib_mode)
     best, engine, forward = timing.sweep(engine_factory(qsym, qargs, qaux, size), size, batches, sweep_images)
-    int8_top1 = timing.top1_of(engine, prepare, paths)
-    result, _ = timing.time_pipeline(engine, prepare, paths, count)
+    int8_top1 = timing.classify(engine, spec, paths)
+    result = timing.time_pipeline(engine, spec, paths, count)
     del engine
     fused, fargs, faux = quantize.fuse_fp32(symbol, args, aux)
     fp32_engine = engine_factory(fused, fargs, faux, size)(best)
-    fp32_top1 = timing.top1_of(fp32_engine, prepare, paths)
+    fp32_top1 = timing.classify(fp32_engine, spec, paths)
     same = [a == b for a, b in zip(int8_top1, fp32_top1)]
     held_out = [s for i, s in enumerate(same) if i % 2 == 1]
     result.update({"forward_ms_by_batch": forward, "forward_ms": forward[str(best)],

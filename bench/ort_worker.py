@@ -9,7 +9,7 @@ import sys
 
 
 class OrtEngine(object):
-    """agent.pipeline's engine interface (batch_size, size, forward) over an ORT session."""
+    """agent.pipeline.Engine's interface (batch_size, size, forward) over an ORT session."""
 
     def __init__(self, session, batch_size, size):
         self.session = session
@@ -35,7 +35,7 @@ def main(argv):
     size = job["input"]["size"]
     best, engine, forward = timing.sweep(lambda batch: OrtEngine(session, batch, size), size, job["batches"],
                                          job["sweep_images"])
-    result, _ = timing.time_pipeline(engine, timing.agent_prepare(job["input"]), job["paths"], job["count"])
+    result = timing.time_pipeline(engine, job["input"], job["paths"], job["count"])
     result.update({"forward_ms_by_batch": forward, "forward_ms": forward[str(best)], "version": ort.__version__,
                    "threads": job["threads"]})
     print(json.dumps(result))

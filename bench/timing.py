@@ -1,6 +1,8 @@
-"""Helpers shared by the methods: the input list, the agent's per-image preparation,
-the batch sweep and the overlapped-pipeline timing. No mxnet import here: the ONNX
-Runtime worker (numpy 2 venv) uses this module too.
+"""Helpers shared by the methods: the input list, the stage profile, the batch sweep
+and the timing of `agent classify`'s own code path (agent.classify.run: inputs read,
+decoded and preprocessed in its prefetch thread, batches through an agent
+Classifier, records written). No mxnet import here: the ONNX Runtime worker (numpy 2
+venv) uses this module too, with its engine in place of MXNet's.
 """
 from __future__ import print_function, division, absolute_import
 
@@ -13,13 +15,12 @@ def cycle(paths, count):
 
 
 def agent_prepare(spec, profile=None):
-    """path -> float32 (3, S, S) exactly as the agent does it (agent.decode + agent.preprocess)."""
-    from agent import decode, preprocess
+    """path -> float32 (3, S, S) exactly as the agent does it (agent.inputs + decode + preprocess)."""
+    from agent import decode, inputs, preprocess
 
     def prepare(path):
         began = time.time()
-        with open(path, "rb") as handle:
-            pixels = decode.decode(handle.read())
+        pixels = decode.decode(inputs.read_regular_file(path, inputs.MAX_INPUT_BYTES))
         decoded = time.time()
         tensor = preprocess.prepare(pixels, spec)
         if profile is not None:
@@ -70,23 +71,45 @@ def sweep(make_engine, size, batches, images):
     return best, best_engine, results
 
 
-def time_pipeline(engine, prepare, paths, count, rounds=3):
-    """images/s of the overlapped pipeline (agent.pipeline.run): ``count`` inputs split in
+class _Top1Writer(object):
+    """agent.results.ResultWriter's interface, keeping the top-1 class index of each record."""
+
+    def __init__(self):
+        self.top1, self.count, self.errors = [], 0, 0
+
+    def write(self, record):
+        if "error" in record:
+            raise RuntimeError("bench input %s failed: %s" % (record["image"], record["error"]))
+        self.top1.append(record["top"][0]["index"])
+        self.count += 1
+
+
+def classify(engine, spec, paths, stats=None):
+    """Top-1 class index of every path, in order, through agent.classify.run, as `agent classify`
+    runs it (placeholder labels: the bench needs class indices only)."""
+    import numpy as np
+    from agent import classify as agent_classify, download, inputs
+    from agent.predict import Classifier
+    size = spec["size"]
+    classes = engine.forward(np.zeros((engine.batch_size, 3, size, size), dtype=np.float32)).shape[1]
+    classifier = Classifier("bench", spec, engine, [("c%d" % i, "c%d" % i) for i in range(classes)])
+    writer = _Top1Writer()
+    agent_classify.run(inputs.expand(paths, download.Policy()), [classifier], writer, engine.batch_size, 1, stats)
+    return writer.top1
+
+
+def time_pipeline(engine, spec, paths, count, rounds=3):
+    """images/s of `agent classify`'s code path (agent.classify.run): ``count`` inputs split in
     ``rounds`` runs, the best run counts (min-of-repeats: a shared machine only adds time)."""
-    from agent import pipeline
     items = cycle(paths, count)
     per_round = max(1, (count // rounds) // engine.batch_size) * engine.batch_size
-    list(pipeline.run(items[:engine.batch_size], prepare, engine))  # warm: first batch allocates
-    best, best_stats, top1 = None, None, []
+    classify(engine, spec, items[:engine.batch_size])  # warm: the first batch allocates
+    best, best_stats = None, None
     for start in range(0, rounds * per_round, per_round):
         chunk_items = cycle(paths, start + per_round)[start:]
         stats = {}
         began = time.time()
-        for chunk, probs, errors in pipeline.run(chunk_items, prepare, engine, stats):
-            for row, error in zip(probs, errors):
-                if error is not None:
-                    raise RuntimeError("bench input failed: %s" % error)
-                top1.append(int(row.argmax()))
+        classify(engine, spec, chunk_items, stats)
         wall = (time.time() - began) / len(chunk_items)
         if best is None or wall < best:
             best, best_stats = wall, stats
@@ -95,13 +118,4 @@ def time_pipeline(engine, prepare, paths, count, rounds=3):
     return {"ips": 1.0 / best, "ms_per_image": 1000.0 * best, "batch": engine.batch_size,
             "images_timed": rounds * per_round, "rounds": rounds,
             "forward_wait_ms": 1000.0 * best_stats.get("forward_s", 0.0) / n,
-            "prepare_thread_ms": 1000.0 * best_stats.get("prepare_s", 0.0) / n}, top1
-
-
-def top1_of(engine, prepare, paths):
-    """top-1 class of every path, in order."""
-    from agent import pipeline
-    out = []
-    for chunk, probs, errors in pipeline.run(paths, prepare, engine):
-        out.extend(int(row.argmax()) for row in probs)
-    return out
+            "prepare_thread_ms": 1000.0 * best_stats.get("prepare_s", 0.0) / n}

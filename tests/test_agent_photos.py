@@ -23,7 +23,7 @@ def lite0(local_zoo, tmp_path_factory):
     cache_dir = str(tmp_path_factory.mktemp("lite0-cache"))
     entry = the_zoo.catalogue(cache_dir, policy).entry(MODEL)
     files = cache.ensure_model(MODEL, entry, the_zoo, cache_dir, policy)
-    return entry, predict.Classifier(MODEL, entry, files, 4)
+    return entry, predict.load(MODEL, entry, files, 4)
 
 
 def load(path):
