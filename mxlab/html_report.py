@@ -334,7 +334,7 @@ table.results td { vertical-align: top; border-bottom: 1px solid var(--line); pa
          text-align: center; background: repeating-linear-gradient(45deg, #eee, #eee 6px, #f6f6f6 6px, #f6f6f6 12px);
          color: var(--mute); font-size: 11px; border-radius: 4px; padding: 4px; }
 .imgname { word-break: break-all; font-weight: 600; } .why { color: var(--mute); font-size: 11px; word-break: break-all; }
-.lab { display: grid; grid-template-columns: 1fr 52px; align-items: center; gap: 0 6px; margin-bottom: 3px; }
+.lab { display: grid; grid-template-columns: 1fr 52px; align-items: center; gap: 0 6px; margin-bottom: 3px; max-width: 460px; }
 .lab .name { grid-column: 1; font-size: 13px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .lab .p { grid-column: 2; grid-row: 1 / span 2; text-align: right; font-variant-numeric: tabular-nums; color: var(--mute); }
 .bar { grid-column: 1; height: 5px; background: #e5e7eb; border-radius: 3px; overflow: hidden; }
