@@ -12,12 +12,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mxlab import aws, catalogue, cdk_cli, hostkeys, html_report, keys, report, run_facts, targets
+from mxlab import aws, catalogue, cdk_cli, hostkeys, html_report, readiness, report, run_facts, targets
 from mxlab.errors import MxlabError, UsageError
 from mxlab.fleet import run_fleet
 from mxlab.results import ResultStore, new_run_id
 from mxlab.run import RunSpec, is_url
-from mxlab.session import read_banner, refresh_target
 
 log = logging.getLogger("mxlab")
 
@@ -61,6 +60,8 @@ def build_parser():
     g.add_argument("--known-hosts", metavar="FILE", help="known_hosts for --host (default ~/.ssh/known_hosts)")
     g.add_argument("--timeout", type=_positive, default=600,
                    help="seconds to wait for a host to be ready (default %(default)s)")
+    g.add_argument("--start", action="store_true",
+                   help="start lab instances that are stopped (the idle auto-stop, the deadline) and go on")
     o = common.add_argument_group("general")
     o.add_argument("--zoo", default=os.environ.get("MXLAB_ZOO"), help="model zoo URL or path, passed to the agent")
     o.add_argument("--env", help="remote environment: a conda env name (e.g. mxnet_p36) or 'venv'")
@@ -158,12 +159,12 @@ def cmd_hosts(args, out, err):
     for t in found:
         if t.instance_id:
             try:
-                refresh_target(t)
+                readiness.refresh(t)
             except Exception as exc:  # a listing still helps without EC2 access
                 t.state = "unknown (%s)" % type(exc).__name__
         else:
             try:
-                read_banner(t.host, t.port, timeout=5)
+                readiness.read_banner(t.host, t.port, timeout=5)
                 t.state = "ssh up"
             except OSError as exc:
                 t.state = "down (%s)" % exc
@@ -182,7 +183,8 @@ def cmd_run(args, out, err, compare=False):
     name = args.stack if not args.host else found[0].label
     store = ResultStore(args.results, name, run_id)
     started = time.time()
-    results = run_fleet(found, spec, run_id, store, err, parallel=args.parallel, timeout=args.timeout)
+    results = run_fleet(found, spec, run_id, store, err, parallel=args.parallel, timeout=args.timeout,
+                        start=args.start)
     for r in results:
         if r.records:
             out.print(report.compare_table(r.label, r.records, models) if compare
@@ -218,7 +220,7 @@ def ssh_argv(target, remote_command):
     argv = ["ssh", "-i", str(target.identity), "-p", str(target.port),
             "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", "UserKnownHostsFile=%s" % target.known_hosts, "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "HostKeyAlias=%s" % hostkeys.host_entry(target.host, target.port),
+            "-o", "HostKeyAlias=%s" % hostkeys.alias(target),
             "%s@%s" % (target.user, target.host)]
     if remote_command:
         argv += ["--"] + remote_command
@@ -227,16 +229,9 @@ def ssh_argv(target, remote_command):
 
 def cmd_ssh(args, out, err):
     (target,) = resolve_targets(args, want_many=False)
-    if target.pin_from_console:
-        if target.instance_id:
-            refresh_target(target)  # a stopped and started instance has a new public address
-        keys.ensure_key(target)
-        read_banner(target.host, target.port, timeout=10)
-        hostkeys.pin_from_console(target, args.timeout)
-    elif not hostkeys.load(target.known_hosts).lookup(hostkeys.host_entry(target.host, target.port)):
-        entry = hostkeys.host_entry(target.host, target.port)
-        raise MxlabError("%s: no key for %s in %s. %s" % (target.label, entry, target.known_hosts,
-                                                          hostkeys.how_to_proceed(target, entry)))
+    readiness.ready(target, args.timeout, start=args.start)  # the same path as `mxlab run`
+    if not target.pin_from_console:
+        readiness.check_pinned(target)
     command = [c for c in args.remote_command if c != "--"] if args.remote_command else []
     return subprocess.call(ssh_argv(target, command))
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mxlab import install, keys
+from mxlab import install, readiness
 from mxlab.errors import MxlabError, UsageError
 from mxlab.remote_env import RemoteEnv
 from mxlab.run import CONNECTION_ERRORS, HostResult, run_on_host
@@ -18,12 +18,13 @@ from mxlab.session import Session
 log = logging.getLogger(__name__)
 
 
-def run_one(target, spec, run_id, timeout, on_progress, say, session_factory=None):
+def run_one(target, spec, run_id, timeout, on_progress, say, start=False):
     result = HostResult(label=target.label, address=target.address)
-    session = Session(target, timeout=timeout, session_factory=session_factory)
+    session = Session(target, timeout=timeout)
     try:
-        if target.pin_from_console:
-            keys.ensure_key(target, session_factory)
+        on_progress(None, None, "waiting for the host")
+        readiness.ready(target, timeout, start=start)
+        result.address = target.address  # the live one (a restarted instance has a new address)
         on_progress(None, None, "connecting")
         session.connect()
         on_progress(None, None, "uploading agent")
@@ -47,8 +48,9 @@ def run_one(target, spec, run_id, timeout, on_progress, say, session_factory=Non
     return result
 
 
-def run_fleet(targets, spec, run_id, store, console, parallel=8, timeout=300, session_factory=None):
-    """Run `spec` on every target; save each host's results as it finishes; return HostResults in order."""
+def run_fleet(targets, spec, run_id, store, console, parallel=8, timeout=300, start=False):
+    """Run `spec` on every target; save each host's results as it finishes; return HostResults in order.
+    `start`: start stopped lab instances (else they fail, saying so)."""
     lock = threading.Lock()
     progress = Progress(TextColumn("{task.fields[host]:>14}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
@@ -67,7 +69,7 @@ def run_fleet(targets, spec, run_id, store, console, parallel=8, timeout=300, se
             with lock:
                 progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
-        res = run_one(target, spec, run_id, timeout, on_progress, say, session_factory)
+        res = run_one(target, spec, run_id, timeout, on_progress, say, start)
         try:
             store.save_host(res)
         except OSError as exc:

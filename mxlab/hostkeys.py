@@ -1,10 +1,16 @@
-"""Host-key trust: keys from the instance console pinned in our own known_hosts; never auto-added."""
+"""Host-key trust: keys from the instance console pinned in our own known_hosts; never auto-added.
+
+A lab instance's keys are pinned under its instance id (an OpenSSH HostKeyAlias, e.g. `i-0abc... ssh-ed25519
+AAAA...`), not its address: a stopped and started instance comes back on a new public IP with the same keys,
+and cloud-init prints them on its first boot only. A direct --host is looked up as `host` or `[host]:port`.
+"""
 import base64
 import binascii
 import hashlib
 import logging
 import re
 
+import botocore.exceptions
 import paramiko
 
 from mxlab import backoff
@@ -46,6 +52,17 @@ def host_entry(host, port):
     return host if port == 22 else "[%s]:%d" % (host, port)
 
 
+def alias(target):
+    """The name target's keys are pinned under: the instance id for a lab instance, else the address."""
+    return target.instance_id if target.pin_from_console and target.instance_id else host_entry(target.host,
+                                                                                                 target.port)
+
+
+def lookup(target):
+    """{key type: paramiko key} pinned for target, or None."""
+    return load(target.known_hosts).lookup(alias(target))
+
+
 def fingerprint(key):
     """OpenSSH-style SHA256 fingerprint of a paramiko key."""
     digest = hashlib.sha256(key.asbytes()).digest()
@@ -65,15 +82,23 @@ def load(path):
     return keys
 
 
-def console_output(instance_id, session_factory=None):
-    ec2 = (session_factory or aws_session)().client("ec2")
-    return ec2.get_console_output(InstanceId=instance_id, Latest=True).get("Output") or ""
+def console_output(instance_id):
+    """The instance's console text. `Latest` gives recent output within seconds on Nitro types, but Xen
+    types (p2, p3, m4, c4, t2, ...) refuse it: there, ask again without it."""
+    ec2 = aws_session().client("ec2")
+    try:
+        return ec2.get_console_output(InstanceId=instance_id, Latest=True).get("Output") or ""
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "UnsupportedOperation":
+            raise
+    log.debug("%s: no Latest console output for this instance type; reading the buffered one", instance_id)
+    return ec2.get_console_output(InstanceId=instance_id).get("Output") or ""
 
 
-def wait_console_keys(target, timeout=600, session_factory=None, sleep=None):
+def wait_console_keys(target, timeout=600, sleep=None):
     """Poll GetConsoleOutput (bounded backoff) until the instance has printed its host keys."""
     def attempt():
-        keys = parse_console_keys(console_output(target.instance_id, session_factory))
+        keys = parse_console_keys(console_output(target.instance_id))
         if not keys:
             raise LookupError("no SSH HOST KEY KEYS block in the console output yet")
         return keys
@@ -83,21 +108,23 @@ def wait_console_keys(target, timeout=600, session_factory=None, sleep=None):
         return backoff.retry(attempt, timeout, "%s (%s): waiting for host keys on the console"
                              % (target.label, target.instance_id), retry_on=(LookupError,), first=2.0, **kw)
     except GaveUp as exc:
-        raise HostUnreachable("%s. The instance prints them once cloud-init has run; check it with "
-                              "`aws ec2 get-console-output --instance-id %s`." % (exc, target.instance_id))
+        raise HostUnreachable("%s. The instance prints them on its first boot, once cloud-init has run; check "
+                              "it with `aws ec2 get-console-output --instance-id %s`. An instance whose keys "
+                              "were never pinned here and that has been restarted since no longer shows them: "
+                              "pin them by hand (`%s` lines in %s) or replace the instance."
+                              % (exc, target.instance_id, target.instance_id, target.known_hosts))
 
 
-def pin_from_console(target, timeout=600, session_factory=None, sleep=None):
-    """Pin the instance's console host keys for its address unless keys are already pinned.
+def pin_from_console(target, timeout=600, sleep=None):
+    """Pin the instance's console host keys under its instance id unless keys are already pinned.
 
-    Returns the entry name. Already-pinned keys win: a replaced instance with new keys then
-    fails the connection with a mismatch message instead of being trusted silently.
+    Returns the alias. Already-pinned keys win: a replaced instance with new keys then fails the
+    connection with a mismatch message instead of being trusted silently.
     """
-    entry = host_entry(target.host, target.port)
-    known = load(target.known_hosts)
-    if known.lookup(entry):
+    entry = alias(target)
+    if lookup(target):
         return entry
-    keys = wait_console_keys(target, timeout, session_factory, sleep)
+    keys = wait_console_keys(target, timeout, sleep)
     target.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     earlier = target.known_hosts.read_text() if target.known_hosts.is_file() else ""
     if earlier and not earlier.endswith("\n"):
@@ -119,25 +146,26 @@ def how_to_proceed(target, entry):
             % (target.known_hosts, target.port, target.host, target.known_hosts))
 
 
-class RejectUnknownKey(paramiko.RejectPolicy):
-    """paramiko's RejectPolicy, with a message that names host, offered key and next step."""
+class PinnedKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Verify the server's key against the keys pinned under the target's alias (paramiko itself looks
+    keys up by address only, so the client starts with no host keys and every check comes here)."""
 
     def __init__(self, target):
         self.target = target
 
     def missing_host_key(self, client, hostname, key):
-        entry = host_entry(self.target.host, self.target.port)
-        raise HostKeyError(
-            "%s (%s): host key not trusted: the host offered %s, and %s has no key for %s. "
-            "Nothing was run. %s" % (self.target.label, self.target.address, fingerprint(key),
-                                      self.target.known_hosts, entry, how_to_proceed(self.target, entry)))
-
-
-def mismatch_error(target, exc):
-    """A HostKeyError for paramiko's BadHostKeyException."""
-    entry = host_entry(target.host, target.port)
-    return HostKeyError(
-        "%s (%s): HOST KEY MISMATCH: expected %s (pinned for %s in %s), the host offered %s. Nothing was run; "
-        "this may be a different machine or an attack. %s"
-        % (target.label, target.address, fingerprint(exc.expected_key), entry, target.known_hosts,
-           fingerprint(exc.key), how_to_proceed(target, entry)))
+        t, entry = self.target, alias(self.target)
+        pinned = lookup(t)
+        if not pinned:
+            raise HostKeyError(
+                "%s (%s): host key not trusted: the host offered %s, and %s has no key for %s. "
+                "Nothing was run. %s" % (t.label, t.address, fingerprint(key), t.known_hosts, entry,
+                                          how_to_proceed(t, entry)))
+        expected = pinned.get(key.get_name())
+        if expected is None or expected != key:
+            shown = fingerprint(expected) if expected is not None else " / ".join(
+                fingerprint(k) for k in pinned.values())
+            raise HostKeyError(
+                "%s (%s): HOST KEY MISMATCH: expected %s (pinned for %s in %s), the host offered %s. Nothing was "
+                "run; this may be a different machine or an attack. %s"
+                % (t.label, t.address, shown, entry, t.known_hosts, fingerprint(key), how_to_proceed(t, entry)))

@@ -20,7 +20,7 @@ def write_private(path, text):
     write_atomic(path, text if text.endswith("\n") else text + "\n", mode=0o600)
 
 
-def ensure_key(target, session_factory=None):
+def ensure_key(target):
     """Make sure target.identity holds the attendee's private key; fetch it from SSM if missing."""
     path = target.identity
     if path.is_file():
@@ -30,7 +30,7 @@ def ensure_key(target, session_factory=None):
     if not target.key_parameter:
         raise MxlabError("%s: no private key at %s and no PrivateKeyParameter output to fetch it from"
                          % (target.label, path))
-    ssm = (session_factory or aws_session)().client("ssm")
+    ssm = aws_session().client("ssm")
     try:
         value = ssm.get_parameter(Name=target.key_parameter, WithDecryption=True)["Parameter"]["Value"]
     except botocore.exceptions.ClientError as exc:

@@ -1,66 +1,20 @@
-"""One SSH connection to a target: readiness (running, banner, cloud-init), pinned keys, commands."""
+"""One SSH connection to a ready target (readiness.py): pinned host keys, cloud-init, commands, SFTP."""
 import logging
 import select
 import shlex
-import socket
 import time
 
 import paramiko
 
-from mxlab import backoff, hostkeys
-from mxlab.aws import session as aws_session
+from mxlab import backoff, hostkeys, readiness
 from mxlab.errors import CommandTimeout, HostUnreachable, MxlabError, RemoteCommandError
 
 log = logging.getLogger(__name__)
 
-
-def describe_instance(instance_id, session_factory=None):
-    """The instance's DescribeInstances record, or None."""
-    ec2 = (session_factory or aws_session)().client("ec2")
-    res = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-    return res[0]["Instances"][0] if res and res[0]["Instances"] else None
-
-
-def refresh_target(target, session_factory=None):
-    """Set target.state, and target.host to the instance's live public address when it has one:
-    a stopped and started instance gets a new public IP, so the stack's outputs go stale."""
-    inst = describe_instance(target.instance_id, session_factory)
-    target.state = inst["State"]["Name"] if inst else "unknown"
-    live = inst and (inst.get("PublicIpAddress") or inst.get("PublicDnsName"))
-    if live and live != target.host:
-        log.info("%s: instance %s is now at %s (was %s)", target.label, target.instance_id, live, target.host)
-        target.host = live
-    return target.state
-
-
-def wait_running(target, timeout, session_factory=None):
-    def attempt():
-        state = refresh_target(target, session_factory)
-        if state in ("terminated", "shutting-down", "stopped", "stopping"):
-            raise HostUnreachable("%s: instance %s is %s (start it or redeploy with `mxlab up`)"
-                                  % (target.label, target.instance_id, state))
-        if state != "running":
-            raise LookupError("instance %s is %s" % (target.instance_id, state))
-    try:
-        backoff.retry(attempt, timeout, "%s: waiting for instance %s to run" % (target.label, target.instance_id),
-                      retry_on=(LookupError,))
-    except TimeoutError as exc:
-        raise HostUnreachable(str(exc))
-
-
-def read_banner(host, port, timeout=10):
-    """The SSH identification string the server sends first; raises OSError if none comes."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        data = b""
-        while b"\n" not in data and len(data) < 256:
-            chunk = sock.recv(256)
-            if not chunk:
-                break
-            data += chunk
-    if not data.startswith(b"SSH-"):
-        raise OSError("no SSH banner from %s:%d (got %r)" % (host, port, data[:40]))
-    return data.split(b"\r\n")[0].split(b"\n")[0].decode("ascii", "replace")
+# `cloud-init status --wait`: 0 done, 2 done with recoverable errors (cloud-init >= 23.4), else failed.
+_CLOUD_INIT = ("command -v cloud-init >/dev/null 2>&1 || { echo no-cloud-init; exit 0; }; "
+               "cloud-init status --wait >/dev/null 2>&1; rc=$?; "
+               "[ $rc = 0 ] || cloud-init status --long 2>&1 | tail -n 20; exit $rc")
 
 
 def load_identity(path):
@@ -76,27 +30,15 @@ def load_identity(path):
 class Session:
     """A ready, authenticated connection; exec() runs a command, sftp() gives file access."""
 
-    def __init__(self, target, timeout=300, session_factory=None):
+    def __init__(self, target, timeout=300):
         self.target = target
         self.timeout = timeout
-        self.session_factory = session_factory
         self.client = None
         self._sftp = None
 
     # ---- connection ---------------------------------------------------------------------
     def connect(self, wait_cloud_init=True):
-        t = self.target
-        if t.instance_id:
-            wait_running(t, self.timeout, self.session_factory)
-        try:
-            banner = backoff.retry(lambda: read_banner(t.host, t.port), self.timeout,
-                                   "%s (%s): waiting for the SSH server" % (t.label, t.address),
-                                   retry_on=(OSError,))
-        except TimeoutError as exc:
-            raise HostUnreachable(str(exc))
-        log.debug("%s: %s", t.label, banner)
-        if t.pin_from_console:
-            hostkeys.pin_from_console(t, self.timeout, self.session_factory)
+        """Open the connection to a target readiness.ready() has made ready; wait for cloud-init."""
         self._open()
         if wait_cloud_init:
             self.wait_cloud_init()
@@ -105,9 +47,8 @@ class Session:
     def _open(self):
         t = self.target
         pkey = load_identity(t.identity)
-        client = paramiko.SSHClient()
-        client.get_host_keys().update(hostkeys.load(t.known_hosts))
-        client.set_missing_host_key_policy(hostkeys.RejectUnknownKey(t))
+        client = paramiko.SSHClient()  # no host keys of its own: PinnedKeyPolicy checks every key
+        client.set_missing_host_key_policy(hostkeys.PinnedKeyPolicy(t))
 
         def attempt():
             try:
@@ -120,32 +61,35 @@ class Session:
             try:
                 client.connect(t.host, port=t.port, username=t.user, pkey=pkey, look_for_keys=False,
                                allow_agent=False, timeout=15, banner_timeout=30, auth_timeout=30)
-            except paramiko.BadHostKeyException as exc:
-                raise hostkeys.mismatch_error(t, exc)
             except paramiko.AuthenticationException as exc:
                 raise MxlabError("%s (%s): authentication as %r with key %s failed (%s): is it the key for "
                                  "this host and user?" % (t.label, t.address, t.user, t.identity, exc))
-        try:
-            backoff.retry(attempt, min(self.timeout, 60), "%s (%s): SSH connection" % (t.label, t.address),
-                          retry_on=(OSError, EOFError, paramiko.SSHException))
-        except TimeoutError as exc:
-            raise HostUnreachable(str(exc))
+        backoff.retry(attempt, min(self.timeout, 60), "%s (%s): SSH connection" % (t.label, t.address),
+                      retry_on=(OSError, EOFError, paramiko.SSHException))
         transport = client.get_transport()
         transport.set_keepalive(5)  # notice a dead peer while streaming progress
         self.client = client
 
     def reconnect(self):
+        """After a dropped connection: the same host, once its SSH server answers again."""
         self.close()
-        self.connect(wait_cloud_init=False)
+        readiness.wait_ssh(self.target, self.timeout)
+        self._open()
 
     def wait_cloud_init(self):
-        """Block until cloud-init is done (hosts without cloud-init count as done)."""
-        rc, out, err = self.exec("if command -v cloud-init >/dev/null 2>&1; then "
-                                 "cloud-init status --wait >/dev/null 2>&1 || cloud-init status; fi",
-                                 timeout=self.timeout)
+        """Block until cloud-init is done (hosts without cloud-init count as done). Returns a warning
+        when it finished with recoverable errors (exit 2: the host is usable, the operator should know)."""
+        rc, out, err = self.exec(_CLOUD_INIT, timeout=self.timeout)
+        detail = (out + err).strip()[-300:]
+        if rc == 2:
+            warning = "%s: cloud-init finished with recoverable errors (exit 2); going on: %s" % (
+                self.target.label, detail)
+            log.warning(warning)
+            return warning
         if rc != 0:
-            raise HostUnreachable("%s: cloud-init did not finish cleanly: %s"
-                                  % (self.target.label, (out + err).strip()[-300:]))
+            raise HostUnreachable("%s: cloud-init did not finish cleanly (exit %d): %s"
+                                  % (self.target.label, rc, detail))
+        return None
 
     def close(self):
         for thing in (self._sftp, self.client):

@@ -33,6 +33,8 @@ class Target:
 
     @property
     def address(self):
+        if not self.host:
+            return "-"  # a stopped instance has no public address
         return self.host if self.port == 22 else "%s:%d" % (self.host, self.port)
 
 
@@ -77,7 +79,7 @@ def lab_stacks(stack, outputs):
     return names or [stack]
 
 
-def read_outputs(stack, outputs_file=None, session_factory=None):
+def read_outputs(stack, outputs_file=None):
     """The lab's outputs as one dict (every shard stack's merged): from the outputs file
     (`mxlab up` writes it) or DescribeStacks."""
     path = Path(outputs_file) if outputs_file else statedir.outputs_file(stack)
@@ -96,8 +98,8 @@ def read_outputs(stack, outputs_file=None, session_factory=None):
         return _merged(data[name] for name in lab_stacks(stack, data[stack]))
     if outputs_file:
         raise UsageError("--outputs %s: no such file" % path)
-    first = describe_stack(stack, session_factory)
-    rest = [describe_stack(name, session_factory) for name in lab_stacks(stack, first) if name != stack]
+    first = describe_stack(stack)
+    rest = [describe_stack(name) for name in lab_stacks(stack, first) if name != stack]
     return _merged([first] + rest)
 
 
@@ -108,12 +110,12 @@ def _merged(stack_outputs):
     return merged
 
 
-def describe_stack(stack, session_factory=None):
+def describe_stack(stack):
     import botocore.exceptions
 
     from mxlab.aws import session as aws_session
 
-    cfn = (session_factory or aws_session)().client("cloudformation")
+    cfn = aws_session().client("cloudformation")
     try:
         stacks = cfn.describe_stacks(StackName=stack)["Stacks"]
     except botocore.exceptions.ClientError as exc:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from mxlab.offline import leftovers
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"}
 PHOTOS = {"chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"}
@@ -91,7 +93,8 @@ def port_open(address, port):
 
 
 def assert_all_stopped(facts):
-    """No process, port, login user or folder the demo started is left."""
+    """No process, port, record or folder the demo started is left (the lab host logs in as this user:
+    there is no login user to remove)."""
     pid = facts["sshd_pid"]
     deadline = time.monotonic() + 10
     while Path("/proc/%d" % pid).exists() and time.monotonic() < deadline:
@@ -100,8 +103,9 @@ def assert_all_stopped(facts):
     assert not port_open(facts["sshd_address"], facts["sshd_port"])
     assert not port_open("127.0.0.1", facts["emulator_port"])
     assert not port_open("127.0.0.1", facts["zoo_port"])
-    with pytest.raises(KeyError):
-        pwd.getpwnam(facts["lab_user"])
+    assert facts["lab_user"] == pwd.getpwuid(os.getuid()).pw_name
+    owned = [p for p in leftovers.records_dir().glob("*.json") if json.loads(p.read_text())["owner"] == facts["demo_pid"]]
+    assert owned == [], "the demo forgot its leftover records"
     assert not Path(facts["state_dir"]).exists()
     assert not Path(facts["sshd_dir"]).exists()
 

@@ -4,7 +4,7 @@ import itertools
 import pytest
 
 from mxlab import backoff
-from mxlab.errors import GaveUp
+from mxlab.errors import CommandTimeout, GaveUp
 from tests.fixtures_sshd import direct_args
 from mxlab.offline.lab_host import free_port
 
@@ -114,6 +114,7 @@ def test_exec_reads_stdout_and_a_large_stderr_together(conda_host):
         assert out.splitlines()[0] == "first" and out.splitlines()[-1] == "20000" and len(lines) == 20001
         # The session is still usable, and a command past its timeout is cut off.
         assert session.exec("echo again")[1] == "again\n"
-        with pytest.raises(OSError):
+        with pytest.raises(CommandTimeout) as slow:  # a slow command, not a dropped connection
             session.exec("sleep 30", timeout=1)
+        assert not isinstance(slow.value, OSError)
         assert session.exec("echo still")[1] == "still\n"

@@ -25,7 +25,6 @@ import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 from mxlab.offline import REPO_ROOT
 if str(REPO_ROOT) not in sys.path:  # cdk/ is not an installed package

@@ -296,7 +296,7 @@ class OfflineLab:
         for n in range(1, self.attendees + 1):
             ip = self.outputs["Attendee%dPublicIp" % n]
             host = SshdHost(address=ip, port=self.ssh_port, conda_envs=self.conda_envs,
-                            parent_dir=str(self.state_dir / "instances"))
+                            parent_dir=str(self.state_dir / "instances"), cloud_init="done")
             self.say("starting attendee %d's instance: sshd on %s:%d, user %s, conda env %s"
                      % (n, ip, self.ssh_port, user, ",".join(self.conda_envs) or "none"))
             with self._lock:

@@ -46,6 +46,21 @@ export CONDA_PREFIX="$_mx_root/envs/$_mx_env"
 export PATH="$_mx_root/envs/$_mx_env/bin:$PATH"
 '''
 
+# cloud-init as a lab instance has it (the test machine has none): `status [--wait] [--long]` answers from
+# ~/.instance/cloud-init-status: done (exit 0), recoverable (exit 2: "done, with recoverable errors",
+# cloud-init >= 23.4) or error (exit 1).
+_CLOUD_INIT = r"""#!/bin/sh
+state="$(cat "$HOME/.instance/cloud-init-status" 2>/dev/null || echo done)"
+[ "$1" = status ] || { echo "cloud-init (sandbox model): only 'status' is modelled" >&2; exit 1; }
+case "$state" in
+  done) echo "status: done"; exit 0 ;;
+  recoverable) echo "status: done"; echo "extended_status: degraded done"
+               echo "recoverable_errors:"; echo "WARNING:"
+               echo "        - Failed to set locale en_US.UTF-8 (sandbox model)"; exit 2 ;;
+  *) echo "status: error"; echo "errors:"; echo "        - ('scripts_user', RuntimeError('runparts: 1 failed'))"; exit 1 ;;
+esac
+"""
+
 _SSHD_CONFIG = """Port {port}
 ListenAddress {address}
 HostKey {dir}/ssh_host_ed25519_key
@@ -117,13 +132,14 @@ class SshdHost:
     """
 
     def __init__(self, address="127.0.0.1", port=None, conda_envs=("mxnet_p36",), wheelhouse=None,
-                 extra_authorized=(), parent_dir=None):
+                 extra_authorized=(), parent_dir=None, cloud_init=None):
         self.address = address
         self.port = port or free_port(address)
         self.conda_envs = list(conda_envs)
         self.wheelhouse = wheelhouse
         self.extra_authorized = list(extra_authorized)
         self.parent_dir = parent_dir
+        self.cloud_init = cloud_init  # None: no cloud-init on the host; else its status (see _CLOUD_INIT)
         self.user = pwd.getpwuid(os.getuid()).pw_name
         self.mark = leftovers.new_mark("host")
         self.dir = None
@@ -227,6 +243,13 @@ class SshdHost:
         self.home.mkdir()
         # sshd starts each session in the user's passwd home: go to this host's own home instead.
         bashrc = ['cd "$HOME" 2>/dev/null', "# DLAMI-like: conda on PATH for interactive shells only"]
+        if self.cloud_init:
+            tools = self.home / ".instance" / "bin"
+            tools.mkdir(parents=True)
+            (tools / "cloud-init").write_text(_CLOUD_INIT)
+            (tools / "cloud-init").chmod(0o755)
+            self.set_cloud_init(self.cloud_init)
+            bashrc.insert(1, 'export PATH="$HOME/.instance/bin:$PATH"  # the instance\'s own tools')
         if self.conda_envs:
             conda = self.home / "anaconda3"
             (conda / "bin").mkdir(parents=True)
@@ -246,6 +269,10 @@ class SshdHost:
             pip_conf.parent.mkdir(parents=True)
             # The host's pip mirror: the same pinned wheels, no index needed.
             pip_conf.write_text("[global]\nfind-links = %s\nno-index = true\n" % self.wheelhouse)
+
+    def set_cloud_init(self, status):
+        """What `cloud-init status` says on this host from now on: done, recoverable or error."""
+        (self.home / ".instance" / "cloud-init-status").write_text(status + "\n")
 
     def kill_sessions(self):
         """Kill the per-connection sshd processes: every client connection drops at once."""

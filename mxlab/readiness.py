@@ -1,0 +1,131 @@
+"""Is a host ready for SSH? The instance's state and live address (and starting a stopped one), its
+private key, its SSH server answering, its host keys pinned. Separate from the SSH channel (session.py):
+`mxlab run`, `compare`, `prepare` and `ssh` all reach a host through ready().
+"""
+import logging
+import socket
+
+import botocore.exceptions
+
+from mxlab import backoff, hostkeys, keys
+from mxlab.aws import session as aws_session
+from mxlab.errors import HostUnreachable, MxlabError
+
+log = logging.getLogger(__name__)
+
+GONE = ("terminated", "shutting-down")
+STOPPED = ("stopped", "stopping")
+
+
+class InstanceStopped(HostUnreachable):
+    """The lab instance is stopped (the idle auto-stop, a deadline, or by hand); --start starts it."""
+
+
+def describe_instance(instance_id):
+    """The instance's DescribeInstances record, or None."""
+    ec2 = aws_session().client("ec2")
+    try:
+        res = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    except botocore.exceptions.ClientError as exc:
+        if "NotFound" in exc.response.get("Error", {}).get("Code", ""):
+            return None
+        raise
+    return res[0]["Instances"][0] if res and res[0]["Instances"] else None
+
+
+def refresh(target):
+    """Set target.state, and target.host to the instance's live public address when it has one:
+    a stopped and started instance gets a new public IP, so the stack's outputs go stale."""
+    inst = describe_instance(target.instance_id)
+    target.state = inst["State"]["Name"] if inst else "unknown"
+    live = inst and (inst.get("PublicIpAddress") or inst.get("PublicDnsName"))
+    if live and live != target.host:
+        log.info("%s: instance %s is now at %s (was %s)", target.label, target.instance_id, live, target.host)
+        target.host = live
+    elif inst and not live:
+        target.host = None  # a stopped instance has no public address
+    return target.state
+
+
+def start_instance(target, timeout):
+    """Start a stopped (or stopping) instance and wait until it runs."""
+    ec2 = aws_session().client("ec2")
+    if target.state == "stopping":
+        log.warning("%s: instance %s is stopping; waiting for it to stop before starting it",
+                    target.label, target.instance_id)
+        wait_state(target, ("stopped",), timeout)
+    log.warning("%s: starting stopped instance %s", target.label, target.instance_id)
+    ec2.start_instances(InstanceIds=[target.instance_id])
+
+
+def wait_state(target, wanted, timeout):
+    def attempt():
+        state = refresh(target)
+        if state in GONE:
+            raise HostUnreachable("%s: instance %s is %s (redeploy with `mxlab up`)"
+                                  % (target.label, target.instance_id, state))
+        if state not in wanted:
+            raise LookupError("instance %s is %s" % (target.instance_id, state))
+    backoff.retry(attempt, timeout, "%s: waiting for instance %s to be %s"
+                  % (target.label, target.instance_id, "/".join(wanted)), retry_on=(LookupError,))
+
+
+def ensure_running(target, timeout, start=False):
+    """Wait for a pending instance; start a stopped one if `start`, else say how (InstanceStopped)."""
+    state = refresh(target)
+    if state in STOPPED:
+        if not start:
+            raise InstanceStopped(
+                "%s: instance %s is %s (the idle auto-stop, the lab's deadline, or by hand): run again with "
+                "--start to start it and go on, or `aws ec2 start-instances --instance-ids %s`"
+                % (target.label, target.instance_id, state, target.instance_id))
+        start_instance(target, timeout)
+    wait_state(target, ("running",), timeout)
+
+
+def read_banner(host, port, timeout=10):
+    """The SSH identification string the server sends first; raises OSError if none comes."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        data = b""
+        while b"\n" not in data and len(data) < 256:
+            chunk = sock.recv(256)
+            if not chunk:
+                break
+            data += chunk
+    if not data.startswith(b"SSH-"):
+        raise OSError("no SSH banner from %s:%d (got %r)" % (host, port, data[:40]))
+    return data.split(b"\r\n")[0].split(b"\n")[0].decode("ascii", "replace")
+
+
+def wait_ssh(target, timeout):
+    """Wait (bounded backoff) until the host's SSH server sends its banner."""
+    banner = backoff.retry(lambda: read_banner(target.host, target.port), timeout,
+                           "%s (%s): waiting for the SSH server" % (target.label, target.address),
+                           retry_on=(OSError,))
+    log.debug("%s: %s", target.label, banner)
+    return banner
+
+
+def check_pinned(target):
+    """A direct host must already be in its known_hosts (nothing is trusted on first use); for the ssh
+    client, whose own refusal does not say what to do (mxlab's connection says it, with the offered key)."""
+    if hostkeys.lookup(target) is None:
+        entry = hostkeys.alias(target)
+        raise MxlabError("%s: no key for %s in %s. %s" % (target.label, entry, target.known_hosts,
+                                                          hostkeys.how_to_proceed(target, entry)))
+
+
+def ready(target, timeout, start=False):
+    """Make `target` ready for SSH: key, running (started with `start`), SSH up, host keys pinned.
+
+    Lab instances are pinned by instance id from their first boot's console, so one restarted on a new
+    address is verified against those keys with no wait for a console that no longer shows them.
+    """
+    if target.instance_id:
+        keys.ensure_key(target)
+        ensure_running(target, timeout, start)
+    wait_ssh(target, timeout)
+    if target.pin_from_console:
+        hostkeys.pin_from_console(target, timeout)
+    return target

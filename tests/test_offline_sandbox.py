@@ -1,0 +1,181 @@
+"""`mxlab sandbox` end to end, as a user runs it: started as a command, its `export` lines used by the
+plain commands (mxlab, boto3 as the AWS CLI would), stopped with Ctrl-C, swept after kill -9.
+
+One flow (each sandbox deploys the real CDK app, about a minute here): a sandbox is killed with SIGKILL,
+a second one (3 attendees) sweeps what it left and is used for everything else, then Ctrl-C'd.
+"""
+import os
+import pwd
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.contract import REMOTE_ROOT
+from mxlab.offline import REPO_ROOT
+from tests.fixtures_sandbox import SandboxProcess, pid_alive
+
+pytestmark = [pytest.mark.slow]
+PHOTO = str(REPO_ROOT / "build" / "photos" / "chelsea.jpg")
+
+
+def port_open(address, port):
+    try:
+        with socket.create_connection((address, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def lab_artifacts(folder):
+    """What the lab hosts leave in a home: the agent's folder (upload, runs, env) and the model cache."""
+    return sorted(name for name in (REMOTE_ROOT, ".cache/mxlab", "mxnet-lab") if (Path(folder) / name).exists())
+
+
+def instance(box, n):
+    return box.outputs()["Attendee%dInstanceId" % n]
+
+
+def describe(box, instance_id):
+    (res,) = box.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return res["Instances"][0]
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory):
+    """The killed sandbox's records, and the live 3-attendee sandbox that swept them."""
+    folder = tmp_path_factory.mktemp("sandbox")
+    real_home = pwd.getpwuid(os.getuid()).pw_dir
+    before = lab_artifacts(real_home)
+    dead = SandboxProcess(folder / "dead", "--attendees", "1", "--stack", "DeadLab").wait_ready()
+    dead_records = dead.records()
+    dead.stop(signal.SIGKILL)
+    box = SandboxProcess(folder / "live", "--attendees", "3")
+    try:
+        box.wait_ready()
+        yield {"box": box, "dead": dead, "dead_records": dead_records, "real_home": real_home,
+               "artifacts_before": before}
+    finally:
+        box.stop()
+
+
+def test_a_killed_sandbox_is_swept_by_the_next(flow):
+    records = flow["dead_records"]
+    pids = [p for r in records for p in r["pids"]]
+    paths = [p for r in records for p in r["paths"]]
+    assert pids and paths, "the killed sandbox recorded its sshd and folders"
+    assert not any(pid_alive(pid, ticks) for pid, ticks in pids), "its sshd processes are gone"
+    assert not any(os.path.exists(p) for p in paths), "its folders are gone"
+    assert "swept the leftovers of a dead" in flow["box"].err_file.read_text()
+
+
+def test_exports_and_plain_commands(flow):
+    box = flow["box"]
+    for key in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                "MXLAB_HOME", "MXLAB_ZOO", "MXLAB_SSH_PORT"):
+        assert box.variables.get(key), key
+    assert re.match(r"http://127\.0\.0\.1:\d+$", box.variables["AWS_ENDPOINT_URL"])
+    hosts = box.mxlab("hosts")
+    assert hosts.returncode == 0, hosts.stderr
+    assert len(re.findall(r"\brunning\b", hosts.stdout)) == 3, hosts.stdout
+    run = box.mxlab("run", "--all", "--model", "efficientnet-lite0", "--results", flow["box"].out_file.parent / "r",
+                    PHOTO)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for n in (1, 2, 3):
+        assert re.search(r"attendee-%d .* ok " % n, run.stdout), run.stdout
+    ssh = box.mxlab("ssh", "--attendee", "3", "--", "echo", "hello-from-3")
+    assert ssh.returncode == 0 and "hello-from-3" in ssh.stdout, ssh.stderr
+
+
+def test_lab_hosts_keep_to_their_own_homes(flow):
+    """Agent, runs and model cache land in each instance's throwaway home, never in the real one."""
+    box = flow["box"]
+    homes = [Path(p) / "home" for r in box.records() for p in r["paths"] if "/instances/" in p]
+    assert len(homes) == 3
+    assert all(REMOTE_ROOT in lab_artifacts(home) for home in homes), "the run installed the agent in each home"
+    assert lab_artifacts(flow["real_home"]) == flow["artifacts_before"]
+
+
+@pytest.mark.aws_behaviour
+def test_stop_ends_everything_start_comes_back_on_a_new_ip_with_the_same_keys(flow):
+    """The lunch break: attendee 2 stopped and started. Its sshd, sessions and running processes end;
+    it comes back on a new address, with the same host keys and no keys on the console; and
+    `mxlab run --attendee 2` works at once, verified against the keys pinned at first boot."""
+    box = flow["box"]
+    ec2, iid = box.client("ec2"), instance(box, 2)
+    port = int(box.variables["MXLAB_SSH_PORT"])
+    old_ip = describe(box, iid)["PublicIpAddress"]
+    pinned = (Path(box.variables["MXLAB_HOME"]) / "MxnetLab" / "known_hosts").read_text()
+    assert iid in pinned and old_ip not in pinned, "keys are pinned by instance id"
+    sleeper = box.mxlab("ssh", "--attendee", "2", "--", "setsid nohup sleep 600 >/dev/null 2>&1 & echo $!")
+    pid = int(sleeper.stdout.split()[-1])
+    assert pid_alive(pid)
+
+    ec2.stop_instances(InstanceIds=[iid])
+    assert describe(box, iid)["State"]["Name"] == "stopped"
+    assert not pid_alive(pid), "a stop ends what ran on the instance"
+    assert not port_open(old_ip, port)
+    hosts = box.mxlab("hosts")
+    assert re.search(r"\b2\b.*%s.*stopped" % iid, hosts.stdout), hosts.stdout
+    refused = box.mxlab("run", "--attendee", "2", "--model", "efficientnet-lite0", "--timeout", "30", PHOTO)
+    assert refused.returncode == 1 and "is stopped" in refused.stderr and "--start" in refused.stderr
+
+    ec2.start_instances(InstanceIds=[iid])
+    new_ip = describe(box, iid)["PublicIpAddress"]
+    assert new_ip != old_ip and port_open(new_ip, port)
+    assert "BEGIN SSH HOST KEY KEYS" not in ec2.get_console_output(InstanceId=iid)["Output"]
+    again = box.mxlab("run", "--attendee", "2", "--model", "efficientnet-lite0", "--timeout", "30", PHOTO)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert new_ip in again.stdout
+    assert (Path(box.variables["MXLAB_HOME"]) / "MxnetLab" / "known_hosts").read_text() == pinned
+
+
+@pytest.mark.aws_behaviour
+def test_run_start_starts_a_stopped_instance_and_goes_on(flow):
+    box = flow["box"]
+    ec2, iid = box.client("ec2"), instance(box, 3)
+    ec2.stop_instances(InstanceIds=[iid])
+    run = box.mxlab("run", "--attendee", "3", "--start", "--model", "efficientnet-lite0", PHOTO)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "starting stopped instance %s" % iid in run.stderr
+    assert describe(box, iid)["State"]["Name"] == "running"
+
+
+@pytest.mark.aws_behaviour
+def test_the_cost_guard_alarm_stops_the_instance_and_what_runs_on_it(flow):
+    box = flow["box"]
+    iid = instance(box, 1)
+    cloudwatch = box.client("cloudwatch")
+    (alarm,) = [a for a in cloudwatch.describe_alarms()["MetricAlarms"]
+                if {"Name": "InstanceId", "Value": iid} in a["Dimensions"]]
+    assert any(a.endswith(":ec2:stop") for a in alarm["AlarmActions"])
+    sleeper = box.mxlab("ssh", "--attendee", "1", "--", "setsid nohup sleep 600 >/dev/null 2>&1 & echo $!")
+    pid = int(sleeper.stdout.split()[-1])
+    cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue="ALARM", StateReason="idle (test)")
+    assert describe(box, iid)["State"]["Name"] == "stopped"
+    assert not pid_alive(pid)
+    box.client("ec2").start_instances(InstanceIds=[iid])
+
+
+def test_ctrl_c_leaves_nothing_running(flow):
+    box = flow["box"]
+    records = box.records()
+    pids = [p for r in records for p in r["pids"]]
+    paths = [p for r in records for p in r["paths"]]
+    assert len(pids) >= 3
+    assert box.stop(signal.SIGINT) == 0
+    assert "everything the sandbox started is gone" in box.err_file.read_text()
+    assert not any(pid_alive(pid, ticks) for pid, ticks in pids)
+    assert not any(os.path.exists(p) for p in paths)
+    assert box.records() == []
+    assert not port_open("127.0.0.1", int(box.variables["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]))
+
+
+def test_attendees_out_of_range_is_refused_naming_the_option():
+    proc = subprocess.run([sys.executable, "-m", "mxlab", "sandbox", "--attendees", "101"], cwd=str(REPO_ROOT),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--attendees" in proc.stderr and "1..100" in proc.stderr
