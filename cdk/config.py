@@ -1,17 +1,15 @@
 """The lab's context values (`-c key=value`), validated at synth time.
 
-Defaults live in cdk.json (one place); they are read from there too when the
-stack is built in-process (tests), so both paths see the same defaults.
+Each default is defined once, on LabConfig below (cdk.json holds none of the
+lab's keys), so `npx cdk`, in-process builds (tests) and mxlab see the same.
 A bad value raises ConfigError naming the key and what is allowed.
+Stdlib only: mxlab imports it without aws-cdk-lib.
 """
+import datetime
 import ipaddress
-import json
 import math
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
-
-CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+from dataclasses import dataclass, field, fields
 
 # Ubuntu 22.04 base DLAMI with the NVIDIA driver: AWS keeps this public parameter
 # pointing at the newest build in every commercial region, it boots on CPU and GPU
@@ -27,6 +25,22 @@ LEGACY_FAMILIES = frozenset(
     "t1 m1 m2 m3 c1 c3 cc1 cc2 cg1 cr1 g2 hi1 hs1 i2 r3 p2".split()
 )
 
+# GPU families older than Turing: the default DLAMI ("OSS Nvidia driver") loads
+# NVIDIA's open kernel modules, which drive Turing and newer GPUs only, so these
+# boot with no usable GPU. family -> (GPU, the current equivalent by size).
+PRE_TURING_GPU = {
+    "cg1": ("Fermi M2050", {}),
+    "g2": ("Kepler K520", {"2xlarge": "g4dn.xlarge", "8xlarge": "g4dn.12xlarge"}),
+    "g3s": ("Maxwell M60", {"xlarge": "g4dn.xlarge"}),
+    "g3": ("Maxwell M60", {"4xlarge": "g4dn.4xlarge", "8xlarge": "g4dn.12xlarge",
+                           "16xlarge": "g4dn.metal"}),
+    "p2": ("Kepler K80", {"xlarge": "g4dn.xlarge", "8xlarge": "g4dn.12xlarge",
+                          "16xlarge": "g4dn.metal"}),
+    "p3": ("Volta V100", {"2xlarge": "g5.2xlarge", "8xlarge": "g5.12xlarge",
+                          "16xlarge": "p4d.24xlarge"}),
+    "p3dn": ("Volta V100", {"24xlarge": "p4d.24xlarge"}),
+}
+
 # One stack, deployed without bootstrap, must fit CloudFormation's inline
 # template limit (51,200 bytes, ~2.2 kB an attendee here) and its 200 outputs
 # (7 an attendee): 20 attendees is the most one stack holds with room to spare.
@@ -34,12 +48,16 @@ LEGACY_FAMILIES = frozenset(
 # lab_stack.py): <stack_name> (network + attendees 1-20), <stack_name>-2 (21-40)...
 ATTENDEES_PER_STACK = 20
 MAX_ATTENDEES = 100
+DEFAULT_STACK_NAME = "MxnetLab"  # the one spelling; mxlab imports it from here
 
 KEYS = (
     "ssh_cidr", "allow_world_ssh", "instance_type", "attendees", "ami_id",
     "ami_ssm_parameter", "ami_name", "volume_gb", "auto_stop_minutes",
-    "stack_name", "region", "ssh_user", "root_device",
+    "stack_name", "region", "ssh_user", "root_device", "availability_zone",
+    "lifetime_hours", "expiry_action", "deadline",
 )
+EXPIRY_ACTIONS = ("stop", "terminate")
+MAX_LIFETIME_HOURS = 720  # 30 days: a workshop, not a server
 AMI_KEYS = ("ami_id", "ami_ssm_parameter", "ami_name")
 
 _INSTANCE_TYPE = re.compile(
@@ -54,6 +72,9 @@ _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 _DEVICE = re.compile(r"^/dev/(sd|xvd|nvme)[a-z0-9]{1,4}$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# us-east-1a, us-gov-west-1b, and Local Zones such as us-west-2-lax-1a
+_AZ = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+[a-z]$")
+_DEADLINE_FORMAT = "%Y-%m-%dT%H:%M:%S"  # EventBridge Scheduler's at(...) form, UTC
 
 
 class ConfigError(ValueError):
@@ -71,21 +92,26 @@ class LabConfig:
     ami_name: str = ""
     volume_gb: int = 75
     auto_stop_minutes: int = 120
-    stack_name: str = "MxnetLab"
+    stack_name: str = DEFAULT_STACK_NAME
     region: str = ""
     ssh_user: str = "ubuntu"
     # The AMI's root device: /dev/sda1 on Ubuntu DLAMIs, /dev/xvda on Amazon
     # Linux. A wrong name adds a second volume instead of sizing the root one.
     root_device: str = "/dev/sda1"
+    # "": the region's first AZ (Fn::GetAZs); mxlab up's pre-flight sets it when
+    # that AZ does not offer instance_type. Fixed once the lab exists.
+    availability_zone: str = ""
+    # The lab stops (or terminates) its instances by itself lifetime_hours after
+    # the last deploy (0: never); `deadline` (UTC, yyyy-mm-ddThh:mm:ss) sets the
+    # moment instead. Resolved at synth into `deadline` below.
+    lifetime_hours: float = 12
+    expiry_action: str = "stop"
+    deadline: str = ""
     warnings: tuple = field(default=(), compare=False)
 
     @property
     def world_ssh(self):
         return ipaddress.ip_network(self.ssh_cidr).prefixlen == 0
-
-    @property
-    def ssh_cidr_is_ipv6(self):
-        return ipaddress.ip_network(self.ssh_cidr).version == 6
 
     @property
     def shards(self):
@@ -108,46 +134,51 @@ class LabConfig:
         return math.ceil(self.auto_stop_minutes / 5)
 
 
-def cdk_json_defaults(path=CDK_JSON):
-    """Context defaults declared in cdk.json (only the lab's own keys)."""
-    try:
-        context = json.loads(Path(path).read_text())["context"]
-    except (OSError, KeyError, ValueError):
-        return {}
-    return {k: v for k, v in context.items() if k in KEYS}
+def default(key):
+    """The one definition of a context key's default: LabConfig's field."""
+    return {f.name: f.default for f in fields(LabConfig)}[key]
 
 
-def from_context(get):
+def from_context(get, now=None):
     """Build a LabConfig from `get(key) -> value or None` (node.try_get_context)."""
-    defaults = cdk_json_defaults()
     raw = {}
     for key in KEYS:
         value = get(key)
-        if value is None:
-            value = defaults.get(key)
         if value is not None and not (isinstance(value, str) and value.strip() == ""):
             raw[key] = value.strip() if isinstance(value, str) else value
-    return validate(raw)
+    return validate(raw, now=now)
 
 
-def validate(raw):
-    """Check every key; return LabConfig or raise ConfigError."""
+def validate(raw, now=None):
+    """Check every key; return LabConfig or raise ConfigError.
+
+    now: the UTC moment lifetime_hours counts from (default: this synth).
+    """
     warnings = []
     cfg = {}
 
     if "ssh_cidr" not in raw:
         raise ConfigError(
-            "ssh_cidr is required: the IPv4/IPv6 CIDR allowed to SSH in, "
+            "ssh_cidr is required: the IPv4 CIDR allowed to SSH in, "
             "e.g. -c ssh_cidr=203.0.113.7/32"
         )
-    cfg["allow_world_ssh"] = _bool(raw, "allow_world_ssh", False)
+    cfg["allow_world_ssh"] = _bool(raw, "allow_world_ssh")
     try:
         net = ipaddress.ip_network(str(raw["ssh_cidr"]), strict=True)
     except ValueError as exc:
         raise ConfigError(
-            "ssh_cidr=%r is not a valid IPv4/IPv6 CIDR (%s); expected e.g. "
-            "203.0.113.7/32 or 2001:db8::/64" % (raw["ssh_cidr"], exc)
+            "ssh_cidr=%r is not a valid IPv4 CIDR (%s); expected e.g. "
+            "203.0.113.7/32" % (raw["ssh_cidr"], exc)
         ) from None
+    if net.version == 6:
+        # The VPC, subnet and instances have no IPv6 addresses: an IPv6 rule
+        # would be the only way in, and it admits nobody.
+        raise ConfigError(
+            "ssh_cidr=%s is IPv6, but the lab's VPC, subnet and instances are "
+            "IPv4-only: an IPv6 SSH rule would lock everyone out. Give the IPv4 "
+            "address you connect from, e.g. -c ssh_cidr=203.0.113.7/32 "
+            "(`curl -4 https://checkip.amazonaws.com` shows it)" % net
+        )
     if net.prefixlen == 0 and not cfg["allow_world_ssh"]:
         raise ConfigError(
             "ssh_cidr=%s opens SSH to the whole internet; give your own address "
@@ -155,12 +186,12 @@ def validate(raw):
         )
     cfg["ssh_cidr"] = str(net)
 
-    itype = str(raw.get("instance_type", "m5.2xlarge"))
+    itype = str(raw.get("instance_type", default("instance_type")))
     match = _INSTANCE_TYPE.match(itype)
     if not match:
         raise ConfigError(
             "instance_type=%r is not an EC2 instance type; expected "
-            "<family>.<size>, e.g. m5.2xlarge or p2.xlarge" % itype
+            "<family>.<size>, e.g. m5.2xlarge or g4dn.xlarge" % itype
         )
     if match.group("family") in LEGACY_FAMILIES:
         warnings.append(
@@ -171,7 +202,7 @@ def validate(raw):
     cfg["instance_type"] = itype
 
     # More than ATTENDEES_PER_STACK: several stacks, deployed together (--all).
-    cfg["attendees"] = _int(raw, "attendees", 1, 1, MAX_ATTENDEES)
+    cfg["attendees"] = _int(raw, "attendees", 1, MAX_ATTENDEES)
 
     chosen = [k for k in AMI_KEYS if k in raw]
     if len(chosen) > 1:
@@ -196,9 +227,11 @@ def validate(raw):
                 "a path like %s" % (param, DEFAULT_AMI_SSM_PARAMETER)
             )
         cfg["ami_ssm_parameter"] = param
+    _check_gpu_generation(match, cfg.get("ami_ssm_parameter") == DEFAULT_AMI_SSM_PARAMETER,
+                          warnings)
 
-    cfg["volume_gb"] = _int(raw, "volume_gb", 75, 8, 16384)
-    minutes = _int(raw, "auto_stop_minutes", 120, 0, 1440)
+    cfg["volume_gb"] = _int(raw, "volume_gb", 8, 16384)
+    minutes = _int(raw, "auto_stop_minutes", 0, 1440)
     if minutes and minutes % 5:
         raise ConfigError(
             "auto_stop_minutes=%d must be a multiple of 5 (EC2 basic monitoring "
@@ -207,32 +240,95 @@ def validate(raw):
     cfg["auto_stop_minutes"] = minutes
 
     cfg["stack_name"] = _matching(
-        raw, "stack_name", "MxnetLab", _STACK_NAME,
+        raw, "stack_name", _STACK_NAME,
         "is not a CloudFormation stack name; expected a letter then letters, digits "
         "or hyphens, at most 32 characters")
-    region = str(raw.get("region", ""))
-    cfg["region"] = region and _matching(
-        raw, "region", "", _REGION, "is not an AWS region; expected e.g. us-east-1 or eu-west-2")
+    if raw.get("region"):
+        cfg["region"] = _matching(
+            raw, "region", _REGION, "is not an AWS region; expected e.g. us-east-1 or eu-west-2")
+    if raw.get("availability_zone"):
+        cfg["availability_zone"] = _matching(
+            raw, "availability_zone", _AZ,
+            "is not an availability zone name; expected e.g. us-east-1b")
+        if not cfg["availability_zone"].startswith(cfg.get("region", "")):
+            raise ConfigError("availability_zone=%s is not in region=%s"
+                              % (cfg["availability_zone"], cfg["region"]))
     cfg["ssh_user"] = _matching(
-        raw, "ssh_user", "ubuntu", _USER,
+        raw, "ssh_user", _USER,
         "is not a Linux login name; expected e.g. ubuntu or ec2-user")
     cfg["root_device"] = _matching(
-        raw, "root_device", "/dev/sda1", _DEVICE,
+        raw, "root_device", _DEVICE,
         "is not a block device name; expected /dev/sda1 (Ubuntu AMIs) or /dev/xvda (Amazon Linux)")
+    cfg.update(_deadline(raw, now))
 
     return LabConfig(warnings=tuple(warnings), **cfg)
 
 
-def _matching(raw, key, default, pattern, problem):
+def _check_gpu_generation(match, default_ami, warnings):
+    """Pre-Turing GPU families: refused on the default DLAMI, a warning on any other image."""
+    family = match.group("family")
+    if family not in PRE_TURING_GPU:
+        return
+    itype = match.group(0)
+    gpu, equivalents = PRE_TURING_GPU[family]
+    size = itype.split(".", 1)[1]
+    instead = equivalents.get(size) or "a g4dn/g5/g6 type (Turing or newer)"
+    why = ("instance_type=%s has a %s GPU (pre-Turing); the default Deep Learning AMI "
+           "(%s) loads NVIDIA's open kernel modules, which need a Turing or newer GPU"
+           % (itype, gpu, DEFAULT_AMI_SSM_PARAMETER.split("/")[6]))
+    if default_ami:
+        raise ConfigError(
+            "%s, so the host would have no usable GPU. Use %s instead (-c instance_type=%s), "
+            "or give an image whose driver supports the %s with -c ami_id=ami-..."
+            % (why, instead, instead.split()[0] if "." in instead else "g4dn.xlarge", gpu))
+    warnings.append("%s; the AMI you chose must carry a driver for the %s (e.g. NVIDIA's "
+                    "proprietary 470 driver), or use %s" % (why, gpu, instead))
+
+
+def _deadline(raw, now):
+    """lifetime_hours, expiry_action and the resolved deadline (UTC, at() form) or ""."""
+    out = {}
+    action = str(raw.get("expiry_action", default("expiry_action")))
+    if action not in EXPIRY_ACTIONS:
+        raise ConfigError("expiry_action=%r must be one of %s"
+                          % (action, ", ".join(EXPIRY_ACTIONS)))
+    out["expiry_action"] = action
+    value = raw.get("lifetime_hours", default("lifetime_hours"))
+    try:
+        hours = float(str(value))
+    except ValueError:
+        hours = float("nan")
+    if not 0 <= hours <= MAX_LIFETIME_HOURS:  # NaN fails too
+        raise ConfigError(
+            "lifetime_hours=%r must be a number of hours from 0 (no deadline) to %d"
+            % (value, MAX_LIFETIME_HOURS))
+    out["lifetime_hours"] = hours
+    if raw.get("deadline"):
+        text = str(raw["deadline"]).rstrip("Z")
+        try:
+            moment = datetime.datetime.strptime(text, _DEADLINE_FORMAT)
+        except ValueError:
+            raise ConfigError(
+                "deadline=%r is not a UTC time; expected yyyy-mm-ddThh:mm:ss, "
+                "e.g. 2030-06-01T18:00:00" % raw["deadline"]) from None
+        out["deadline"] = moment.strftime(_DEADLINE_FORMAT)
+    elif hours:
+        start = now or datetime.datetime.now(datetime.timezone.utc)
+        moment = start.replace(tzinfo=None, microsecond=0) + datetime.timedelta(hours=hours)
+        out["deadline"] = moment.strftime(_DEADLINE_FORMAT)
+    return out
+
+
+def _matching(raw, key, pattern, problem):
     """The string value of `key`, refused with `key=value <problem>` unless it matches."""
-    value = str(raw.get(key, default))
+    value = str(raw.get(key, default(key)))
     if not pattern.match(value):
         raise ConfigError("%s=%r %s" % (key, value, problem))
     return value
 
 
-def _bool(raw, key, default):
-    value = raw.get(key, default)
+def _bool(raw, key):
+    value = raw.get(key, default(key))
     if isinstance(value, bool):
         return value
     text = str(value).lower()
@@ -243,8 +339,8 @@ def _bool(raw, key, default):
     raise ConfigError("%s=%r must be true or false" % (key, value))
 
 
-def _int(raw, key, default, low, high):
-    value = raw.get(key, default)
+def _int(raw, key, low, high):
+    value = raw.get(key, default(key))
     try:
         number = int(str(value), 10)
     except ValueError:

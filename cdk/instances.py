@@ -8,23 +8,24 @@ L1 CfnInstance on purpose: the L2 Instance adds a launch template and an
 instance profile per instance, which pushes a 30-attendee template past the
 51,200-byte limit for inline (bootstrap-free) deploys.
 """
-from aws_cdk import CfnTag, Stack, aws_ec2 as ec2
+from aws_cdk import CfnParameter, CfnTag, Stack, aws_ec2 as ec2
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from cdk.config import LabConfig
 
-# The pinned launch-template version: see LabInstances.image docstring.
+# The pinned launch-template version: see LabImage._image's docstring.
 PINNED_VERSION = "1"
 
 
 class LabInstances(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: LabConfig,
-                 numbers: list, subnet_id: str, security_group_id: str,
+                 numbers: list, subnet_ids: list, security_group_id: str,
                  key_pairs: list, instance_profile_name: str, image: dict) -> None:
-        """numbers: the global attendee numbers of this stack; the ids are
-        Refs in the first stack and Fn::ImportValue tokens in shard stacks;
-        image: lab_image()'s kwargs (ImageId or the pinned launch template)."""
+        """numbers: the global attendee numbers of this stack; subnet_ids: each
+        one's subnet (network.subnet_index); the ids are Refs in the first stack
+        and Fn::ImportValue tokens in shard stacks; image: LabImage.kwargs
+        (ImageId or the pinned launch template)."""
         super().__init__(scope, construct_id)
         self.instances = []
         # Suppressed once for the stack, not per instance: per-resource metadata
@@ -37,7 +38,7 @@ class LabInstances(Construct):
              "reason": "Lab hosts are disposable and removed by cdk destroy; "
                        "termination protection would block that."},
         ])
-        for n, key in zip(numbers, key_pairs):
+        for n, key, subnet_id in zip(numbers, key_pairs, subnet_ids):
             instance = ec2.CfnInstance(
                 self,
                 "Attendee%dInstance" % n,
@@ -56,11 +57,8 @@ class LabInstances(Construct):
                     ),
                 )],
                 propagate_tags_to_volume_on_creation=True,
-                tags=[
-                    CfnTag(key="project", value="mxlab"),
-                    CfnTag(key="stack", value=config.stack_name),
-                    CfnTag(key="attendee", value=str(n)),
-                ],
+                # with the stack's tags (project, stack: lab_stack.py)
+                tags=[CfnTag(key="attendee", value=str(n))],
                 **image,
             )
             instance.override_logical_id("Attendee%dInstance" % n)
@@ -96,12 +94,17 @@ class LabImage(Construct):
         if config.ami_name:
             image = ec2.MachineImage.lookup(name=config.ami_name, owners=["amazon"])
             return {"image_id": image.get_image(self).image_id}
-        image = ec2.MachineImage.from_ssm_parameter(config.ami_ssm_parameter)
+        # The SSM-typed parameter MachineImage.from_ssm_parameter would make,
+        # under a short id (it is written twice; template size limit).
+        parameter = CfnParameter(
+            self, "ImageIdParameter", type="AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+            default=config.ami_ssm_parameter)
+        parameter.override_logical_id("LabImageId")
         template = ec2.CfnLaunchTemplate(
             self,
             "ImageTemplate",
             launch_template_data=ec2.CfnLaunchTemplate.LaunchTemplateDataProperty(
-                image_id=image.get_image(self).image_id,
+                image_id=parameter.value_as_string,
             ),
         )
         template.override_logical_id("LabImageTemplate")

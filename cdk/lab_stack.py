@@ -4,11 +4,13 @@ A bootstrap-free stack holds at most ATTENDEES_PER_STACK (20) attendees
 (inline template <= 51,200 bytes, <= 200 outputs), so build_lab() splits a lab
 of up to 100 attendees into shard stacks, deployed together (`cdk deploy --all`):
 
-- LabStack `<stack_name>`: the one VPC (subnet, IGW), the security group, the
-  instance role and profile, the launch template (default SSM image), and
+- LabStack `<stack_name>`: the one VPC (its subnets, IGW), the security group,
+  the instance role and profile, the launch template (default SSM image), and
   attendees 1-20. With shards it exports the ids they need as
-  `<stack_name>-SubnetId`, `-SecurityGroupId`, `-InstanceProfile` (and
-  `-ImageTemplateId`), also outputs `LabSubnetId`... in the outputs file.
+  `<stack_name>-SubnetId` (`-SubnetId2` from 60 attendees: see network.py),
+  `-SecurityGroupId`, `-InstanceProfile` (and `-ImageTemplateId`), also
+  outputs `LabSubnetId`... in the outputs file. An export, once made, keeps its
+  value for every lab size (other stacks import it).
 - LabShardStack `<stack_name>-k` (k = 2..5): attendees 20(k-1)+1 .. 20k, their
   key pairs, instances and idle alarms; it reads the network with
   Fn::ImportValue and depends on the first stack (deployed after it,
@@ -19,6 +21,8 @@ Outputs contract, in every stack of the lab:
 - `LabStacks`: the lab's stack names in deploy order, comma-separated
   ("MxnetLab" or "MxnetLab,MxnetLab-2"): read them all for every attendee;
 - `LabSshUser`;
+- `LabDeadline` (unless lifetime_hours=0): "<yyyy-mm-ddThh:mm:ss>Z <stop|terminate>",
+  when that stack's instances are stopped/terminated by its schedule (deadline.py);
 - per attendee held by THAT stack, with the GLOBAL number n:
   `Attendee{n}InstanceId`, `…PublicIp`, `…PublicDns`, `…KeyPairId`,
   `…PrivateKeyParameter`, `…SshCommand`, `…SsmCommand`.
@@ -32,8 +36,9 @@ from constructs import Construct
 from cdk.access import LabAccess, attendee_key_pairs
 from cdk.config import LabConfig
 from cdk.cost_guard import LabCostGuard
+from cdk.deadline import LabDeadline, deadline_output
 from cdk.instances import LabImage, LabInstances
-from cdk.network import LabNetwork
+from cdk.network import LabNetwork, subnet_index, subnet_plan
 
 
 def build_lab(scope: Construct, config: LabConfig, **kwargs) -> list:
@@ -52,22 +57,27 @@ class _LabStackBase(Stack):
         # Workshop accounts are often fresh: the legacy synthesizer deploys the
         # template inline with the caller's credentials, no `cdk bootstrap`.
         kwargs.setdefault("synthesizer", LegacyStackSynthesizer())
+        # Stack tags: CloudFormation puts them on every resource it can tag (the
+        # instances and, through them, their volumes), without the bytes of a
+        # Tags entry per resource in the size-limited template.
+        kwargs.setdefault("tags", {"project": "mxlab", "stack": config.stack_name})
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         for message in config.warnings:
             Annotations.of(self).add_warning_v2("mxlab:config", message)
 
-    def _attendees(self, numbers, key_pairs, *, subnet_id, security_group_id,
+    def _attendees(self, numbers, key_pairs, *, subnet_ids, security_group_id,
                    instance_profile_name, image) -> None:
         config = self.config
         instances = LabInstances(
-            self, "Instances", config=config, numbers=numbers, subnet_id=subnet_id,
+            self, "Instances", config=config, numbers=numbers, subnet_ids=subnet_ids,
             security_group_id=security_group_id, key_pairs=key_pairs,
             instance_profile_name=instance_profile_name, image=image,
         )
         self.instances = instances.instances
         LabCostGuard(self, "CostGuard", config=config, instances=self.instances,
                      numbers=numbers)
+        LabDeadline(self, "Deadline", config=config, instances=self.instances)
         self._outputs(numbers, key_pairs, self.instances)
 
     def _outputs(self, numbers, key_pairs, instances) -> None:
@@ -76,6 +86,8 @@ class _LabStackBase(Stack):
         CfnOutput(self, "LabAttendees", value=str(config.attendees))
         CfnOutput(self, "LabStacks", value=",".join(n for n, _ in config.shards))
         CfnOutput(self, "LabSshUser", value=config.ssh_user)
+        if deadline_output(config):
+            CfnOutput(self, "LabDeadline", value=deadline_output(config))
         for n, key, instance in zip(numbers, key_pairs, instances):
             inst = instance.logical_id
             prefix = "Attendee%d" % n
@@ -101,12 +113,12 @@ class LabStack(_LabStackBase):
                  **kwargs) -> None:
         super().__init__(scope, construct_id, config=config, **kwargs)
         numbers = config.shards[0][1]
-        network = LabNetwork(self, "Network", hosts=config.attendees)
+        network = LabNetwork(self, "Network", hosts=config.attendees,
+                             availability_zone=config.availability_zone)
         access = LabAccess(self, "Access", config=config, vpc=network.vpc)
         image = LabImage(self, "Image", config=config)
-        self.image_template = image.template
         self._attendees(
-            numbers, access.key_pairs, subnet_id=network.subnet.subnet_id,
+            numbers, access.key_pairs, subnet_ids=[network.subnet_id(n) for n in numbers],
             security_group_id=access.security_group.security_group_id,
             instance_profile_name=access.instance_profile.ref, image=image.kwargs)
 
@@ -114,9 +126,10 @@ class LabStack(_LabStackBase):
         # instance repeats them; the template size limit counts).
         self.exports = {}
         if len(config.shards) > 1:
-            shared = [("SubnetId", network.subnet.subnet_id),
-                      ("SecurityGroupId", access.security_group.security_group_id),
-                      ("InstanceProfile", access.instance_profile.ref)]
+            shared = [(planned.export_key, subnet_id)
+                      for planned, subnet_id in zip(network.plan, network.subnet_ids)]
+            shared += [("SecurityGroupId", access.security_group.security_group_id),
+                       ("InstanceProfile", access.instance_profile.ref)]
             if image.template is not None:
                 shared.append(("ImageTemplateId", image.template.ref))
             for key, value in shared:
@@ -142,7 +155,9 @@ class LabShardStack(_LabStackBase):
         template_id = imported.get("ImageTemplateId")
         image = LabImage(self, "Image", config=config, launch_template_id=template_id)
         key_pairs = attendee_key_pairs(self, config, numbers)
+        plan = subnet_plan(config.attendees)
         self._attendees(
-            numbers, key_pairs, subnet_id=imported["SubnetId"],
+            numbers, key_pairs,
+            subnet_ids=[imported[plan[subnet_index(n)].export_key] for n in numbers],
             security_group_id=imported["SecurityGroupId"],
             instance_profile_name=imported["InstanceProfile"], image=image.kwargs)

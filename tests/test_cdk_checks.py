@@ -15,16 +15,22 @@ from cdk.lab_stack import LabStack, build_lab
 
 CONFIGS = {
     "default": {"ssh_cidr": "203.0.113.7/32"},
-    "three-p2": {"ssh_cidr": "203.0.113.7/32", "attendees": "3", "instance_type": "p2.xlarge"},
-    "ami-id-ipv6": {"ssh_cidr": "2001:db8::/64", "ami_id": "ami-0123456789abcdef0",
-                    "auto_stop_minutes": "0"},
+    "three-g4dn": {"ssh_cidr": "203.0.113.7/32", "attendees": "3", "instance_type": "g4dn.xlarge"},
+    # a pre-Turing GPU is allowed (with a warning) on an image of one's own
+    "ami-id-p2": {"ssh_cidr": "198.51.100.0/24", "ami_id": "ami-0123456789abcdef0",
+                  "instance_type": "p2.xlarge", "auto_stop_minutes": "0"},
+    "no-deadline": {"ssh_cidr": "203.0.113.7/32", "lifetime_hours": "0"},
+    "terminate": {"ssh_cidr": "203.0.113.7/32", "expiry_action": "terminate"},
     "world": {"ssh_cidr": "0.0.0.0/0", "allow_world_ssh": "true", "attendees": "2"},
     # Two stacks: MxnetLab (network, 1-20) and MxnetLab-2 (21-30, imports).
     "thirty": {"ssh_cidr": "203.0.113.7/32", "attendees": "30"},
+    # Five stacks, two subnets (attendees 60-100 in the second), in a chosen AZ.
+    "hundred": {"ssh_cidr": "203.0.113.7/32", "attendees": "100",
+                "availability_zone": "eu-west-1b"},
     "thirty-ami-id": {"ssh_cidr": "203.0.113.7/32", "attendees": "30",
                       "ami_id": "ami-0123456789abcdef0"},
 }
-SHARDED = {"thirty", "thirty-ami-id"}
+SHARDED = {"thirty": 2, "thirty-ami-id": 2, "hundred": 5}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +40,7 @@ def nagged():
     for name, context in CONFIGS.items():
         app = App()
         stacks[name] = build_lab(app, validate(context))
-        assert len(stacks[name]) == (2 if name in SHARDED else 1)
+        assert len(stacks[name]) == SHARDED.get(name, 1)
         Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
         app.synth()
     return stacks
@@ -92,7 +98,7 @@ def test_cfn_lint_is_clean(nagged, tmp_path):
             path = tmp_path / ("%s-%s.json" % (name, stack.stack_name))
             path.write_text(json.dumps(Template.from_stack(stack).to_json()))
             paths.append(str(path))
-    assert len(paths) == len(CONFIGS) + len(SHARDED)
+    assert len(paths) == len(CONFIGS) + sum(n - 1 for n in SHARDED.values())
     result = subprocess.run(
         [str(Path(sys.executable).with_name("cfn-lint")), "--regions", "us-east-1", "eu-west-1", "--"]
         + paths, capture_output=True, text=True, timeout=300)

@@ -1,4 +1,5 @@
 """`npx cdk synth` as a user runs it: quiet, offline, inline-sized, validating."""
+import datetime
 import json
 import os
 import re
@@ -11,9 +12,11 @@ import yaml
 from cdk.cli import REPO_ROOT
 
 INLINE_LIMIT = 51200  # bytes CloudFormation takes as TemplateBody (the CLI sends YAML)
-# The largest lab (five stacks of 20), with the longest names config allows.
-WORST_CASE = {"ssh_cidr": "2001:db8:1234:5678::/64", "attendees": "100",
-              "stack_name": "L" * 32, "ssh_user": "u" * 32}
+# The largest lab (five stacks of 20, two subnets), with the longest values config
+# allows (an IPv6 ssh_cidr is refused), in a chosen Local Zone, with a deadline.
+WORST_CASE = {"ssh_cidr": "203.113.255.255/32", "attendees": "100",
+              "stack_name": "L" * 32, "ssh_user": "u" * 32,
+              "availability_zone": "ap-northeast-1-tpe-1a", "lifetime_hours": "8"}
 STACKS = ["L" * 32] + ["L" * 32 + "-%d" % k for k in range(2, 6)]
 
 
@@ -38,11 +41,13 @@ def _npx_cdk(args, home, strace_log=None):
 
 @pytest.fixture(scope="module")
 def worst_case_synth(tmp_path_factory):
+    """(first stack's CLI result, strace log, {stack: template}, UTC time before the synth)."""
     home = tmp_path_factory.mktemp("home")
     log = tmp_path_factory.mktemp("strace") / "connect.log"
     context = [a for k, v in WORST_CASE.items() for a in ("-c", "%s=%s" % (k, v))]
     # Naming the first stack prints its YAML (what deploy sends as TemplateBody);
     # every stack of the app is synthesized into cdk.out all the same.
+    started = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
     result = _npx_cdk(["synth"] + context + [STACKS[0]], home, strace_log=log)
     assert result.returncode == 0, result.stderr
     templates = {name: json.loads((home / "cdk.out" / ("%s.template.json" % name)).read_text())
@@ -51,18 +56,18 @@ def worst_case_synth(tmp_path_factory):
     last = _npx_cdk(["synth"] + context + [STACKS[-1]], home)
     assert last.returncode == 0, last.stderr
     templates["last-yaml"] = last.stdout
-    return result, log.read_text(), templates
+    return result, log.read_text(), templates, started
 
 
 def test_synth_prints_no_node_end_of_life_banner(worst_case_synth):
-    result, _, _ = worst_case_synth
+    result, _, _, _ = worst_case_synth
     assert "end-of-life" not in result.stderr + result.stdout
     assert "!!!!" not in result.stderr
     assert "NodeVersionSupportWarning" not in result.stderr
 
 
 def test_synth_makes_no_network_call(worst_case_synth):
-    _, log, _ = worst_case_synth
+    _, log, _, _ = worst_case_synth
     connects = [line for line in log.splitlines() if "connect(" in line]
     assert connects, "strace recorded no connect() at all: is it tracing?"
     for line in connects:
@@ -73,7 +78,7 @@ def test_synth_makes_no_network_call(worst_case_synth):
 
 
 def test_largest_lab_fits_the_inline_template_limit(worst_case_synth):
-    result, _, templates = worst_case_synth
+    result, _, templates, _ = worst_case_synth
     template = result.stdout.encode()  # the first stack, as the CLI's YAML
     assert template.count(b"Type: AWS::EC2::Instance") == 20
     assert len(template) < INLINE_LIMIT, len(template)
@@ -97,3 +102,20 @@ def test_bad_context_fails_synth_with_its_message(tmp_path):
     assert result.returncode != 0
     assert "attendees=101 is out of range; allowed 1 to 100" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_lifetime_hours_synthesizes_a_schedule_and_no_lambda(worst_case_synth):
+    """`npx cdk synth -c ssh_cidr=... -c lifetime_hours=8`: every stack carries its deadline."""
+    _, _, templates, started = worst_case_synth
+    earliest = started + datetime.timedelta(hours=8)
+    for name in STACKS:
+        resources = templates[name]["Resources"].values()
+        (schedule,) = [r for r in resources if r["Type"] == "AWS::Scheduler::Schedule"]
+        expression = schedule["Properties"]["ScheduleExpression"]
+        deadline = datetime.datetime.strptime(expression, "at(%Y-%m-%dT%H:%M:%S)")
+        # from the synth's own clock: 8 hours after the synth began, not before
+        assert deadline >= earliest and deadline - earliest < datetime.timedelta(hours=1)
+        assert schedule["Properties"]["Target"]["Arn"] == "arn:aws:scheduler:::aws-sdk:ec2:stopInstances"
+        assert not [r for r in resources if r["Type"].startswith(("AWS::Lambda", "Custom::"))]
+        assert templates[name]["Outputs"]["LabDeadline"]["Value"] == \
+            deadline.strftime("%Y-%m-%dT%H:%M:%SZ stop")

@@ -1,8 +1,12 @@
 """Context validation: every bad value fails synth with a message naming the key."""
+import datetime
+import json
+
 import pytest
 
-from cdk.config import (ATTENDEES_PER_STACK, DEFAULT_AMI_SSM_PARAMETER, MAX_ATTENDEES,
-                        ConfigError, cdk_json_defaults, validate)
+from cdk.config import (ATTENDEES_PER_STACK, DEFAULT_AMI_SSM_PARAMETER, KEYS, MAX_ATTENDEES,
+                        ConfigError, from_context, validate)
+from cdk.cli import REPO_ROOT
 
 OK = {"ssh_cidr": "203.0.113.7/32"}
 
@@ -12,10 +16,10 @@ OK = {"ssh_cidr": "203.0.113.7/32"}
     ({"ssh_cidr": "203.0.113.7"}, None),  # a bare address is a /32: accepted
     ({"ssh_cidr": "203.0.113.0/33"}, r"ssh_cidr='203.0.113.0/33' is not a valid"),
     ({"ssh_cidr": "203.0.113.7/24"}, r"ssh_cidr='203.0.113.7/24' is not a valid"),
-    ({"ssh_cidr": "lab"}, r"ssh_cidr='lab' is not a valid IPv4/IPv6 CIDR"),
+    ({"ssh_cidr": "lab"}, r"ssh_cidr='lab' is not a valid IPv4 CIDR"),
     ({"ssh_cidr": "0.0.0.0/0"}, r"ssh_cidr=0.0.0.0/0 opens SSH .*allow_world_ssh=true"),
-    ({"ssh_cidr": "::/0"}, r"ssh_cidr=::/0 opens SSH"),
-    ({"ssh_cidr": "::/0", "allow_world_ssh": "maybe"}, r"allow_world_ssh='maybe' must be true or false"),
+    ({"ssh_cidr": "::/0"}, r"ssh_cidr=::/0 is IPv6"),
+    ({"ssh_cidr": "0.0.0.0/0", "allow_world_ssh": "maybe"}, r"allow_world_ssh='maybe' must be true or false"),
     ({"instance_type": "m5"}, r"instance_type='m5' is not an EC2 instance type"),
     ({"instance_type": "M5.2XLARGE"}, r"instance_type='M5.2XLARGE'"),
     ({"instance_type": "m5.huge"}, r"instance_type='m5.huge'"),
@@ -40,6 +44,15 @@ OK = {"ssh_cidr": "203.0.113.7/32"}
     ({"region": "mars-1"}, r"region='mars-1' is not an AWS region"),
     ({"ssh_user": "Ubuntu User"}, r"ssh_user='Ubuntu User' is not a Linux login name"),
     ({"root_device": "sda1"}, r"root_device='sda1' is not a block device name"),
+    ({"availability_zone": "us-east-1"}, r"availability_zone='us-east-1' is not an availability zone"),
+    ({"availability_zone": "eu-west-1a", "region": "us-east-1"}, r"availability_zone=eu-west-1a is not in region=us-east-1"),
+    ({"availability_zone": "us-east-1b", "region": "us-east-1"}, None),
+    ({"lifetime_hours": "-1"}, r"lifetime_hours='-1' must be a number of hours from 0"),
+    ({"lifetime_hours": "soon"}, r"lifetime_hours='soon' must be a number"),
+    ({"lifetime_hours": "721"}, r"lifetime_hours='721' must be a number of hours from 0 \(no deadline\) to 720"),
+    ({"lifetime_hours": "0.01"}, None),
+    ({"expiry_action": "delete"}, r"expiry_action='delete' must be one of stop, terminate"),
+    ({"deadline": "tomorrow"}, r"deadline='tomorrow' is not a UTC time; expected yyyy-mm-ddThh:mm:ss"),
 ])
 def test_bad_values_are_refused_with_the_key_named(context, message):
     raw = dict(OK, **context) if context else {}
@@ -50,12 +63,14 @@ def test_bad_values_are_refused_with_the_key_named(context, message):
         validate(raw)
 
 
-def test_defaults_come_from_cdk_json():
-    defaults = cdk_json_defaults()
-    config = validate(dict(defaults, **OK))
-    assert defaults["instance_type"] == config.instance_type == "m5.2xlarge"
+def test_defaults_are_defined_once_on_lab_config():
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    assert not set(context) & set(KEYS)  # cdk.json holds none of the lab's keys
+    config = from_context({"ssh_cidr": "203.0.113.7/32"}.get)
+    assert config.instance_type == "m5.2xlarge"
     assert (config.attendees, config.volume_gb, config.auto_stop_minutes) == (1, 75, 120)
     assert (config.stack_name, config.ssh_user) == ("MxnetLab", "ubuntu")
+    assert (config.lifetime_hours, config.expiry_action) == (12, "stop")
     assert config.ami_ssm_parameter == DEFAULT_AMI_SSM_PARAMETER
     assert not config.allow_world_ssh and config.warnings == ()
 
@@ -63,11 +78,21 @@ def test_defaults_come_from_cdk_json():
 def test_world_ssh_only_when_explicitly_allowed():
     config = validate(dict(OK, ssh_cidr="0.0.0.0/0", allow_world_ssh="true"))
     assert config.world_ssh
-    assert validate(dict(OK, ssh_cidr="2001:db8::/64")).ssh_cidr_is_ipv6
+
+
+@pytest.mark.aws_behaviour
+@pytest.mark.parametrize("cidr", ["2001:db8::/64", "2001:db8::1/128", "::/0"])
+def test_an_ipv6_ssh_cidr_is_refused_because_the_lab_is_ipv4_only(cidr):
+    """An IPv6 rule on an IPv4-only VPC admits nobody: refused at synth, saying why."""
+    with pytest.raises(ConfigError) as raised:
+        validate(dict(OK, ssh_cidr=cidr, allow_world_ssh="true"))
+    message = str(raised.value)
+    assert message.startswith("ssh_cidr=%s is IPv6" % cidr)
+    assert "IPv4-only" in message and "lock everyone out" in message
 
 
 @pytest.mark.parametrize("itype, legacy", [
-    ("m5.2xlarge", False), ("p2.xlarge", True), ("g4dn.xlarge", False),
+    ("m5.2xlarge", False), ("g4dn.xlarge", False),
     ("m7i-flex.large", False), ("c7i.metal-48xl", False), ("m3.medium", True),
 ])
 def test_instance_types_accepted_and_legacy_ones_warned(itype, legacy):
@@ -76,6 +101,43 @@ def test_instance_types_accepted_and_legacy_ones_warned(itype, legacy):
     assert bool(config.warnings) is legacy
     if legacy:
         assert itype in config.warnings[0] and "previous-generation" in config.warnings[0]
+
+
+@pytest.mark.aws_behaviour
+@pytest.mark.parametrize("itype, instead", [
+    ("p2.xlarge", "g4dn.xlarge"), ("p2.8xlarge", "g4dn.12xlarge"), ("p3.2xlarge", "g5.2xlarge"),
+    ("p3dn.24xlarge", "p4d.24xlarge"), ("g3.4xlarge", "g4dn.4xlarge"), ("g2.2xlarge", "g4dn.xlarge"),
+    ("g3s.xlarge", "g4dn.xlarge"),
+])
+def test_pre_turing_gpus_are_refused_on_the_default_ami(itype, instead):
+    """The default DLAMI's open NVIDIA kernel modules drive Turing and newer GPUs only."""
+    with pytest.raises(ConfigError) as raised:
+        validate(dict(OK, instance_type=itype))
+    message = str(raised.value)
+    assert message.startswith("instance_type=%s " % itype)
+    assert "open kernel modules" in message and "Turing" in message
+    assert "Use %s instead" % instead in message and "ami_id" in message
+
+
+@pytest.mark.aws_behaviour
+def test_a_pre_turing_gpu_is_allowed_with_an_explicit_ami_and_warned():
+    config = validate(dict(OK, instance_type="p2.xlarge", ami_id="ami-0123456789abcdef0"))
+    assert config.instance_type == "p2.xlarge"
+    (warning,) = [w for w in config.warnings if "Turing" in w]
+    assert "instance_type=p2.xlarge" in warning and "g4dn.xlarge" in warning
+    # current GPU families are not touched
+    assert validate(dict(OK, instance_type="g6.xlarge")).warnings == ()
+
+
+def test_the_deadline_is_lifetime_hours_from_the_synth_in_utc():
+    now = datetime.datetime(2030, 6, 1, 9, 30, 15, 999, tzinfo=datetime.timezone.utc)
+    assert validate(OK, now=now).deadline == "2030-06-01T21:30:15"  # default 12 h
+    assert validate(dict(OK, lifetime_hours="8"), now=now).deadline == "2030-06-01T17:30:15"
+    assert validate(dict(OK, lifetime_hours="0.01"), now=now).deadline == "2030-06-01T09:30:51"
+    assert validate(dict(OK, lifetime_hours="0"), now=now).deadline == ""
+    fixed = validate(dict(OK, deadline="2030-01-02T03:04:05Z"), now=now)
+    assert (fixed.deadline, fixed.expiry_action) == ("2030-01-02T03:04:05", "stop")
+    assert validate(dict(OK, expiry_action="terminate")).expiry_action == "terminate"
 
 
 def test_ami_choices_are_exclusive_and_default_to_the_dlami_parameter():
