@@ -22,7 +22,8 @@ PREFERRED = ("mxnet_p36", "mxnet_p27")
 # mxnet 1.9.1 CUDA builds on PyPI, newest first: pick the newest the driver supports.
 CUDA_BUILDS = ((11, 2, "mxnet-cu112"), (11, 0, "mxnet-cu110"), (10, 2, "mxnet-cu102"), (10, 1, "mxnet-cu101"))
 CPU_MXNET = "mxnet==1.9.1"
-# Debian/Ubuntu's python3 without python3.X-venv: `python3 -m venv` prints this and exits 1.
+# Debian/Ubuntu's python3 without python3.X-venv: `python3 -m venv` prints this (across a line break)
+# and exits 1.
 ENSUREPIP_MISSING = "ensurepip is not available"
 # apt-get waits for cloud-init's/unattended-upgrades' dpkg lock on a fresh instance instead of failing.
 _APT = "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300"
@@ -218,7 +219,7 @@ class RemoteEnv:
         rc, out = self._step("create the venv", create, timeout=600, check=False)
         if rc == 0:
             return
-        if ENSUREPIP_MISSING not in out:
+        if ENSUREPIP_MISSING not in " ".join(out.split()):  # Ubuntu breaks the line inside the phrase
             raise RemoteCommandError("%s: venv fallback: create the venv failed (exit %d): %s"
                                      % (label, rc, out[-800:]))
         package = venv_package(out)
@@ -270,6 +271,7 @@ class RemoteEnv:
             # Before `import mxnet`: the loader reads LD_LIBRARY_PATH only at process start.
             snippet += (" && export LD_LIBRARY_PATH=%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
                         % shlex.quote(":".join(dirs)))
+        self.say("%s: checking a GPU op in: %s" % (self.session.target.label, snippet))
         ok, detail = self._works(snippet, gpu=True)
         if not ok:
             return None, "the GPU check mx.nd.ones((2, 2), ctx=mx.gpu(0)) failed: %s" % last_line(detail)[-200:]
