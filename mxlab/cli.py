@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mxlab import aws, catalogue, cdk_cli, hostkeys, html_report, readiness, report, run_facts, targets
+from mxlab import aws, catalogue, cdk_cli, hostkeys, html_report, readiness, report, run_facts, shard, targets
 from mxlab.errors import MxlabError, UsageError
 from mxlab.fleet import run_fleet
 from mxlab.results import ResultStore, new_run_id
@@ -88,7 +88,15 @@ def build_parser():
         p.add_argument("--batch-size", type=_positive, help="agent batch size")
         p.add_argument("--results", default="results", metavar="DIR", help="where to save results (default ./results)")
         p.add_argument("--parallel", type=_positive, default=8, help="hosts at once (default %(default)s)")
-        p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, directory or http(s) URL")
+        p.add_argument("--input-list", metavar="FILE", help="more inputs, one a line (files, folders, URLs)")
+        # Sharding (mxlab/shard.py; README: Sharding).
+        p.add_argument("--shard", action="store_true",
+                       help="split the inputs across the hosts, each image classified once (not per host)")
+        p.add_argument("--chunk-size", type=_positive, metavar="N",
+                       help="with --shard: inputs per agent run (default: about 4 chunks a host, at most 64)")
+        p.add_argument("--resume", metavar="RUN_ID",
+                       help="with --shard: go on with the saved run RUN_ID, doing only inputs without results")
+        p.add_argument("inputs", nargs="*", metavar="INPUT", help="image file, directory or http(s) URL")
 
     r = sub.add_parser("report", help="one self-contained HTML file of saved run(s): thumbnails, top-k bars")
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a run folder: results/<stack-or-host>/<run-id>")
@@ -175,12 +183,18 @@ def cmd_hosts(args, out, err):
 def cmd_run(args, out, err, compare=False):
     models = [m.strip() for m in (args.models if compare else args.model).split(",") if m.strip()]
     catalogue.check_models(models, args.zoo)
+    if args.input_list:
+        args.inputs = list(args.inputs) + shard.read_input_list(args.input_list)
+    if not args.inputs:
+        raise UsageError("no inputs: give INPUT... (image files, folders, http(s) URLs) or --input-list FILE")
     check_inputs(args.inputs)
     found = resolve_targets(args)
     spec = RunSpec(models=models, inputs=args.inputs, top_k=args.top_k, batch_size=args.batch_size,
                    zoo=args.zoo, env=args.env)
-    run_id = new_run_id()
     name = args.stack if not args.host else found[0].label
+    if args.shard or args.resume:
+        return cmd_run_sharded(args, found, spec, name, compare, out, err)
+    run_id = new_run_id()
     store = ResultStore(args.results, name, run_id)
     started = time.time()
     results = run_fleet(found, spec, run_id, store, err, parallel=args.parallel, timeout=args.timeout,
@@ -197,6 +211,21 @@ def cmd_run(args, out, err, compare=False):
                 err.print("mxlab: %s failed: %s" % (r.label, r.error), markup=False, highlight=False, soft_wrap=True)
         return 1
     return 3 if any(r.status == "partial" for r in results) else 0
+
+
+def cmd_run_sharded(args, found, spec, name, compare, out, err):
+    """--shard: the inputs split across the hosts, each classified once (mxlab/shard.py)."""
+    run_id = args.resume or new_run_id()
+    if args.resume and not (Path(args.results) / name / run_id).is_dir():
+        raise UsageError("--resume %s: no run folder %s (expected a run id from an earlier --shard run)"
+                         % (run_id, Path(args.results) / name / run_id))
+    store = ResultStore(args.results, name, run_id)
+    started = time.time()
+    run = shard.run_sharded(found, spec, run_id, store, err, timeout=args.timeout, start=args.start,
+                            size=args.chunk_size, resume=bool(args.resume))
+    code = shard.show(run, store.dir, compare, out, err)
+    write_run_report(store.dir, "compare" if compare else "run", spec, run.hosts, started, out, err)
+    return code
 
 
 def write_run_report(run_dir, command, spec, results, started, out, err):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from mxlab.atomic import write_atomic
 
+MERGED_FILE = "results.jsonl"  # a sharded run's merged results (no host is called "results")
+
 
 def new_run_id():
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
@@ -29,5 +31,21 @@ class ResultStore:
                     "results": len(r.records), "error": r.error, "environment": r.environment,
                     "remote_run_dir": r.run_dir, "reconnects": r.reconnects} for r in results]
         path = self.dir / "summary.json"
+        write_atomic(path, json.dumps(summary, indent=2) + "\n")
+        return path
+
+    # ---- a sharded run (mxlab/shard.py) ----
+    def save_merged(self, records):
+        """results.jsonl: every host's records once, in input order (beside the per-host files)."""
+        path = self.dir / MERGED_FILE
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+        return path
+
+    def annotate_summary(self, extra):
+        """Add fields to hosts' entries in summary.json: {host label: {field: value}} (a sharded run's chunks)."""
+        path = self.dir / "summary.json"
+        summary = json.loads(path.read_text())
+        for entry in summary:
+            entry.update(extra.get(entry.get("host"), {}))
         write_atomic(path, json.dumps(summary, indent=2) + "\n")
         return path

@@ -1,0 +1,515 @@
+"""`mxlab run --shard`: one set of images split across the hosts, each image classified once.
+
+The inputs are expanded to single images (a folder gives its image files as the agent takes them)
+and cut into chunks of consecutive inputs. One queue hands the chunks out as hosts ask for work, so a
+slow host takes fewer. Each host is prepared once (ready, connect, agent, environment), then runs the
+agent once per chunk in a remote run folder of its own, uploading only that chunk's files.
+
+A chunk that fails on a host (the instance stopped, the connection gone for good, the agent failed)
+goes back to the front of the queue, less the inputs whose results were collected, and that host takes
+no more work. Only when every host has failed are chunks left over: the run fails and names the
+inputs without results. Saved beside the results: each host's file after every chunk it finishes (so
+`--resume RUN_ID` can do only what has no result yet), one merged results.jsonl in input order,
+summary.json (per host: its chunks and the chunks moved away from it) and shard.json (every chunk,
+who ran it, what moved where, what has no result).
+"""
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List
+
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from agent import contract
+from agent.inputs import IMAGE_EXTENSIONS
+from mxlab import install, readiness, report
+from mxlab.atomic import write_atomic
+from mxlab.errors import MxlabError, UsageError
+from mxlab.remote_env import RemoteEnv
+from mxlab.run import CONNECTION_ERRORS, HostResult, RemoteRun, RunSpec, is_url
+from mxlab.session import Session
+
+log = logging.getLogger(__name__)
+
+SHARD_FILE = "shard.json"
+CHUNKS_PER_HOST = 4  # chunks a host gets on average: enough for a slow host to take fewer
+MAX_CHUNK = 64  # inputs in one agent run at most (a lost chunk costs at most this much work again)
+RECONNECT_TIMEOUT = 60  # a host whose connection is gone this long gives its chunk to the others
+
+
+# ---- the pure pieces -------------------------------------------------------------------------
+
+def read_input_list(path):
+    """The inputs in FILE, one a line (blank lines and lines starting with # skipped); relative paths are
+    taken as typed, from the current folder, as on the command line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError("--input-list %s: cannot read it (%s)" % (path, exc.strerror or exc))
+    except UnicodeDecodeError:
+        raise UsageError("--input-list %s: not a UTF-8 text file (expected one input a line)" % path)
+    items = [line.strip() for line in text.splitlines()]
+    items = [i for i in items if i and not i.startswith("#")]
+    if not items:
+        raise UsageError("--input-list %s: no inputs in it (expected one file, folder or URL a line)" % path)
+    return items
+
+
+def expand_inputs(items):
+    """Single inputs in order: a folder's image files (by extension, sorted, not recursive: as the agent
+    takes a folder), files and URLs as given; each once. An empty folder stays one input (the agent
+    reports it has no images)."""
+    out, seen = [], set()
+    for item in items:
+        found = [item]
+        if not is_url(item) and os.path.isdir(item):
+            names = sorted(n for n in os.listdir(item)
+                           if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith("."))
+            found = [os.path.join(item, n) for n in names] or [item]
+        for one in found:
+            if one not in seen:
+                seen.add(one)
+                out.append(one)
+    return out
+
+
+def chunk_size(count, hosts, requested=None):
+    """Inputs per chunk: `requested`, else about CHUNKS_PER_HOST chunks a host, at most MAX_CHUNK."""
+    if requested:
+        return requested
+    return max(1, min(MAX_CHUNK, -(-count // (max(1, hosts) * CHUNKS_PER_HOST))))
+
+
+@dataclass
+class Chunk:
+    id: int
+    indexes: List[int]  # positions in the run's input list
+    failed_on: List[str] = field(default_factory=list)  # hosts it failed on, in order
+
+
+def plan_chunks(indexes, size):
+    """Consecutive runs of `size` input positions, numbered from 1."""
+    return [Chunk(n + 1, list(indexes[k:k + size])) for n, k in enumerate(range(0, len(indexes), size))]
+
+
+def span(indexes):
+    """Input positions as people count them, compactly: [0,1,2,5] -> "1-3,6"."""
+    parts, run = [], []
+    for i in sorted(indexes):
+        if run and i == run[-1] + 1:
+            run.append(i)
+            continue
+        if run:
+            parts.append(run)
+        run = [i]
+    if run:
+        parts.append(run)
+    return ",".join("%d" % (r[0] + 1) if len(r) == 1 else "%d-%d" % (r[0] + 1, r[-1] + 1) for r in parts)
+
+
+class ChunkQueue:
+    """Chunks handed out as hosts ask. take() waits while the queue is empty but chunks are out (one may
+    come back); None once nothing is queued or out. A chunk given back goes to the front."""
+
+    def __init__(self, chunks):
+        self._pending = deque(chunks)
+        self._out = 0
+        self._cond = threading.Condition()
+        self.moves = []  # {"chunk", "inputs", "from", "to", "reason"}, in the order they happened
+        self.closed = False
+
+    def take(self, host):
+        with self._cond:
+            while not self._pending and self._out and not self.closed:
+                self._cond.wait(0.5)
+            if not self._pending or self.closed:
+                return None
+            chunk = self._pending.popleft()
+            self._out += 1
+            for move in self.moves:
+                if move["chunk"] == chunk.id and move["to"] is None:
+                    move["to"] = host
+            return chunk
+
+    def done(self, chunk):
+        with self._cond:
+            self._out -= 1
+            self._cond.notify_all()
+
+    def give_back(self, chunk, indexes, host, reason):
+        """`chunk` failed on `host`; its `indexes` (those still without results) go to the other hosts."""
+        with self._cond:
+            self._out -= 1
+            if indexes:
+                self._pending.appendleft(Chunk(chunk.id, list(indexes), chunk.failed_on + [host]))
+                self.moves.append({"chunk": chunk.id, "inputs": span(indexes), "from": host, "to": None,
+                                   "reason": reason})
+            self._cond.notify_all()
+
+    def close(self):
+        """Hand out nothing more (Ctrl-C)."""
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def left(self):
+        with self._cond:
+            return list(self._pending)
+
+
+def record_key(rec):
+    return rec.get("image"), rec.get("model")
+
+
+def merge_records(inputs, records, models):
+    """Each (image, model) once (the first seen wins), in input order and then model order; records of
+    images not among `inputs` (an earlier run's, resumed with other inputs) after, as they came."""
+    position = {item: i for i, item in enumerate(inputs)}
+    model_rank = {m: i for i, m in enumerate(models)}
+    seen, known, other = set(), [], []
+    for n, rec in enumerate(records):
+        key = record_key(rec)
+        if key in seen:
+            continue
+        seen.add(key)
+        if rec.get("image") in position:
+            known.append(((position[rec["image"]], model_rank.get(rec.get("model"), len(models)), n), rec))
+        else:
+            other.append(rec)
+    return [rec for _, rec in sorted(known, key=lambda pair: pair[0])] + other
+
+
+def done_inputs(records, models):
+    """Inputs that have a record (a result or an error) for every model."""
+    have = {}
+    for rec in records:
+        have.setdefault(rec.get("image"), set()).add(rec.get("model"))
+    return {image for image, got in have.items() if set(models) <= got}
+
+
+def todo_indexes(inputs, records, models):
+    """Positions of the inputs still without a record for some model: what a resumed run does."""
+    done = done_inputs(records, models)
+    return [i for i, item in enumerate(inputs) if item not in done]
+
+
+def read_jsonl(path):
+    records = []
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a killed writer
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records
+
+
+def load_saved(run_dir):
+    """({host label: records}, [summary entries]) of a run folder: what `--resume` starts from."""
+    run_dir = Path(run_dir)
+    per_host = {p.stem: read_jsonl(p) for p in sorted(run_dir.glob("*.jsonl")) if p.name != contract.RESULTS_FILE}
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = []
+    return per_host, [e for e in summary if isinstance(e, dict) and e.get("host")] if isinstance(summary, list) else []
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+class _ChunkRun(RemoteRun):
+    """One chunk's agent run. A lost connection to a lab instance that is now stopped (the stop ends
+    everything on it) gives up at once instead of waiting for an SSH server that will not come back."""
+
+    def _reconnect(self):
+        target = self.session.target
+        if target.instance_id:
+            try:
+                state = readiness.refresh(target)
+            except Exception:  # no answer from EC2: wait for SSH as usual
+                log.debug("%s: instance state unknown", target.label, exc_info=True)
+                state = None
+            if state in readiness.STOPPED + readiness.GONE:
+                raise readiness.InstanceStopped("%s: instance %s is %s" % (target.label, target.instance_id, state))
+        super()._reconnect()
+
+
+@dataclass
+class ShardedRun:
+    """What a sharded run did: per-host results, the chunks, the moves, the inputs without results."""
+
+    run_id: str
+    inputs: List[str]
+    models: List[str]
+    hosts: List[HostResult]
+    chunks: dict  # chunk id -> {"inputs": span, "host": who finished it (or None), "failed_on": [...]}
+    moves: list
+    records: list  # merged, in input order
+    missing: List[str]
+    chunk_size: int
+    resumed: int = 0  # inputs that already had results (--resume)
+
+    def errors(self):
+        return sum(1 for r in self.records if "error" in r)
+
+
+class _Host:
+    """One host's worker state (its thread owns it; the lock guards what the progress bar reads)."""
+
+    def __init__(self, target, records=()):
+        self.target = target
+        self.result = HostResult(label=target.label, address=target.address, status="ok",
+                                 records=list(records))
+        self.chunks = []  # ids of the chunks it finished
+        self.live = 0  # inputs done in its current chunk
+        self.state = "waiting"
+        self.failed = False
+
+
+def _prepare(session, target, spec, timeout, start, say, host):
+    host.state = "waiting for the host"
+    readiness.ready(target, timeout, start=start)
+    host.result.address = target.address
+    host.state = "connecting"
+    session.connect()
+    host.state = "uploading agent"
+    install.upload_agent(session)
+    host.state = "preparing environment"
+    env = RemoteEnv(session, say=say)
+    name = env.ensure(spec.env)
+    host.result.environment = name
+    return env.prefix
+
+
+def _run_chunk(session, spec, remote_id, env_prefix, on_progress, reconnect_timeout):
+    """(records, error): the chunk's records as collected, and None when the agent finished (exit 0 or 3)."""
+    run = _ChunkRun(session, spec, remote_id, env_prefix, on_progress, reconnect_timeout=reconnect_timeout)
+    run.start()
+    code = run.wait()
+    records, complete = run.collect()
+    if run.vanished:
+        return records, "the agent process is gone without an exit code (killed or host rebooted)"
+    if code not in (contract.EXIT_OK, contract.EXIT_SOME_FAILED):
+        return records, "agent exited %d (%s): %s" % (code, contract.exit_meaning(code),
+                                                     run.agent_log.failure() or "no output in agent.log")
+    if not complete:
+        return records, "the agent's results never reached their name (recovered from its temporary file)"
+    return records, None
+
+
+def _failure_text(target, exc):
+    if isinstance(exc, MxlabError):
+        return str(exc)
+    if isinstance(exc, CONNECTION_ERRORS):
+        return "%s (%s): connection failed: %s" % (target.label, target.address, exc or type(exc).__name__)
+    return "%s: unexpected %s: %s" % (target.label, type(exc).__name__, exc)
+
+
+def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False, size=None, resume=False,
+                reconnect_timeout=RECONNECT_TIMEOUT):
+    """Classify spec.inputs (expanded) across `targets`, each input once; returns a ShardedRun.
+    `resume`: the run folder holds an earlier try of this run id; only inputs without results are done."""
+    inputs = expand_inputs(spec.inputs)
+    saved, old_summary = load_saved(store.dir) if resume else ({}, [])
+    earlier = [rec for recs in saved.values() for rec in recs]
+    todo = todo_indexes(inputs, earlier, spec.models)
+    size = chunk_size(len(todo), len(targets), size)
+    queue = ChunkQueue(plan_chunks(todo, size))
+    chunks = {c.id: {"inputs": span(c.indexes), "host": None, "failed_on": []} for c in queue.left()}
+    attempt = os.urandom(2).hex()  # remote folders of a resumed run never meet the earlier try's
+    hosts = [_Host(t, saved.get(t.label, ())) for t in targets]
+    lock = threading.Lock()
+    finished = [0]
+    _save_plan(store.dir, run_id, inputs, size, chunks, queue.moves, [])
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[hosts]}"), console=console, transient=False)
+    task = progress.add_task("images", total=len(todo), hosts="")
+
+    def say(message):
+        with lock:
+            progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    def refresh():
+        with lock:
+            working = sum(1 for h in hosts if not h.failed and h.state.startswith("chunk"))
+            failed = sum(1 for h in hosts if h.failed)
+            text = "%d/%d hosts working%s · %d chunks of %d" % (
+                working, len(hosts), ", %d failed" % failed if failed else "", size, len(chunks))
+            progress.update(task, completed=finished[0] + sum(h.live for h in hosts), hosts=text)
+
+    def work(host):
+        target, result = host.target, host.result
+        session = Session(target, timeout=timeout)
+        try:
+            try:
+                env_prefix = _prepare(session, target, spec, timeout, start, say, host)
+            except Exception as exc:
+                log.debug("%s: not ready", target.label, exc_info=True)
+                host.failed, result.status, result.error = True, "failed", _failure_text(target, exc)
+                say("%s: failed before any work: %s" % (target.label, result.error))
+                return
+            while True:
+                chunk = queue.take(target.label)
+                if chunk is None:
+                    break
+                host.state = "chunk %d" % chunk.id
+                refresh()
+                items = [inputs[i] for i in chunk.indexes]
+
+                def on_progress(done, total, message, n=len(items)):
+                    host.live = min(done or 0, n)
+                    refresh()
+
+                chunk_spec = RunSpec(models=spec.models, inputs=items, top_k=spec.top_k,
+                                     batch_size=spec.batch_size, zoo=spec.zoo, env=spec.env)
+                remote_id = "%s-%s-c%03d" % (run_id, attempt, chunk.id)
+                try:
+                    records, error = _run_chunk(session, chunk_spec, remote_id, env_prefix, on_progress,
+                                                reconnect_timeout)
+                except Exception as exc:
+                    log.debug("%s: chunk %d failed", target.label, chunk.id, exc_info=True)
+                    records, error = [], _failure_text(target, exc)
+                host.live = 0
+                mine = set(items)
+                records = [r for r in records if r.get("image") in mine]
+                complete = done_inputs(records, spec.models)
+                if error:
+                    # Keep what the host finished (whole inputs only); the rest goes to the others.
+                    records = [r for r in records if r.get("image") in complete]
+                left = [i for i in chunk.indexes if inputs[i] not in complete]
+                with lock:
+                    result.records.extend(records)
+                    finished[0] += len(chunk.indexes) - (len(left) if error else 0)
+                result.run_dir = remote_runs(run_id, attempt)
+                store.save_host(result)
+                if error:
+                    host.failed, result.status = True, "failed"
+                    result.error = "%s; chunk %d (inputs %s) handed back" % (error, chunk.id, span(left))
+                    chunks[chunk.id]["failed_on"].append(target.label)
+                    if not left:
+                        chunks[chunk.id]["host"] = target.label
+                    queue.give_back(chunk, left, target.label, error)
+                    say("%s: chunk %d failed (%s); inputs %s go to the other hosts"
+                        % (target.label, chunk.id, error, span(left) or "none"))
+                    refresh()
+                    return
+                # An input the agent finished without a record (none expected) is named as without results.
+                chunks[chunk.id]["host"] = target.label
+                host.chunks.append(chunk.id)
+                queue.done(chunk)
+                refresh()
+        finally:
+            session.close()
+            host.state = "failed" if host.failed else "done"
+            refresh()
+
+    with progress:
+        threads = [threading.Thread(target=work, args=(h,), name="shard-%s" % h.target.label, daemon=True)
+                   for h in hosts]
+        for t in threads:
+            t.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                for t in threads:
+                    t.join(0.5)
+        except KeyboardInterrupt:
+            queue.close()  # each host's file already holds what it finished: --resume goes on from there
+            raise
+
+    for h in hosts:
+        if not h.failed and any("error" in r for r in h.result.records):
+            h.result.status = "partial"
+            h.result.error = "some inputs failed"
+    merged = merge_records(inputs, earlier + [r for h in hosts for r in h.result.records], spec.models)
+    have = done_inputs(merged, spec.models)
+    missing = [item for item in inputs if item not in have]
+    run = ShardedRun(run_id=run_id, inputs=inputs, models=list(spec.models), hosts=[h.result for h in hosts],
+                     chunks=chunks, moves=queue.moves, records=merged, missing=missing, chunk_size=size,
+                     resumed=len(inputs) - len(todo))
+    _save_plan(store.dir, run_id, inputs, size, chunks, queue.moves, missing)
+    store.save_merged(merged)
+    extra = {h.target.label: {"chunks": h.chunks,
+                              "moved_away": [m for m in queue.moves if m["from"] == h.target.label]}
+             for h in hosts}
+    current = {h.target.label for h in hosts}
+    kept = [_earlier_host(e, saved.get(e["host"], [])) for e in old_summary if e["host"] not in current]
+    store.save_summary(kept + run.hosts)
+    store.annotate_summary(extra)
+    return run
+
+
+def remote_runs(run_id, attempt):
+    """Where this run's chunk folders are on the host (a pattern: one folder per chunk)."""
+    return "~/%s/%s/%s-%s-c*" % (contract.REMOTE_ROOT, contract.RUNS_DIR, run_id, attempt)
+
+
+def _earlier_host(entry, records):
+    """A host of the earlier try that this resumed run did not use: its entry and file stay as they were."""
+    return HostResult(label=entry["host"], address=str(entry.get("address") or ""),
+                      status=str(entry.get("status") or "ok"), records=records, error=entry.get("error"),
+                      environment=entry.get("environment"), run_dir=entry.get("remote_run_dir"))
+
+
+def _save_plan(run_dir, run_id, inputs, size, chunks, moves, missing):
+    plan = {"run_id": run_id, "inputs": len(inputs), "chunk_size": size,
+            "chunks": [dict(id=cid, **info) for cid, info in sorted(chunks.items())],
+            "moved": moves, "without_results": missing, "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_atomic(Path(run_dir) / SHARD_FILE, json.dumps(plan, indent=2) + "\n")
+
+
+# ---- what the operator sees ------------------------------------------------------------------
+
+SHOW_RECORDS_UP_TO = 100  # inputs: a bigger run's results are in results.jsonl and report.html, not the terminal
+
+
+def chunks_table(run):
+    """Per host: the chunks it finished, its images, and the chunks that moved away from it."""
+    table = Table(title="shard: %d input(s) in chunks of %d" % (len(run.inputs), run.chunk_size))
+    for col in ("host", "chunks", "results", "moved away"):
+        table.add_column(col)
+    for h in run.hosts:
+        done = sorted(cid for cid, info in run.chunks.items() if info["host"] == h.label)
+        away = ["%d (inputs %s) to %s" % (m["chunk"], m["inputs"], m["to"] or "nobody")
+                for m in run.moves if m["from"] == h.label]
+        table.add_row(escape(h.label), escape(",".join(map(str, done)) or "-"), str(len(h.records)),
+                      escape("; ".join(away) or "-"))
+    return table
+
+
+def show(run, saved_dir, compare, out, err):
+    """Tables and the moves; returns the exit status: 1 when inputs are left without results (every host
+    failed), 3 when some inputs failed, else 0 (a host that failed is named, its work was done by others)."""
+    def line(text):
+        err.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    if run.records and len(run.inputs) <= SHOW_RECORDS_UP_TO:
+        out.print(report.compare_table("all hosts", run.records, run.models) if compare
+                  else report.topk_table("all hosts", run.records))
+    out.print(report.summary_table(run.hosts, saved_dir))
+    out.print(chunks_table(run))
+    if run.resumed:
+        line("mxlab: resumed run %s: %d input(s) already had results; %d done now"
+             % (run.run_id, run.resumed, len(run.inputs) - run.resumed - len(run.missing)))
+    for m in run.moves:
+        line("mxlab: chunk %d (inputs %s) moved from %s to %s: %s"
+             % (m["chunk"], m["inputs"], m["from"], m["to"] or "no host (none left)", m["reason"]))
+    if run.missing:
+        shown = run.missing[:20]
+        line("mxlab: every host failed: %d of %d input(s) without results%s:\n  %s"
+             % (len(run.missing), len(run.inputs), " (all in %s)" % (Path(saved_dir) / SHARD_FILE)
+                if len(run.missing) > len(shown) else "", "\n  ".join(shown)))
+        line("mxlab: once a host is back: the same command with --resume %s does only these" % run.run_id)
+        for h in run.hosts:
+            if h.status == "failed":
+                line("mxlab: %s failed: %s" % (h.label, h.error))
+        return 1
+    return 3 if run.errors() else 0

@@ -1,0 +1,161 @@
+"""mxlab/shard.py's pure pieces: inputs expanded and listed, chunks planned, handed out and handed back,
+records merged in input order, and what a resumed run does. (Sharded runs on real hosts:
+tests/test_mxlab_shard_sandbox.py.)"""
+import json
+import threading
+
+import pytest
+
+from mxlab import shard
+from mxlab.errors import UsageError
+from mxlab.results import ResultStore
+
+
+def rec(image, model="m", **kw):
+    r = {"image": image, "model": model, "top": [{"label": "x", "prob": 0.5}]}
+    r.update(kw)
+    return r
+
+
+# ---- inputs ----------------------------------------------------------------------------------
+
+def test_expand_inputs_takes_a_folder_as_the_agent_does_and_each_input_once(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("b.jpg", "a.PNG", "notes.txt", ".hidden.jpg"):
+        (photos / name).write_bytes(b"x")
+    (photos / "sub").mkdir()
+    (photos / "sub" / "c.jpg").write_bytes(b"x")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    single = str(photos / "b.jpg")
+    url = "http://127.0.0.1:1/x.jpg"
+    got = shard.expand_inputs([str(photos), url, single, str(empty), url])
+    assert got == [str(photos / "a.PNG"), single, url, str(empty)]
+
+
+def test_input_list_skips_blanks_and_comments(tmp_path):
+    path = tmp_path / "list.txt"
+    path.write_text("# photos\na.jpg\n\n  http://127.0.0.1:1/b.jpg  \n")
+    assert shard.read_input_list(path) == ["a.jpg", "http://127.0.0.1:1/b.jpg"]
+
+
+@pytest.mark.parametrize("content", [None, "# nothing\n\n", b"\xff\xfe\x00bad"])
+def test_input_list_errors_name_the_file(tmp_path, content):
+    path = tmp_path / "list.txt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(UsageError) as exc:
+        shard.read_input_list(path)
+    assert "--input-list %s" % path in str(exc.value)
+
+
+# ---- chunks ----------------------------------------------------------------------------------
+
+def test_chunk_size_gives_each_host_several_chunks_within_bounds():
+    assert shard.chunk_size(60, 3) == 5  # 12 chunks: 4 a host
+    assert shard.chunk_size(3, 4) == 1
+    assert shard.chunk_size(0, 2) == 1
+    assert shard.chunk_size(100000, 2) == shard.MAX_CHUNK
+    assert shard.chunk_size(60, 3, requested=7) == 7
+
+
+def test_plan_chunks_covers_every_input_once_in_order():
+    chunks = shard.plan_chunks([0, 1, 2, 4, 7, 8, 9], 3)
+    assert [c.id for c in chunks] == [1, 2, 3]
+    assert [c.indexes for c in chunks] == [[0, 1, 2], [4, 7, 8], [9]]
+
+
+def test_span_counts_from_one_and_compacts_runs():
+    assert shard.span([0, 1, 2, 5, 7, 8]) == "1-3,6,8-9"
+    assert shard.span([]) == ""
+
+
+def test_queue_hands_out_in_order_and_ends_when_nothing_is_out():
+    q = shard.ChunkQueue(shard.plan_chunks(list(range(4)), 2))
+    a = q.take("h1")
+    b = q.take("h2")
+    assert (a.id, b.id) == (1, 2)
+    q.done(a)
+    q.done(b)
+    assert q.take("h1") is None
+
+
+def test_a_chunk_given_back_goes_first_to_another_host_and_the_move_is_named():
+    q = shard.ChunkQueue(shard.plan_chunks(list(range(6)), 2))
+    first = q.take("h1")
+    q.give_back(first, [1], "h1", "instance stopped")  # input 0 finished on h1: only input 1 moves
+    again = q.take("h2")
+    assert (again.id, again.indexes, again.failed_on) == (1, [1], ["h1"])
+    assert q.moves == [{"chunk": 1, "inputs": "2", "from": "h1", "to": "h2", "reason": "instance stopped"}]
+
+
+def test_a_host_waits_for_chunks_still_out_and_takes_one_that_comes_back():
+    """h2 finds the queue empty while h1 holds the last chunk; when h1 fails it, h2 gets it (not None)."""
+    q = shard.ChunkQueue(shard.plan_chunks([0, 1], 2))
+    held = q.take("h1")
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(q.take("h2")))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive(), "h2 waits: the chunk h1 holds may come back"
+    q.give_back(held, held.indexes, "h1", "connection lost")
+    waiter.join(10)
+    assert got and got[0].indexes == [0, 1]
+    q.done(got[0])
+    assert q.take("h2") is None
+
+
+def test_chunks_left_when_every_host_failed():
+    q = shard.ChunkQueue(shard.plan_chunks(list(range(4)), 2))
+    c = q.take("h1")
+    q.give_back(c, c.indexes, "h1", "boom")
+    assert [x.indexes for x in q.left()] == [[0, 1], [2, 3]]
+    assert q.moves[0]["to"] is None
+
+
+def test_a_closed_queue_hands_out_nothing():
+    q = shard.ChunkQueue(shard.plan_chunks(list(range(4)), 2))
+    q.close()
+    assert q.take("h1") is None
+
+
+# ---- merge and resume ------------------------------------------------------------------------
+
+def test_merge_is_in_input_order_then_model_order_each_once():
+    inputs = ["a", "b", "c"]
+    host1 = [rec("c", "m2"), rec("c", "m1")]
+    host2 = [rec("b", "m1"), rec("a", "m2"), rec("a", "m1"), rec("b", "m2"), rec("a", "m1", ms=9)]
+    merged = shard.merge_records(inputs, host1 + host2 + [rec("stray")], ["m1", "m2"])
+    assert [(r["image"], r["model"]) for r in merged] == [
+        ("a", "m1"), ("a", "m2"), ("b", "m1"), ("b", "m2"), ("c", "m1"), ("c", "m2"), ("stray", "m")]
+    assert "ms" not in merged[0], "the first record of a pair wins"
+
+
+def test_resume_does_inputs_without_a_record_for_every_model():
+    inputs = ["a", "b", "c", "d"]
+    saved = [rec("a", "m1"), rec("a", "m2"), rec("b", "m1"), {"image": "c", "model": "m1", "error": "bad"},
+             {"image": "c", "model": "m2", "error": "bad"}]
+    assert shard.todo_indexes(inputs, saved, ["m1", "m2"]) == [1, 3], "an error is a result; b lacks m2"
+    assert shard.todo_indexes(inputs, [], ["m1"]) == [0, 1, 2, 3]
+
+
+def test_load_saved_reads_host_files_not_the_merged_one(tmp_path):
+    store = ResultStore(tmp_path, "lab", "run1")
+    (store.dir / "attendee-1.jsonl").write_text(json.dumps(rec("a")) + "\n" + '{"image": "cut sh')
+    store.save_merged([rec("a"), rec("b")])
+    (store.dir / "summary.json").write_text(json.dumps([{"host": "attendee-1", "status": "failed"}]))
+    per_host, summary = shard.load_saved(store.dir)
+    assert per_host == {"attendee-1": [rec("a")]}
+    assert summary == [{"host": "attendee-1", "status": "failed"}]
+
+
+def test_annotated_summary_keeps_the_host_entries_the_report_reads(tmp_path):
+    from mxlab.run import HostResult
+    store = ResultStore(tmp_path, "lab", "run1")
+    store.save_summary([HostResult(label="attendee-1", address="a", status="ok", records=[rec("a")])])
+    store.annotate_summary({"attendee-1": {"chunks": [1, 3], "moved_away": []}})
+    (entry,) = json.loads((store.dir / "summary.json").read_text())
+    assert entry["host"] == "attendee-1" and entry["results"] == 1 and entry["chunks"] == [1, 3]
