@@ -104,6 +104,17 @@ def build_parser():
     r.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     r.set_defaults(profile=None, region=None)
 
+    pr = sub.add_parser("prepare", parents=[common], help="make every host ready for a workshop: agent, "
+                        "environment, models cached, a smoke classification (--workspace: ~/mxnet-lab)")
+    pr.add_argument("--models", required=True, help="comma-separated model names to cache on each host")
+    pr.add_argument("--workspace", action="store_true",
+                    help="lay out the attendee's seed exercise in ~/mxnet-lab/ on each host")
+    pr.add_argument("--parallel", type=_positive, default=8, help="hosts at once (default %(default)s)")
+    ho = sub.add_parser("handout", parents=[common], help="one folder per attendee: key, pinned host keys, "
+                        "ssh_config, instructions; and an organiser's index.html")
+    ho.add_argument("--out", required=True, metavar="DIR", help="folder to write (must be empty, or --force)")
+    ho.add_argument("--force", action="store_true", help="write into a non-empty DIR (replacing what is there)")
+
     sub.add_parser("sandbox", help="the whole lab offline on this machine, for the other commands to use "
                                    "(see `mxlab sandbox --help`)")
     sub.add_parser("demo", help="the sandbox with a scripted run and compare (see `mxlab demo --help`)")
@@ -265,6 +276,27 @@ def cmd_ssh(args, out, err):
     return subprocess.call(ssh_argv(target, command))
 
 
+def cmd_prepare(args, out, err):
+    from mxlab import prepare
+    models = catalogue.check_models([m.strip() for m in args.models.split(",") if m.strip()], args.zoo)
+    found = resolve_targets(args)
+    results = prepare.prepare_fleet(found, models, err, zoo=args.zoo, env=args.env, lay_out=args.workspace,
+                                    timeout=args.timeout, start=args.start, parallel=args.parallel)
+    out.print(prepare.readiness_table(results, models, "%s readiness" % (found[0].label if args.host else args.stack)))
+    saved = prepare.save_readiness(args.stack if not args.host else found[0].label, results, models)
+    return prepare.report(results, saved, out, err)
+
+
+def cmd_handout(args, out, err):
+    from mxlab import handout
+    if args.host:
+        raise UsageError("--host: handout is for the lab's attendee instances (--all or --attendee N)")
+    if not args.attendee:
+        args.all = True
+    found = resolve_targets(args)
+    return handout.make(found, args.stack, args.out, force=args.force, timeout=args.timeout, out=out, err=err)
+
+
 def setup_logging(verbose):
     """mxlab's own logger to the current stderr (replacing an earlier call's handler)."""
     logger = logging.getLogger("mxlab")
@@ -300,7 +332,7 @@ def main(argv=None):
     out, err = Console(), Console(stderr=True)
     commands = {"up": cmd_up, "down": cmd_down, "hosts": cmd_hosts, "run": cmd_run,
                 "compare": lambda a, o, e: cmd_run(a, o, e, compare=True), "ssh": cmd_ssh,
-                "report": cmd_report}
+                "report": cmd_report, "prepare": cmd_prepare, "handout": cmd_handout}
     try:
         return commands[args.command](args, out, err)
     except MxlabError as exc:

@@ -1,0 +1,323 @@
+"""`mxlab prepare`: every host ready before the room arrives.
+
+On each host, in parallel: wait until it is ready, upload the agent, ensure its environment, fetch the
+models into the host's cache (the agent's own `fetch`, whose events say how many bytes moved: a second
+prepare moves none), then classify one bundled photo with each model (the smoke test); optionally lay out
+the attendee's workspace (workspace.py). The readiness of each host is kept in ~/.mxlab/<stack>/prepare.json
+for `mxlab handout`'s organiser page.
+"""
+import json
+import logging
+import posixpath
+import shlex
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional
+
+from rich.markup import escape
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from agent import contract
+from mxlab import install, readiness, statedir, workspace
+from mxlab.atomic import write_atomic
+from mxlab.errors import MxlabError, RemoteCommandError
+from mxlab.remote_env import RemoteEnv
+from mxlab.run import CONNECTION_ERRORS
+from mxlab.session import Session
+
+log = logging.getLogger(__name__)
+
+READINESS_FILE = "prepare.json"
+PREPARE_DIR = "prepare"  # REMOTE_ROOT/prepare/: the smoke photo
+FETCH_TIMEOUT_S = 3 * 3600  # a cold cache of the big zoo models over a slow link; a rerun resumes
+SMOKE_TIMEOUT_S = 900
+
+
+@dataclass
+class HostReadiness:
+    """One host's state after `prepare`; `ready` only when every step passed."""
+
+    label: str
+    address: str
+    attendee: Optional[int] = None
+    instance_id: Optional[str] = None
+    ready: bool = False
+    error: Optional[str] = None
+    environment: Optional[str] = None
+    activate: Optional[str] = None  # the shell command that activates it (the env.sh snippet)
+    models: List[str] = field(default_factory=list)  # cached and verified
+    bytes_moved: int = 0  # model bytes the fetch transferred
+    files_fetched: int = 0
+    smoke: Dict[str, str] = field(default_factory=dict)  # model -> top-1 label of the smoke photo
+    workspace: Optional[str] = None
+    workspace_models: List[dict] = field(default_factory=list)  # workspace.model_facts of each model
+    seconds: float = 0.0
+    prepared_at: Optional[str] = None
+
+
+# ---- the agent's answers --------------------------------------------------------------------
+
+def bytes_moved(event_lines):
+    """(bytes transferred, files verified) from the agent's --events lines.
+
+    A `fetch` event gives one file's bytes so far (counting a resumed file's earlier bytes), so what
+    moved is each increase since the last event of that file or its `resume` offset.
+    """
+    moved, verified, last = 0, 0, {}
+    for line in event_lines:
+        evt = contract.parse(line)
+        if evt is None:
+            continue
+        key = (evt.get("model"), evt.get("file"))
+        if evt["event"] == "resume":
+            last[key] = evt["offset"]
+        elif evt["event"] == "fetch":
+            seen = last.get(key, 0)
+            moved += evt["bytes"] - seen if evt["bytes"] >= seen else evt["bytes"]
+            last[key] = evt["bytes"]
+        elif evt["event"] == "verified":
+            verified += 1
+    return moved, verified
+
+
+def agent_failure(event_lines, fallback):
+    """The agent's own `error` message(s), else the last lines it wrote."""
+    errors = [evt["message"] for evt in map(contract.parse, event_lines) if evt and evt["event"] == "error"]
+    if errors:
+        return "; ".join(errors)
+    return " | ".join(line.strip() for line in event_lines[-3:] if line.strip()) or fallback
+
+
+def json_lines(text):
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
+# ---- one host -------------------------------------------------------------------------------
+
+class HostPreparer:
+    """Runs the agent's commands in the host's environment on an open Session."""
+
+    def __init__(self, session, env_prefix, zoo=None):
+        self.session = session
+        self.env_prefix = env_prefix
+        self.zoo = zoo
+        self.root = posixpath.join(session.home(), contract.REMOTE_ROOT)
+
+    def agent(self, args, what, timeout):
+        """(stdout, stderr event lines) of `python -m agent ARGS --events` in the environment."""
+        argv = ["python", "-m", "agent"] + args[:1] + [contract.EVENTS_FLAG] + args[1:]
+        if self.zoo:
+            argv += ["--zoo", self.zoo]
+        cmd = "cd %s && { %s; } >/dev/null 2>&1 && %s" % (
+            shlex.quote(self.root), self.env_prefix, " ".join(shlex.quote(a) for a in argv))
+        rc, out, err = self.session.exec(cmd, timeout=timeout)
+        lines = err.splitlines()
+        if rc != 0:
+            raise RemoteCommandError("%s: %s failed (agent exit %d, %s): %s" % (
+                self.session.target.label, what, rc, contract.exit_meaning(rc),
+                agent_failure(lines, "no output")))
+        return out, lines
+
+    def fetch(self, models):
+        """({model: {symbol, params, synset}: cache paths}, bytes moved, files fetched)."""
+        out, events = self.agent(["fetch"] + list(models), "fetching %s" % ",".join(models), FETCH_TIMEOUT_S)
+        files = {rec["model"]: rec["files"] for rec in json_lines(out) if "model" in rec and "files" in rec}
+        missing = [m for m in models if m not in files]
+        if missing:
+            raise RemoteCommandError("%s: the agent's fetch did not report %s" % (self.session.target.label,
+                                                                                 ", ".join(missing)))
+        moved, fetched = bytes_moved(events)
+        return files, moved, fetched
+
+    def smoke(self, models):
+        """{model: top-1 label} of the bundled photo; an error record fails the host."""
+        sftp = self.session.sftp()
+        folder = posixpath.join(self.root, PREPARE_DIR)
+        try:
+            sftp.mkdir(folder)
+        except IOError:
+            pass  # exists
+        photo = posixpath.join(folder, workspace.SMOKE_PHOTO)
+        sftp.put(str(workspace.photo_path()), photo)
+        out, _ = self.agent(["classify", "--model", ",".join(models), "--top-k", "1", photo],
+                            "the smoke classification", SMOKE_TIMEOUT_S)
+        top = {}
+        for rec in json_lines(out):
+            if "error" in rec:
+                raise RemoteCommandError("%s: smoke classification with %s failed: %s"
+                                         % (self.session.target.label, rec.get("model"), rec["error"]))
+            if rec.get("top"):
+                top[rec["model"]] = rec["top"][0]["label"]
+        missing = [m for m in models if m not in top]
+        if missing:
+            raise RemoteCommandError("%s: smoke classification gave no result for %s"
+                                     % (self.session.target.label, ", ".join(missing)))
+        return top
+
+    def catalogue(self):
+        """{model: catalogue entry} as the agent on the host sees it with this zoo."""
+        out, _ = self.agent(["models", "--json"], "reading the model catalogue", 300)
+        return json.loads(out)["models"]
+
+    def activation(self):
+        """The env.sh snippet: the exact command that activates the environment on this host."""
+        with self.session.sftp().open(posixpath.join(self.root, contract.ENV_FILE)) as fh:
+            text = fh.read().decode("utf-8")
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        return " && ".join(lines)
+
+
+def prepare_one(target, models, zoo=None, env=None, lay_out=False, timeout=600, start=False,
+                on_progress=None, say=None):
+    """Make one host ready; never raises: a failure is the HostReadiness's error."""
+    on_progress = on_progress or (lambda message: None)
+    began = time.monotonic()
+    result = HostReadiness(label=target.label, address=target.address, attendee=target.attendee,
+                           instance_id=target.instance_id)
+    session = Session(target, timeout=timeout)
+    try:
+        on_progress("waiting for the host")
+        readiness.ready(target, timeout, start=start)
+        result.address = target.address
+        on_progress("connecting")
+        session.connect()
+        on_progress("uploading the agent")
+        install.upload_agent(session)
+        on_progress("preparing the environment")
+        remote_env = RemoteEnv(session, say=say)
+        result.environment = remote_env.ensure(env)
+        host = HostPreparer(session, remote_env.prefix, zoo)
+        result.activate = host.activation()
+        on_progress("fetching %s" % ",".join(models))
+        files, result.bytes_moved, result.files_fetched = host.fetch(models)
+        result.models = [m for m in models if m in files]
+        on_progress("smoke classification")
+        result.smoke = host.smoke(models)
+        if lay_out:
+            on_progress("laying out ~/%s" % workspace.WORKSPACE_DIR)
+            result.workspace, result.workspace_models = workspace.lay_out(session, session.home(), result.activate,
+                                                    result.environment, files, host.catalogue())
+        result.ready = True
+    except MxlabError as exc:
+        result.error = str(exc)
+    except CONNECTION_ERRORS as exc:
+        result.error = "%s (%s): connection failed: %s" % (target.label, target.address, exc or type(exc).__name__)
+    except Exception as exc:  # a bug on one host must not cost the others their preparation
+        log.debug("%s: unexpected error", target.label, exc_info=True)
+        result.error = "%s: unexpected %s: %s" % (target.label, type(exc).__name__, exc)
+    finally:
+        session.close()
+    result.seconds = round(time.monotonic() - began, 1)
+    result.prepared_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return result
+
+
+def prepare_fleet(targets, models, console, zoo=None, env=None, lay_out=False, timeout=600, start=False,
+                  parallel=8):
+    """prepare_one on every target, `parallel` at once, a progress line each; HostReadiness in order."""
+    lock = threading.Lock()
+    progress = Progress(TextColumn("{task.fields[host]:>14}"), TimeElapsedColumn(),
+                        TextColumn("{task.description}"), console=console, transient=False)
+
+    def work(target):
+        task = progress.add_task("waiting", host=target.label)
+
+        def say(message):
+            with lock:
+                progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+        res = prepare_one(target, models, zoo, env, lay_out, timeout, start,
+                          lambda message: progress.update(task, description=escape(message[:70])), say)
+        progress.update(task, description="ready" if res.ready else escape("NOT READY: " + (res.error or "")[:60]))
+        return res
+
+    with progress:
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets)))) as pool:
+            return list(pool.map(work, targets))
+
+
+# ---- what the operator sees and keeps ---------------------------------------------------------
+
+def human_bytes(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return ("%d %s" % (n, unit)) if unit == "B" else "%.1f %s" % (n, unit)
+        n /= 1000.0
+
+
+def readiness_table(results, models, title="readiness"):
+    table = Table(title=title)
+    for col in ("host", "address", "env", "models cached", "fetched", "smoke top-1", "workspace", "seconds",
+                "ready"):
+        table.add_column(col, justify="right" if col in ("seconds", "fetched") else "left")
+    for r in results:
+        smoke = "; ".join("%s: %s" % (m, r.smoke[m]) for m in models if m in r.smoke) or "-"
+        table.add_row(escape(r.label), escape(r.address), escape(r.environment or "-"),
+                      "%d/%d" % (len(r.models), len(models)),
+                      human_bytes(r.bytes_moved) if r.ready or r.bytes_moved else "-",
+                      escape(smoke), escape(r.workspace or "-"), "%.0f" % r.seconds,
+                      "ready" if r.ready else "[bold red]NOT READY[/]")
+    return table
+
+
+def readiness_path(name):
+    return statedir.stack_dir(name) / READINESS_FILE
+
+
+def load_readiness(name):
+    """{host label: readiness dict} from the last `prepare` (empty before the first)."""
+    path = statedir.home() / name / READINESS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text()).get("hosts", {})
+    except ValueError:
+        log.warning("%s: not JSON; ignoring the earlier readiness", path)
+        return {}
+
+
+def save_readiness(name, results, models):
+    """Merge these hosts' readiness into ~/.mxlab/<name>/prepare.json (other hosts' entries stay)."""
+    hosts = load_readiness(name)
+    for r in results:
+        hosts[r.label] = dict(asdict(r), wanted_models=list(models))
+    path = readiness_path(name)
+    write_atomic(path, json.dumps({"schema": 1, "hosts": hosts}, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def report(results, saved, out, err):
+    """The summary under the table; 0 only when every host is ready, else 1 naming the others and why."""
+    moved = sum(r.bytes_moved for r in results)
+    ready = [r for r in results if r.ready]
+    if ready and moved == 0:
+        out.print("no model bytes moved: every model was already in the cache of %s" % (
+            "every host" if len(ready) == len(results) else "the ready hosts"), markup=False, highlight=False)
+    else:
+        out.print("model bytes moved: %s (%d file(s) fetched)" % (human_bytes(moved),
+                                                               sum(r.files_fetched for r in results)),
+                  markup=False, highlight=False)
+    out.print("readiness saved to %s (for `mxlab handout`)" % saved, markup=False, highlight=False, soft_wrap=True)
+    failed = [r for r in results if not r.ready]
+    if not failed:
+        out.print("all %d host(s) ready" % len(results), markup=False, highlight=False)
+        return 0
+    err.print("mxlab: %d of %d host(s) NOT READY: %s" % (len(failed), len(results),
+                                                         ", ".join(r.label for r in failed)),
+              markup=False, highlight=False, soft_wrap=True)
+    for r in failed:
+        err.print("mxlab: %s not ready: %s" % (r.label, r.error), markup=False, highlight=False, soft_wrap=True)
+    err.print("mxlab: fix what is named and run the same `mxlab prepare` again (what is done is kept)",
+              markup=False, highlight=False)
+    return 1
