@@ -1,7 +1,7 @@
 """Fleet fan-out: wall time of `mxlab run` on 1, 4 and 8 loopback sshd hosts, parallel vs sequential.
 
-Hosts are real OpenSSH servers on 127.0.0.1 (mxlab/offline/lab_host.SshdHost: one throwaway
-user each, a DLAMI-like conda env with the project's MXNet). `mxlab run --host`
+Hosts are real OpenSSH servers on 127.0.0.1 (mxlab/offline/lab_host.SshdHost: a throwaway
+home each, a DLAMI-like conda env with the project's MXNet). `mxlab run --host`
 takes one host, so the fleet is driven through the function `mxlab run` calls for a
 stack, mxlab.fleet.run_fleet, with direct targets: parallel=N for the fan-out,
 parallel=1 for the sequential baseline. One untimed run on every host first

@@ -7,7 +7,6 @@ from __future__ import print_function, division, absolute_import
 import json
 import os
 import subprocess
-import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORT_VENV = os.path.join(ROOT, ".venv-bench")

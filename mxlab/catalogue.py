@@ -1,70 +1,52 @@
-"""Model names the operator may ask for: agent/catalogue.json plus the zoo's own catalogue.
+"""Model names the operator may ask for, read through the agent's own catalogue code.
 
-The catalogue is one data file shared with the agent; mxlab only reads it to reject an
-unknown model before anything is uploaded.
+agent/ is installed beside mxlab, so agent.zoo and agent.catalogue decide here exactly as
+on the host: the built-in catalogue merged with the zoo's catalogue.json. mxlab only reads
+it to reject an unknown model before anything is uploaded.
 """
-import json
 import logging
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
+import tempfile
 from pathlib import Path
 
+from agent import contract
+from agent.download import Policy
+from agent.errors import AgentError, UsageError as AgentUsageError
+from agent.zoo import Zoo
 from mxlab.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
+AGENT_DIR = Path(contract.PACKAGE_DIR)  # the agent's local folder (mxlab/gpu_runtime.py reads it from here)
+ZOO_TIMEOUT_S = 5  # the operator's view of a zoo is a courtesy: the agent checks again on the host
 
 
-def _names(data, source):
-    models = data.get("models") if isinstance(data, dict) else None
-    if not isinstance(models, dict):
-        raise UsageError("%s: expected a JSON object with a \"models\" mapping" % source)
-    return set(models)
-
-
-def builtin_models(agent_dir=AGENT_DIR):
-    path = Path(agent_dir) / "catalogue.json"
-    with open(path) as fh:
-        return _names(json.load(fh), path)
-
-
-def zoo_models(zoo):
-    """Names a zoo adds, or None when they cannot be known here (the agent then checks)."""
-    if not zoo:
-        return set()
-    parsed = urllib.parse.urlparse(zoo)
-    if parsed.scheme in ("http", "https"):
-        url = zoo.rstrip("/") + "/catalogue.json"
+def known_models(zoo=None):
+    """Model names the agent will accept with ``zoo``, or None when that zoo cannot be read from here."""
+    zoo = zoo or os.environ.get("MXLAB_ZOO")
+    try:
+        the_zoo = Zoo(zoo)
+    except AgentUsageError as exc:  # e.g. a folder that exists only on the host
+        log.info("zoo %s not readable here (%s): the agent will check model names", zoo, exc)
+        return None
+    # A throwaway cache: the agent keeps a zoo's catalogue in its own cache on the host, not here.
+    with tempfile.TemporaryDirectory(prefix="mxlab-catalogue-") as cache_dir:
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return _names(json.loads(resp.read().decode("utf-8")), url)
-        except (urllib.error.URLError, OSError, ValueError, UsageError) as exc:
-            log.info("zoo catalogue %s not readable here (%s): the agent will check model names", url, exc)
+            return set(the_zoo.catalogue(cache_dir, Policy(timeout=ZOO_TIMEOUT_S, retries=0)).names())
+        except AgentError as exc:
+            if the_zoo.url is None:  # a local catalogue that is broken is the operator's to fix
+                raise UsageError("zoo %s: %s" % (zoo, exc))
+            log.info("zoo catalogue of %s not readable here (%s): the agent will check model names", zoo, exc)
             return None
-    path = Path(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else zoo)
-    if path.is_file() and path.name.endswith(".json"):
-        cat = path
-    else:
-        cat = path / "catalogue.json"
-    if not cat.exists():
-        # A zoo path that only exists on the host cannot be checked from here.
-        return set() if path.exists() else None
-    with open(cat) as fh:
-        return _names(json.load(fh), cat)
 
 
-def check_models(models, zoo=None, agent_dir=AGENT_DIR):
+def check_models(models, zoo=None):
     """Raise UsageError for a model name neither the catalogue nor the zoo knows."""
     if not models:
         raise UsageError("--model: expected one or more model names, got none")
-    known = builtin_models(agent_dir)
-    extra = zoo_models(zoo or os.environ.get("MXLAB_ZOO"))
-    if extra is None:
+    known = known_models(zoo)
+    if known is None:
         return list(models)
-    known |= extra
     unknown = [m for m in models if m not in known]
     if unknown:
         raise UsageError("unknown model %s: expected one of %s"

@@ -5,11 +5,11 @@ import posixpath
 import shlex
 from pathlib import Path
 
-from mxlab.catalogue import AGENT_DIR
+from agent.contract import AGENT_DIR as REMOTE_AGENT_DIR, PACKAGE_DIR, REMOTE_ROOT
 
 log = logging.getLogger(__name__)
 
-REMOTE_ROOT = ".mxlab-agent"  # relative to the login user's home
+AGENT_DIR = Path(PACKAGE_DIR)
 
 
 def local_files(agent_dir=AGENT_DIR):
@@ -48,28 +48,31 @@ def _makedirs(sftp, path, made):
     made.add(path)
 
 
+def plan_upload(wanted, have):
+    """(to upload, unchanged, stale) relative paths, from {path: sha256} here and on the host."""
+    upload = [rel for rel, digest in wanted.items() if have.get(rel) != digest]
+    unchanged = [rel for rel, digest in wanted.items() if have.get(rel) == digest]
+    stale = [rel for rel in have if rel not in wanted]
+    return upload, unchanged, stale
+
+
 def upload_agent(session, agent_dir=AGENT_DIR, remote_root=REMOTE_ROOT):
     """Bring <home>/<remote_root>/agent in line with agent_dir. Returns (uploaded, skipped, removed)."""
     agent_dir = Path(agent_dir)
     sftp = session.sftp()
     home = session.home()
-    remote_agent = posixpath.join(home, remote_root, "agent")
+    remote_agent = posixpath.join(home, remote_root, REMOTE_AGENT_DIR)
     wanted = local_files(agent_dir)
     have = remote_hashes(session, remote_agent)
     made = set()
     _makedirs(sftp, remote_agent, made)
-    uploaded, skipped = [], []
-    for rel, digest in wanted.items():
-        if have.get(rel) == digest:
-            skipped.append(rel)
-            continue
+    uploaded, skipped, removed = plan_upload(wanted, have)
+    for rel in uploaded:
         dest = posixpath.join(remote_agent, rel)
         _makedirs(sftp, posixpath.dirname(dest), made)
         # Upload beside, then rename: an interrupted upload never leaves a half file in place.
         sftp.put(str(agent_dir / rel), dest + ".part")
         sftp.posix_rename(dest + ".part", dest)
-        uploaded.append(rel)
-    removed = [rel for rel in have if rel not in wanted]
     for rel in removed:
         sftp.remove(posixpath.join(remote_agent, rel))
     log.info("%s: agent uploaded %d file(s), %d unchanged, %d stale removed",

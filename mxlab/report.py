@@ -54,6 +54,11 @@ def hosts_table(targets, title="lab hosts"):
     return table
 
 
+def results_cell(result):
+    """How many records a host gave; "(partial)" when they were recovered from an unfinished run."""
+    return "%d (partial)" % len(result.records) if result.partial_results else str(len(result.records))
+
+
 def summary_table(results, saved_dir):
     table = Table(title=escape("summary (results in %s)" % saved_dir))
     for col in ("host", "address", "status", "results", "note"):
@@ -63,6 +68,6 @@ def summary_table(results, saved_dir):
         if r.reconnects:
             note += " (reconnected %d×)" % r.reconnects
         style = {"ok": "green", "partial": "yellow"}.get(r.status, "red")
-        table.add_row(escape(r.label), escape(r.address), "[%s]%s[/]" % (style, r.status), str(len(r.records)),
+        table.add_row(escape(r.label), escape(r.address), "[%s]%s[/]" % (style, r.status), results_cell(r),
                       escape(note))
     return table

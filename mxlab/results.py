@@ -9,6 +9,15 @@ from mxlab.atomic import write_atomic
 MERGED_FILE = "results.jsonl"  # a sharded run's merged results (no host is called "results")
 
 
+def summary_entry(result):
+    """One host's line of summary.json. partial_results: the records were recovered from the agent's
+    temporary file (it was killed before it could finish), so inputs may be missing."""
+    return {"host": result.label, "address": result.address, "status": result.status,
+            "exit_code": result.exit_code, "results": len(result.records), "partial_results": result.partial_results,
+            "error": result.error, "environment": result.environment, "remote_run_dir": result.run_dir,
+            "reconnects": result.reconnects}
+
+
 def new_run_id():
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
 
@@ -27,9 +36,7 @@ class ResultStore:
         return path
 
     def save_summary(self, results):
-        summary = [{"host": r.label, "address": r.address, "status": r.status, "exit_code": r.exit_code,
-                    "results": len(r.records), "error": r.error, "environment": r.environment,
-                    "remote_run_dir": r.run_dir, "reconnects": r.reconnects} for r in results]
+        summary = [summary_entry(r) for r in results]
         path = self.dir / "summary.json"
         write_atomic(path, json.dumps(summary, indent=2) + "\n")
         return path

@@ -1,13 +1,13 @@
 """One classification run on one host: start the agent detached, follow it, collect its results.
 
 The agent runs under setsid/nohup with its own run directory (~/.mxlab-agent/runs/<id>/:
-inputs/, results.jsonl, agent.log, pid, exit_code), so a dropped SSH connection does not stop
-it: we reconnect, wait for exit_code and fetch what it wrote.
+inputs/, results.jsonl, agent.log, pid, exit_code; names from agent.contract), so a dropped SSH
+connection does not stop it: we reconnect, wait for exit_code and fetch what it wrote. Its
+progress comes from its events in agent.log (mxlab.agent_events).
 """
 import json
 import logging
 import posixpath
-import re
 import shlex
 import socket
 import time
@@ -18,17 +18,18 @@ from typing import List, Optional
 
 import paramiko
 
+from agent import contract
 from mxlab import backoff
-from mxlab.errors import HostUnreachable
-from mxlab.install import REMOTE_ROOT
+from mxlab.agent_events import AgentLog
+from mxlab.errors import CommandTimeout, HostUnreachable
 
 log = logging.getLogger(__name__)
 
-_PROGRESS_RE = re.compile(r"(\d+)\s*/\s*(\d+)")
-# What a dropped connection looks like from paramiko.
+# What a dropped connection looks like from paramiko. (mxlab's own GaveUp and CommandTimeout are
+# not OSErrors: a wait that has ended, or a slow command, never reads as one.)
 CONNECTION_ERRORS = (EOFError, OSError, socket.error, paramiko.SSHException)
-
-EXIT_MEANING = {0: "all inputs classified", 3: "some inputs failed", 2: "agent usage error", 1: "agent fatal error"}
+# Events worth a log line (-v) besides downloads at each quarter: a non-terminal log still shows them.
+_LOGGED_EVENTS = ("classify", "resume", "retry", "verified", "warning", "error", "done")
 
 
 def is_url(item):
@@ -58,6 +59,7 @@ class HostResult:
     environment: Optional[str] = None
     run_dir: Optional[str] = None
     reconnects: int = 0
+    partial_results: bool = False  # records recovered from the agent's temporary file: the run did not finish
 
 
 def plan_uploads(inputs):
@@ -76,24 +78,15 @@ def plan_uploads(inputs):
         if name in used:
             name = "%d_%s" % (i, name)
         used.add(name)
-        plan.append((path, "inputs/" + name, item))
+        plan.append((path, contract.INPUTS_DIR + "/" + name, item))
     return plan
-
-
-def progress_of(text):
-    """(done, total) from the agent's last progress line ('classified 3/8 inputs'), or None."""
-    for line in reversed(text.splitlines()):
-        m = _PROGRESS_RE.search(line)
-        if m:
-            return int(m.group(1)), int(m.group(2))
-    return None
 
 
 class RemoteRun:
     """Drives one agent run on an open Session. `on_progress(done, total, message)` gets live updates."""
 
     def __init__(self, session, spec, run_id, env_prefix, on_progress=None, reconnect_timeout=120,
-                 poll=0.3, liveness_every=3.0):
+                 poll=0.3, liveness_every=3.0, liveness_timeout=60):
         self.session = session
         self.spec = spec
         self.run_id = run_id
@@ -102,11 +95,13 @@ class RemoteRun:
         self.reconnect_timeout = reconnect_timeout
         self.poll = poll
         self.liveness_every = liveness_every  # seconds between checks that the agent's pid still runs
+        self.liveness_timeout = liveness_timeout
         self.vanished = False  # the agent's process went away without writing exit_code
-        self.root = posixpath.join(session.home(), REMOTE_ROOT)
-        self.run_dir = posixpath.join(self.root, "runs", run_id)
+        self.root = posixpath.join(session.home(), contract.REMOTE_ROOT)
+        self.run_dir = posixpath.join(self.root, contract.RUNS_DIR, run_id)
         self.log_offset = 0
-        self.log_text = ""
+        self.agent_log = AgentLog(on_event=self._show)
+        self._fetch_quarters = {}  # file -> quarter last logged
         self.reconnects = 0
         self.names = {}  # agent's image name -> operator's input
         self.dirs = []  # (remote dir/, operator's dir/) for files found in uploaded directories
@@ -122,11 +117,14 @@ class RemoteRun:
             return
         sftp.put(str(local), dest)
 
+    def _path(self, name):
+        return posixpath.join(self.run_dir, name)
+
     def start(self):
         sftp = self.session.sftp()
-        for d in ("runs", "runs/" + self.run_id, "runs/%s/inputs" % self.run_id):
+        for d in (posixpath.dirname(self.run_dir), self.run_dir, self._path(contract.INPUTS_DIR)):
             try:
-                sftp.mkdir(posixpath.join(self.root, d))
+                sftp.mkdir(d)
             except IOError:
                 pass  # exists
         args = []
@@ -140,23 +138,22 @@ class RemoteRun:
                 args.append(remote)
             else:
                 args.append(arg)
-        agent = ["python", "-m", "agent", "classify", "--model", ",".join(self.spec.models),
-                 "--top-k", str(self.spec.top_k), "--out", posixpath.join(self.run_dir, "results.jsonl")]
+        agent = ["python", "-m", "agent", "classify", contract.EVENTS_FLAG, "--model", ",".join(self.spec.models),
+                 "--top-k", str(self.spec.top_k), "--out", self._path(contract.RESULTS_FILE)]
         if self.spec.batch_size:
             agent += ["--batch-size", str(self.spec.batch_size)]
         if self.spec.zoo:
             agent += ["--zoo", self.spec.zoo]
         agent += ["--"] + args if any(a.startswith("-") for a in args) else args
-        rd = shlex.quote(self.run_dir)
-        inner = ("cd %s && { %s; } >/dev/null 2>>%s/agent.log && %s 2>>%s/agent.log; "
-                 "echo $? > %s/exit_code.tmp && mv %s/exit_code.tmp %s/exit_code"
-                 % (shlex.quote(self.root), self.env_prefix, rd, " ".join(shlex.quote(a) for a in agent),
-                    rd, rd, rd, rd))
+        log_file, exit_file = (shlex.quote(self._path(n)) for n in (contract.LOG_FILE, contract.EXIT_CODE_FILE))
+        inner = ("cd %s && { %s; } >/dev/null 2>>%s && %s 2>>%s; echo $? > %s.tmp && mv %s.tmp %s"
+                 % (shlex.quote(self.root), self.env_prefix, log_file, " ".join(shlex.quote(a) for a in agent),
+                    log_file, exit_file, exit_file, exit_file))
         # The failure of env activation also has to produce an exit code: wrap in a subshell.
-        inner = "( %s ) || { [ -f %s/exit_code ] || echo 1 > %s/exit_code; }" % (inner, rd, rd)
-        cmd = ("cd %s && printf '%%s\\n' %s > %s/command && "
-               "setsid nohup bash -c %s </dev/null >/dev/null 2>&1 & echo $! > %s/pid"
-               % (rd, shlex.quote(" ".join(agent)), rd, shlex.quote(inner), rd))
+        inner = "( %s ) || { [ -f %s ] || echo %d > %s; }" % (inner, exit_file, contract.EXIT_FATAL, exit_file)
+        command_file, pid_file = (shlex.quote(self._path(n)) for n in (contract.COMMAND_FILE, contract.PID_FILE))
+        cmd = ("cd %s && printf '%%s\\n' %s > %s && setsid nohup bash -c %s </dev/null >/dev/null 2>&1 & echo $! > %s"
+               % (shlex.quote(self.run_dir), shlex.quote(" ".join(agent)), command_file, shlex.quote(inner), pid_file))
         self.session.check(cmd, "starting the agent")
         log.info("%s: agent started in %s", self.session.target.label, self.run_dir)
 
@@ -167,45 +164,56 @@ class RemoteRun:
             raise EOFError("SSH transport closed")
         sftp = self.session.sftp()
         try:
-            with sftp.open(posixpath.join(self.run_dir, "agent.log")) as fh:
+            with sftp.open(self._path(contract.LOG_FILE)) as fh:
                 fh.seek(self.log_offset)
                 chunk = fh.read()
         except FileNotFoundError:  # not written yet; other OSErrors are a lost connection
             chunk = b""
         if chunk:
             self.log_offset += len(chunk)
-            self.log_text += chunk.decode("utf-8", "replace")
-            prog = progress_of(self.log_text)
-            last = self.log_text.strip().splitlines()[-1] if self.log_text.strip() else ""
-            self.on_progress(prog[0] if prog else None, prog[1] if prog else None, last)
+            self.agent_log.feed(chunk)
         try:
-            with sftp.open(posixpath.join(self.run_dir, "exit_code")) as fh:
+            with sftp.open(self._path(contract.EXIT_CODE_FILE)) as fh:
                 text = fh.read().decode().strip()
-            return int(text) if text else 1
+            return int(text) if text else contract.EXIT_FATAL
         except FileNotFoundError:
             return None
+
+    def _show(self, evt):
+        agent_log = self.agent_log
+        self.on_progress(agent_log.done, agent_log.total, agent_log.message)
+        if evt["event"] == "fetch":
+            quarter = 4 * evt["bytes"] // evt["total"] if evt["total"] else None
+            if self._fetch_quarters.get(evt["file"], -1) == quarter:
+                return
+            self._fetch_quarters[evt["file"]] = quarter
+        elif evt["event"] not in _LOGGED_EVENTS:
+            return
+        log.info("%s: %s", self.session.target.label, agent_log.message)
 
     def _reconnect(self):
         label = self.session.target.label
         self.reconnects += 1
         log.warning("%s: connection lost; reconnecting (the agent keeps running on the host)", label)
         self.on_progress(None, None, "connection lost, reconnecting")
-        try:
-            backoff.retry(self.session.reconnect, self.reconnect_timeout, "%s: reconnecting" % label,
-                          retry_on=CONNECTION_ERRORS + (HostUnreachable,))
-        except TimeoutError as exc:
-            raise HostUnreachable("%s. The agent keeps running on the host: its results will be in "
-                                  "%s/results.jsonl (e.g. `mxlab ssh ... -- cat %s/results.jsonl`)."
-                                  % (exc, self.run_dir, self.run_dir))
+        results = self._path(contract.RESULTS_FILE)
+        backoff.retry(self.session.reconnect, self.reconnect_timeout, "%s: reconnecting" % label,
+                      retry_on=CONNECTION_ERRORS + (HostUnreachable,),
+                      advice="The agent keeps running on the host: its results will be in %s (e.g. `mxlab ssh "
+                             "... -- cat %s`)." % (results, results))
 
     def _agent_alive(self):
         """False only when the run's pid file names a process that no longer exists (or is a zombie)."""
-        pid_file = shlex.quote(posixpath.join(self.run_dir, "pid"))
-        rc, out, _ = self.session.exec(
-            "pid=$(cat %s 2>/dev/null) || { echo nopid; exit 0; }; "
-            "if { kill -0 \"$pid\" 2>/dev/null || [ -d \"/proc/$pid\" ]; } "
-            "&& ! grep -qs ') Z ' \"/proc/$pid/stat\"; then echo alive; else echo gone; fi"
-            % pid_file, timeout=60)
+        pid_file = shlex.quote(self._path(contract.PID_FILE))
+        try:
+            rc, out, _ = self.session.exec(
+                "pid=$(cat %s 2>/dev/null) || { echo nopid; exit 0; }; "
+                "if { kill -0 \"$pid\" 2>/dev/null || [ -d \"/proc/$pid\" ]; } "
+                "&& ! grep -qs ') Z ' \"/proc/$pid/stat\"; then echo alive; else echo gone; fi"
+                % pid_file, timeout=self.liveness_timeout)
+        except CommandTimeout as exc:  # a slow host is not a dropped connection, nor a dead agent
+            log.info("%s; asking again later", exc)
+            return True
         return not (rc == 0 and out.strip() == "gone")
 
     def wait(self):
@@ -224,7 +232,7 @@ class RemoteRun:
                         code = self._poll_once()  # it may have written exit_code just before leaving
                         if code is None:
                             self.vanished = True
-                            return 1
+                            return contract.EXIT_FATAL
             except CONNECTION_ERRORS:
                 self._reconnect()
                 continue
@@ -235,16 +243,15 @@ class RemoteRun:
     # ---- collect ------------------------------------------------------------------------
     def _read_results(self):
         sftp = self.session.sftp()
-        final = posixpath.join(self.run_dir, "results.jsonl")
         try:
-            with sftp.open(final) as fh:
+            with sftp.open(self._path(contract.RESULTS_FILE)) as fh:
                 return fh.read().decode("utf-8", "replace"), True
         except FileNotFoundError:
             pass
         # Killed before it could rename: its temporary file still holds every finished line.
-        partial = [n for n in sftp.listdir(self.run_dir) if n.startswith(".results.jsonl.")]
-        for name in sorted(partial):
-            with sftp.open(posixpath.join(self.run_dir, name)) as fh:
+        prefix = contract.results_temp_prefix(contract.RESULTS_FILE)
+        for name in sorted(n for n in sftp.listdir(self.run_dir) if n.startswith(prefix)):
+            with sftp.open(self._path(name)) as fh:
                 return fh.read().decode("utf-8", "replace"), False
         return "", False
 
@@ -257,7 +264,8 @@ class RemoteRun:
         return image
 
     def collect(self):
-        """The agent's result records, with image names mapped back to the operator's inputs."""
+        """(records, complete): the agent's result records, with image names mapped back to the
+        operator's inputs; complete is False when they were recovered from its temporary file."""
         while True:
             try:
                 text, complete = self._read_results()
@@ -275,7 +283,7 @@ class RemoteRun:
                 continue  # a line cut short by a kill: everything before it is kept
             rec["image"] = self.local_name(rec.get("image"))
             records.append(rec)
-        return records
+        return records, complete
 
 
 def run_on_host(session, spec, run_id, env_prefix, environment, on_progress=None):
@@ -287,21 +295,27 @@ def run_on_host(session, spec, run_id, env_prefix, environment, on_progress=None
     run.start()
     code = run.wait()
     result.exit_code = code
-    result.records = run.collect()
+    result.records, complete = run.collect()
+    result.partial_results = not complete
     result.reconnects = run.reconnects
-    if code == 0:
-        result.status = "ok"
-    elif code == 3:
-        result.status = "partial"
-        result.error = "some inputs failed: %d error record(s)" % sum(1 for r in result.records if "error" in r)
-    elif run.vanished:
+    errors = sum(1 for r in result.records if "error" in r)
+    if run.vanished:
         result.status = "failed"
         result.error = ("%s (%s): the agent process is gone without an exit code (killed or host rebooted); "
-                        "%d result(s) kept from %s" % (target.label, target.address, len(result.records),
-                                                       run.run_dir))
-    else:
+                        "%d partial result(s) kept from %s" % (target.label, target.address, len(result.records),
+                                                               run.run_dir))
+    elif code not in (contract.EXIT_OK, contract.EXIT_SOME_FAILED):
         result.status = "failed"
-        tail = [l for l in run.log_text.strip().splitlines() if l.strip()][-3:]
-        result.error = "agent exited %d (%s): %s" % (code, EXIT_MEANING.get(code, "unexpected"),
-                                                    " | ".join(tail) or "no output in agent.log")
+        result.error = "agent exited %d (%s): %s" % (code, contract.exit_meaning(code),
+                                                    run.agent_log.failure() or "no output in agent.log")
+        if result.partial_results and result.records:
+            result.error += "; %d partial result(s) recovered" % len(result.records)
+    elif result.partial_results:  # it said it finished, but its results never reached their name
+        result.status = "partial"
+        result.error = "%d result(s) recovered from the agent's temporary file" % len(result.records)
+    elif code == contract.EXIT_SOME_FAILED:
+        result.status = "partial"
+        result.error = "some inputs failed: %d error record(s)" % errors
+    else:
+        result.status = "ok"
     return result

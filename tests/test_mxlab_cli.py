@@ -1,7 +1,7 @@
 """Bad command-line input: a clear message naming the input, exit 2, before any connection."""
 import pytest
 
-from mxlab.catalogue import check_models, zoo_models
+from mxlab.catalogue import check_models, known_models
 from mxlab.errors import UsageError
 from mxlab.targets import parse_host
 from tests.fixtures_sshd import direct_args
@@ -47,7 +47,7 @@ def test_zoo_catalogue_adds_models_local_and_http(local_zoo, serve_zoo):
     assert check_models(["efficientnet-lite1"], str(local_zoo)) == ["efficientnet-lite1"]
     assert check_models(["efficientnet-lite2"], "file://%s" % local_zoo) == ["efficientnet-lite2"]
     server = serve_zoo(local_zoo)
-    assert "efficientnet-lite1" in zoo_models(server.url)
+    assert "efficientnet-lite1" in known_models(server.url)
     with pytest.raises(UsageError, match="unknown model 'nope'"):
         check_models(["nope"], server.url)
 

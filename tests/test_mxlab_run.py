@@ -1,10 +1,14 @@
 """`mxlab run` / `compare` on a real sshd host with the real agent, real model and real photos."""
 import json
+import re
 import shutil
 import threading
 import time
 from pathlib import Path
 
+from rich.progress import Progress
+
+from mxlab.run import plan_uploads
 
 from tests.fixtures_sshd import direct_args
 from mxlab.offline.lab_host import _children
@@ -236,4 +240,63 @@ def test_agent_killed_without_exit_code_fails_promptly_and_keeps_finished_result
     assert host.hostspec in err
     records = saved_records(tmp_path / "results")
     assert 2 <= len(records) < 100
-    assert summary(tmp_path / "results")[0]["status"] == "failed"
+    host_summary = summary(tmp_path / "results")[0]
+    assert host_summary["status"] == "failed" and host_summary["partial_results"] is True
+    assert "%d (partial)" % len(records) in out
+
+
+def test_model_download_progress_shows_megabytes(sshd_factory, mxlab_cli, local_zoo, sample_photos, serve_zoo,
+                                                 monkeypatch, tmp_path):
+    host = sshd_factory()  # a fresh home: the model is not cached on it yet
+    server = serve_zoo(local_zoo)
+    rel = "efficientnet-lite0/efficientnet-lite0-0000.params"
+    size = (local_zoo / rel).stat().st_size
+    server.add_fault("/" + rel, "truncate", 1, size // 2)  # cut once: a retry, then resumed with Range
+    shown = []  # every description the progress bar was given
+    update = Progress.update
+
+    def recording(self, task_id, **kw):
+        if kw.get("description"):
+            shown.append(kw["description"])
+        return update(self, task_id, **kw)
+    monkeypatch.setattr(Progress, "update", recording)
+    code, out, err = mxlab_cli("run", *direct_args(host), "-v", "--zoo", server.url, "--model", "efficientnet-lite0",
+                               "--results", tmp_path, sample_photos / "coffee.jpg")
+    assert code == 0, err
+    mb = "%.1f" % (size / 1e6)  # 18.8: the file's size, not a count of something
+    name = "efficientnet-lite0-0000.params"
+    bar = [m.groups() for m in (re.match(r"fetch %s ([\d.]+)/([\d.]+) MB \((\d+)%%\)$" % re.escape(name), d)
+                                for d in shown) if m]
+    assert bar and all(total == mb and float(done) <= float(total) for done, total, _ in bar)
+    assert bar[-1] == (mb, mb, "100")
+    assert "%.1f" % (size // 2 / 1e6) in [done for done, _, _ in bar]  # resumed where the cut left it
+    assert any(d.startswith("retry 1/4 in 0.5 s: body truncated") for d in shown)
+    assert "classified 1/1" in shown
+    # A log (-v, not a terminal) shows the same lines: the download at its quarters.
+    assert "fetch %s %s/%s MB (100%%)" % (name, mb, mb) in err
+    assert "resume %s at %.1f MB" % (name, size // 2 / 1e6) in err
+    assert top1(saved_records(tmp_path), "coffee.jpg") == "espresso"
+
+
+def test_plan_uploads_keeps_names_and_numbers_only_collisions(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second, folder = tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg", tmp_path / "a"
+    plan = plan_uploads([str(first), "https://h/y.jpg", str(second), str(folder)])
+    assert plan == [(first, "inputs/x.jpg", str(first)), (None, "https://h/y.jpg", "https://h/y.jpg"),
+                    (second, "inputs/2_x.jpg", str(second)), (folder, "inputs/a", str(folder))]
+
+
+def test_a_slow_liveness_check_is_neither_a_dropped_connection_nor_a_dead_agent(conda_host):
+    from mxlab import targets
+    from mxlab.run import RemoteRun, RunSpec
+    from mxlab.session import Session
+    target = targets.direct_target(conda_host.hostspec, conda_host.user, conda_host.identity, conda_host.known_hosts)
+    with Session(target, timeout=10) as session:
+        session.connect(wait_cloud_init=False)
+        run = RemoteRun(session, RunSpec(models=["m"], inputs=[]), "slow-liveness", "true", liveness_timeout=1)
+        # A pid "file" that is a FIFO: reading it blocks, so the check runs past its deadline.
+        session.check("mkdir -p %s && mkfifo %s/pid" % (run.run_dir, run.run_dir), "making the FIFO")
+        assert run._agent_alive() is True  # unknown yet: not "gone"
+        assert run.reconnects == 0
+        assert session.exec("echo still-connected")[1] == "still-connected\n"
