@@ -133,6 +133,9 @@ def build_parser():
     return parser
 
 
+_counts = {"results": 0, "errors": 0}  # of the classify run, for the "done" event
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if contract.EVENTS_FLAG in argv:  # before parsing: a usage error is an event too
@@ -152,8 +155,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         reporter.emit("error", message="interrupted")
         code = contract.EXIT_SIGNAL_BASE + signal.SIGINT
-    except SystemExit as exit:  # SIGTERM/SIGHUP (see _exit_on_termination)
-        code = exit.code if isinstance(exit.code, int) else EXIT_FATAL
+    except SystemExit as stop:  # SIGTERM/SIGHUP (see _exit_on_termination)
+        code = stop.code if isinstance(stop.code, int) else EXIT_FATAL
     except (IOError, OSError) as err:
         if getattr(err, "errno", None) != errno.EPIPE:
             code = _unexpected(err)
@@ -164,9 +167,6 @@ def main(argv=None):
         code = _unexpected(err)
     _finish(code)
     return code
-
-
-_counts = {"results": 0, "errors": 0}  # of the classify run, for the "done" event
 
 
 def _finish(code):
