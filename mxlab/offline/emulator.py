@@ -32,7 +32,7 @@ if str(REPO_ROOT) not in sys.path:  # cdk/ is not an installed package
 
 from cdk.cli import cdk_argv, quiet_env  # noqa: E402  (stdlib-only module)
 from cdk.config import DEFAULT_AMI_SSM_PARAMETER  # noqa: E402
-from mxlab.offline import ec2_instances  # noqa: E402
+from mxlab.offline import ec2_instances, scheduler  # noqa: E402
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 DEFAULT_REGION = "us-east-1"
@@ -315,6 +315,10 @@ def _install_patches():
     backend_class.describe_change_set = describe_change_set
     backend_class.execute_change_set = execute_change_set
 
+    from mxlab.offline import cloudformation_rules, quotas  # more that moto lacks, one module each
+    for extension in (cloudformation_rules, quotas, scheduler):
+        extension.install()
+
 
 def _free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -341,6 +345,7 @@ class AwsEmulator:
                                           verbose=False)
         self._server.start()
         self.inject_public_parameter(DEFAULT_AMI_SSM_PARAMETER, self.default_image_id())
+        scheduler.start()  # runs due at() schedules (the lab's deadline)
         return self
 
     def stop(self):
@@ -348,8 +353,9 @@ class AwsEmulator:
             self._server.stop()
             self._server = None
         # Backends are process-global: a later emulator starts empty.
+        scheduler.stop()
         from moto.backends import get_backend
-        for name in ("cloudformation", "ec2", "ssm", "iam", "cloudwatch", "sts"):
+        for name in ("cloudformation", "ec2", "ssm", "iam", "cloudwatch", "sts", "scheduler", "service-quotas"):
             for account in list(get_backend(name).keys()):
                 get_backend(name)[account].reset()
         ec2_instances.reset()

@@ -1,0 +1,219 @@
+"""Pre-flight for `mxlab up`: will the lab's instances launch at all?
+
+Checked with read-only calls before anything is created (the alternative is a
+deploy that fails after minutes, halfway, and rolls back):
+- The instance type is offered in the AZ the lab uses (DescribeInstanceTypeOfferings).
+  A new lab takes the region's first AZ (what the template's Fn::GetAZs picks) or,
+  when that one lacks the type, the first AZ that offers it, handed to the CDK app
+  as the `availability_zone` context; a deployed lab keeps its AZ (a subnet that
+  moves is replaced, and every host with it).
+- The account's on-demand vCPU quota for the type's family (Service Quotas, e.g.
+  L-1216C47A standard, L-DB2E81BA G and VT, L-417A185B P) covers attendees x the
+  type's vCPUs plus the vCPUs of that family already running outside this lab.
+A shortfall raises PreflightError naming the quota, the need and how to raise it.
+"""
+import json
+import re
+from dataclasses import dataclass, field
+
+import botocore.exceptions
+
+from mxlab.errors import MxlabError
+
+# (quota code, quota name as Service Quotas shows it, instance families it counts)
+VCPU_QUOTAS = (
+    ("L-1216C47A", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances",
+     {"a", "c", "d", "h", "i", "m", "r", "t", "z", "im", "is"}),
+    ("L-DB2E81BA", "Running On-Demand G and VT instances", {"g", "gr", "vt"}),
+    ("L-417A185B", "Running On-Demand P instances", {"p"}),
+    ("L-1945791B", "Running On-Demand Inf instances", {"inf"}),
+    ("L-2C3B7624", "Running On-Demand Trn instances", {"trn"}),
+    ("L-6E869C2A", "Running On-Demand DL instances", {"dl"}),
+    ("L-74FC7D96", "Running On-Demand F instances", {"f"}),
+    ("L-7295265B", "Running On-Demand X instances", {"x"}),
+    ("L-F7808C92", "Running On-Demand HPC instances", {"hpc"}),
+)
+FIRST_SUBNET = "LabPublicSubnet"  # cdk/network.py: the subnet that fixes the lab's AZ
+
+
+class PreflightError(MxlabError):
+    """`mxlab up` would fail: nothing was created. The message says what to change."""
+
+
+@dataclass
+class Preflight:
+    region: str
+    availability_zone: str
+    context: dict = field(default_factory=dict)  # to add to the CDK context
+    lines: list = field(default_factory=list)  # what was checked, for the operator
+
+
+def family_of(instance_type):
+    return re.match(r"[a-z]+", instance_type).group(0)
+
+
+def quota_for(instance_type):
+    """(code, name, families) of the vCPU quota that counts this type, or None."""
+    family = family_of(instance_type)
+    for quota in VCPU_QUOTAS:
+        if family in quota[2]:
+            return quota
+    return None
+
+
+def check(session, config, stack):
+    """Run the checks for a validated cdk LabConfig; return a Preflight or raise PreflightError."""
+    region = config.region or session.region_name
+    ec2 = session.client("ec2", region_name=region)
+    cfn = session.client("cloudformation", region_name=region)
+    result = Preflight(region=region, availability_zone="")
+    _choose_zone(ec2, cfn, config, stack, result)
+    _check_vcpus(session, ec2, config, stack, result)
+    return result
+
+
+# -- where the instances go -------------------------------------------------------
+
+def _choose_zone(ec2, cfn, config, stack, result):
+    itype = config.instance_type
+    offered = {o["Location"] for o in _pages(
+        ec2, "describe_instance_type_offerings", "InstanceTypeOfferings",
+        LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": [itype]}])}
+    if not offered:
+        raise PreflightError(
+            "instance_type=%s is not offered in any availability zone of %s "
+            "(DescribeInstanceTypeOfferings): choose another -c instance_type, or another "
+            "region (--region / -c region=...)" % (itype, result.region))
+    zones = sorted(z["ZoneName"] for z in ec2.describe_availability_zones(
+        Filters=[{"Name": "zone-type", "Values": ["availability-zone"]},
+                 {"Name": "state", "Values": ["available"]}])["AvailabilityZones"])
+    deployed, literal = _deployed_zone(ec2, cfn, stack)
+    if config.availability_zone:
+        zone = config.availability_zone
+        if deployed and deployed != zone:
+            raise PreflightError(
+                "lab %s is deployed in %s; availability_zone=%s would replace its subnet and every "
+                "host: leave it out (or set %s), or run `mxlab down` first" % (stack, deployed, zone, deployed))
+        how = "availability_zone"
+    elif deployed:
+        zone, how = deployed, "where the lab is deployed"
+        if literal:  # keep the template's subnet exactly as deployed
+            result.context["availability_zone"] = zone
+    else:
+        zone, how = (zones or sorted(offered))[0], "the region's first"
+        if zone not in offered:
+            zone, how = sorted(offered & set(zones) or offered)[0], \
+                "the first that offers %s (%s does not)" % (itype, zone)
+            result.context["availability_zone"] = zone
+    if zone not in offered:
+        raise PreflightError(
+            "instance_type=%s is not offered in %s (%s); it is in %s. %s"
+            % (itype, zone, how, ", ".join(sorted(offered)),
+               "Choose another -c instance_type, or `mxlab down` and deploy again "
+               "(a new lab picks an AZ that offers it)" if deployed else
+               "Give -c availability_zone=<one of those>, or another -c instance_type"))
+    result.availability_zone = zone
+    result.lines.append("pre-flight: %s is offered in %s (%s)" % (itype, zone, how))
+
+
+def _deployed_zone(ec2, cfn, stack):
+    """(AZ of the deployed lab's first subnet, whether its template names it literally), or (None, False)."""
+    try:
+        resource = cfn.describe_stack_resource(StackName=stack, LogicalResourceId=FIRST_SUBNET)
+        subnet_id = resource["StackResourceDetail"]["PhysicalResourceId"]
+        (subnet,) = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
+    except (botocore.exceptions.ClientError, ValueError, KeyError):
+        return None, False  # no such stack (a new lab) or no such subnet
+    body = cfn.get_template(StackName=stack).get("TemplateBody")
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            import yaml  # the CDK CLI sends YAML (long-form Fn::, no tags)
+            body = yaml.safe_load(body)
+    try:
+        zone = body["Resources"][FIRST_SUBNET]["Properties"]["AvailabilityZone"]
+    except (KeyError, TypeError):
+        zone = None
+    return subnet["AvailabilityZone"], isinstance(zone, str)
+
+
+# -- how many vCPUs the account may run -------------------------------------------
+
+def _check_vcpus(session, ec2, config, stack, result):
+    itype = config.instance_type
+    quota = quota_for(itype)
+    if quota is None:
+        result.lines.append("pre-flight: no vCPU quota check for the %s family" % family_of(itype))
+        return
+    code, name, families = quota
+    per_instance = _vcpus(ec2, [itype])[itype]
+    need = config.attendees * per_instance
+    running = _running_elsewhere(ec2, families, stack)
+    limit = _quota_value(session, result.region, code)
+    if limit is None:
+        result.lines.append("pre-flight: could not read the quota %s (%s); not checked" % (name, code))
+        return
+    if need + running > limit:
+        wanted = int(need + running)
+        raise PreflightError(
+            "pre-flight: %d x %s need %d vCPUs of the quota \"%s\" (%s) in %s, and %d of its vCPUs "
+            "already run outside this lab: %d > %d allowed. Nothing was created. Ask AWS to raise it "
+            "(Service Quotas console > Amazon EC2 > \"%s\" > Request increase, or `aws service-quotas "
+            "request-service-quota-increase --service-code ec2 --quota-code %s --desired-value %d "
+            "--region %s`), or use fewer attendees or a smaller instance_type; "
+            "`mxlab up --skip-preflight` skips these checks"
+            % (config.attendees, itype, need, name, code, result.region, running, wanted,
+               int(limit), name, code, wanted, result.region))
+    result.lines.append("pre-flight: %d vCPUs needed + %d running elsewhere <= %d (%s, %s)"
+                        % (need, running, int(limit), code, name))
+
+
+def _vcpus(ec2, instance_types):
+    found = {}
+    types = sorted(set(instance_types))
+    for start in range(0, len(types), 100):
+        for t in ec2.describe_instance_types(InstanceTypes=types[start:start + 100])["InstanceTypes"]:
+            found[t["InstanceType"]] = t["VCpuInfo"]["DefaultVCpus"]
+    return found
+
+
+def _running_elsewhere(ec2, families, stack):
+    """vCPUs of running/pending instances of these families that are not this lab's.
+
+    The lab's own (its stack tag, or CloudFormation's stack-name tag of <stack> or a
+    shard <stack>-k) stay as they are when `up` runs again: not counted twice.
+    """
+    shard = re.compile(re.escape(stack) + r"(-\d+)?$")
+    counted = []
+    for reservation in _pages(ec2, "describe_instances", "Reservations", Filters=[
+            {"Name": "instance-state-name", "Values": ["pending", "running"]}]):
+        for instance in reservation["Instances"]:
+            tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+            ours = (tags.get("stack") == stack
+                    or shard.match(tags.get("aws:cloudformation:stack-name", "")))
+            if not ours and family_of(instance["InstanceType"]) in families:
+                counted.append(instance["InstanceType"])
+    if not counted:
+        return 0
+    vcpus = _vcpus(ec2, counted)
+    return sum(vcpus.get(t, 0) for t in counted)
+
+
+def _quota_value(session, region, code):
+    quotas = session.client("service-quotas", region_name=region)
+    for call in (quotas.get_service_quota, quotas.get_aws_default_service_quota):
+        try:
+            return float(call(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"])
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchResourceException":
+                return None  # e.g. no servicequotas:GetServiceQuota permission
+    return None
+
+
+def _pages(client, method, key, **kwargs):
+    if client.can_paginate(method):
+        for page in client.get_paginator(method).paginate(**kwargs):
+            yield from page.get(key, [])
+    else:
+        yield from getattr(client, method)(**kwargs).get(key, [])
