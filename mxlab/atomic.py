@@ -4,11 +4,13 @@ A crash or a full disk never leaves a half-written results file, private key or 
 host-key list (which would then be trusted as it is).
 """
 import os
+import threading
 
 
 def write_atomic(path, text, mode=None):
     """Replace `path` with `text`; `mode` (e.g. 0o600) is set before any byte is written."""
-    tmp = path.with_name(".%s.%d.tmp" % (path.name, os.getpid()))
+    # Per thread too: hosts run in threads, and two writing one file must not share a temp file.
+    tmp = path.with_name(".%s.%d.%d.tmp" % (path.name, os.getpid(), threading.get_ident()))
     fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if mode is None else mode)
     try:
         try:

@@ -9,6 +9,7 @@ import binascii
 import hashlib
 import logging
 import re
+import threading
 
 import botocore.exceptions
 import paramiko
@@ -19,6 +20,7 @@ from mxlab.aws import session as aws_session
 from mxlab.errors import GaveUp, HostKeyError, HostUnreachable
 
 log = logging.getLogger(__name__)
+_PIN_LOCK = threading.Lock()  # one known_hosts file, several hosts pinned at once
 
 _BEGIN = "-----BEGIN SSH HOST KEY KEYS-----"
 _END = "-----END SSH HOST KEY KEYS-----"
@@ -126,11 +128,12 @@ def pin_from_console(target, timeout=600, sleep=None):
         return entry
     keys = wait_console_keys(target, timeout, sleep)
     target.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    earlier = target.known_hosts.read_text() if target.known_hosts.is_file() else ""
-    if earlier and not earlier.endswith("\n"):
-        earlier += "\n"
-    # All of this host's keys land together or not at all: a partial set would be trusted as is.
-    write_atomic(target.known_hosts, earlier + "".join("%s %s %s\n" % (entry, t, b) for t, b in keys))
+    with _PIN_LOCK:  # hosts are made ready in threads: each read-and-rewrite must see the others' keys
+        earlier = target.known_hosts.read_text() if target.known_hosts.is_file() else ""
+        if earlier and not earlier.endswith("\n"):
+            earlier += "\n"
+        # All of this host's keys land together or not at all: a partial set would be trusted as is.
+        write_atomic(target.known_hosts, earlier + "".join("%s %s %s\n" % (entry, t, b) for t, b in keys))
     log.info("%s: pinned %d host key(s) for %s from the console of %s: %s", target.label, len(keys), entry,
              target.instance_id, "; ".join(_fingerprint_b64(t, b) for t, b in keys))
     return entry

@@ -22,3 +22,27 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
         write_atomic(path, None)  # not text: fails after the temp file exists
     assert path.read_text() == "[127.0.0.1]:2222 ssh-ed25519 AAAA\n"
     assert [p.name for p in tmp_path.iterdir()] == ["known_hosts"]
+
+
+def test_threads_writing_one_file_at_once_each_replace_it_whole(tmp_path):
+    """Hosts are made ready in threads (fleet, shard): two writers of one file must not share a temp."""
+    import threading
+    path = tmp_path / "known_hosts"
+    start, errors = threading.Barrier(8), []
+
+    def write(n):
+        start.wait()
+        try:
+            for _ in range(50):
+                write_atomic(path, "writer %d\n" % n)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert path.read_text() in {"writer %d\n" % n for n in range(8)}
+    assert [p.name for p in tmp_path.iterdir()] == ["known_hosts"]

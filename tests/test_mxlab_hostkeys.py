@@ -53,3 +53,27 @@ def test_wrong_host_key_is_a_mismatch_naming_both_keys(sshd_factory, mxlab_cli, 
     assert err.count("SHA256:") >= 2  # expected and offered
     assert _no_agent_dir(host)
     assert not list((tmp_path / "r").rglob("*.jsonl"))
+
+
+def test_hosts_pinned_at_once_from_threads_all_keep_their_keys(tmp_path, monkeypatch):
+    """`mxlab run --all` makes hosts ready in threads: every instance's keys land in the one known_hosts.
+    (The console is replaced by a list here; the emulator's console is tested in test_offline_sandbox.)"""
+    import threading
+    from mxlab.targets import Target
+    known = tmp_path / "known_hosts"
+    start = threading.Barrier(6)
+
+    def console_keys(target, timeout, sleep):
+        start.wait()
+        return [("ssh-ed25519", base64.b64encode(target.instance_id.encode()).decode())]
+
+    monkeypatch.setattr(hostkeys, "wait_console_keys", console_keys)
+    targets = [Target(label="attendee-%d" % n, host="127.0.0.%d" % (10 + n), port=22, user="u", identity=None,
+                      known_hosts=known, pin_from_console=True, instance_id="i-%017d" % n) for n in range(6)]
+    threads = [threading.Thread(target=hostkeys.pin_from_console, args=(t, 5)) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pinned = known.read_text()
+    assert all(t.instance_id in pinned for t in targets), pinned
