@@ -309,7 +309,15 @@ def _failure_text(target, exc):
     if isinstance(exc, MxlabError):
         return str(exc)
     if isinstance(exc, CONNECTION_ERRORS):
-        return "%s (%s): connection failed: %s" % (target.label, target.address, exc or type(exc).__name__)
+        text = "%s (%s): connection failed: %s" % (target.label, target.address, exc or type(exc).__name__)
+        if target.instance_id:  # say why when EC2 knows: a stop ends everything on the instance
+            try:
+                state = readiness.refresh(target)
+            except Exception:
+                state = None
+            if state in readiness.STOPPED + readiness.GONE:
+                text = "%s: instance %s is %s (%s)" % (target.label, target.instance_id, state, text)
+        return text
     return "%s: unexpected %s: %s" % (target.label, type(exc).__name__, exc)
 
 
@@ -423,6 +431,8 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
                     t.join(0.5)
         except KeyboardInterrupt:
             queue.close()  # each host's file already holds what it finished: --resume goes on from there
+            say("mxlab: interrupted: finished chunks are saved in %s; the same command with --resume %s "
+                "does the rest" % (store.dir, run_id))
             raise
 
     for h in hosts:
