@@ -1,0 +1,159 @@
+"""Sharded runs: images/s of `mxlab run --shard` over 1, 2 and 4 sandbox hosts on the same photo set.
+
+    scripts/bench shard [--photos N] [--hosts 1,2,4] [--model M] [--json FILE]
+
+Starts `mxlab sandbox --attendees 4` (real sshds, the AWS emulator, the local zoo), makes N distinct
+photos from build/photos (flipped, rotated, resized copies), runs one untimed sharded run over every
+host (agent upload, environment, model cache), then times `mxlab run --shard` as a person runs it,
+wall clock from command start to exit (so it includes SSH, uploads, the agent's start per chunk and the
+merged results). Note: the sandbox hosts share this machine's cores, so more hosts add SSH and agent
+processes on the same CPUs: beyond the core count the CPU, not the sharding, bounds images/s here.
+"""
+from __future__ import print_function, division, absolute_import
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _say(message):
+    sys.stderr.write("[bench shard] %s\n" % message)
+    sys.stderr.flush()
+
+
+def make_photos(folder, count):
+    """`count` distinct JPEG files from build/photos: flips, rotations and, past those, smaller copies."""
+    import cv2
+    sources = sorted(os.path.join(ROOT, "build", "photos", n) for n in os.listdir(os.path.join(ROOT, "build", "photos"))
+                     if n.lower().endswith(".jpg"))
+    if not sources:
+        raise RuntimeError("no photos in build/photos (scripts/build-local-zoo --photos build/photos)")
+    variants = (lambda im: im, lambda im: cv2.flip(im, 1), lambda im: cv2.flip(im, 0),
+                lambda im: cv2.rotate(im, cv2.ROTATE_90_CLOCKWISE), lambda im: cv2.flip(im, -1))
+    per_round = len(sources) * len(variants)
+    for n in range(count):
+        image = variants[(n // len(sources)) % len(variants)](cv2.imread(sources[n % len(sources)]))
+        if n >= per_round:
+            scale = 0.95 ** (n // per_round)
+            image = cv2.resize(image, None, fx=scale, fy=scale)
+        cv2.imwrite(os.path.join(folder, "photo-%03d.jpg" % n), image)
+    return folder
+
+
+class Sandbox(object):
+    """`mxlab sandbox --attendees N` as a child; its export lines are the environment of the runs."""
+
+    def __init__(self, folder, attendees):
+        self.out_path, self.err_path = os.path.join(folder, "sandbox.out"), os.path.join(folder, "sandbox.err")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MXLAB_"))}
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "mxlab", "sandbox", "--attendees", str(attendees)],
+                                         cwd=ROOT, env=env, stdout=out, stderr=err)
+        self.env = dict(env, COLUMNS="200")
+
+    def wait_ready(self, timeout=900):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with open(self.out_path) as fh:
+                lines = fh.read().splitlines()
+            if "sandbox ready" in lines:
+                for line in lines[:lines.index("sandbox ready")]:
+                    key, _, value = line[len("export "):].partition("=")
+                    self.env[key] = value.strip("'")
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        with open(self.err_path) as fh:
+            raise RuntimeError("sandbox not ready: %s" % fh.read()[-1500:])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def sharded_run(box, hosts, model, photos, results):
+    """(seconds, per-host result counts) of one `mxlab run --shard` over attendees 1..hosts."""
+    attendees = ",".join(str(n) for n in range(1, hosts + 1))
+    began = time.time()
+    proc = subprocess.run([sys.executable, "-m", "mxlab", "run", "--attendee", attendees, "--shard",
+                           "--model", model, "--results", results, photos], cwd=ROOT, env=box.env,
+                          capture_output=True, text=True, timeout=1800)
+    wall = time.time() - began
+    if proc.returncode != 0:
+        raise RuntimeError("mxlab run --shard over %d host(s) exited %d: %s"
+                           % (hosts, proc.returncode, (proc.stderr or proc.stdout)[-800:]))
+    stack_dir = os.path.join(results, "MxnetLab")
+    newest = max((os.path.join(stack_dir, d) for d in os.listdir(stack_dir)), key=os.path.getmtime)
+    with open(os.path.join(newest, "summary.json")) as fh:
+        per_host = {e["host"]: e["results"] for e in json.load(fh)}
+    return wall, per_host
+
+
+def measure(photos_count=48, counts=(1, 2, 4), model="efficientnet-lite0"):
+    work = tempfile.mkdtemp(prefix="bench-shard-")
+    box = Sandbox(work, max(counts))
+    try:
+        photos = os.path.join(work, "photos")
+        os.mkdir(photos)
+        make_photos(photos, photos_count)
+        _say("sandbox with %d hosts starting (a CDK deploy into the emulator: a minute or two)" % max(counts))
+        box.wait_ready()
+        results = os.path.join(work, "results")
+        _say("warm-up: one sharded run over all %d hosts (agent, environment, model cache)" % max(counts))
+        sharded_run(box, max(counts), model, photos, results)
+        out = {"photos": photos_count, "model": model, "cpus": os.cpu_count(), "runs": {}}
+        for n in counts:
+            wall, per_host = sharded_run(box, n, model, photos, results)
+            out["runs"][str(n)] = {"seconds": round(wall, 2), "images_per_s": round(photos_count / wall, 2),
+                                   "per_host": per_host}
+            _say("%d host(s): %.1f s, %.2f images/s, per host %s" % (n, wall, photos_count / wall, per_host))
+        return out
+    finally:
+        box.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def table(data):
+    lines = ["sharded run: %d photos, %s, sandbox hosts on this machine's %d CPU(s)"
+             % (data["photos"], data["model"], data["cpus"]),
+             "%6s %9s %9s %9s  %s" % ("hosts", "seconds", "images/s", "speed-up", "results per host")]
+    base = data["runs"][min(data["runs"], key=int)]["images_per_s"]
+    for n in sorted(data["runs"], key=int):
+        run = data["runs"][n]
+        per_host = ", ".join("%s %d" % kv for kv in sorted(run["per_host"].items()))
+        lines.append("%6s %9.1f %9.2f %8.2fx  %s" % (n, run["seconds"], run["images_per_s"],
+                                                      run["images_per_s"] / base, per_host))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="scripts/bench shard", description=__doc__.split("\n")[0])
+    p.add_argument("--photos", type=int, default=48, help="photos in the set (default %(default)s)")
+    p.add_argument("--hosts", default="1,2,4", help="host counts to time (default %(default)s)")
+    p.add_argument("--model", default="efficientnet-lite0", help="model (default %(default)s)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = p.parse_args(argv)
+    data = measure(args.photos, tuple(int(n) for n in args.hosts.split(",")), args.model)
+    print(table(data))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(data, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
