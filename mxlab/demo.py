@@ -124,19 +124,15 @@ def main(argv=None):
         print("mxlab demo: missing (./scripts/demo sets these up):\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2
 
-    sandbox.raise_on_signals(_say)
     start = time.monotonic()
-    try:
+
+    def demo():
         code, done = run_demo(results, facts)
-    except KeyboardInterrupt:
-        _say("interrupted: everything the demo started is stopped")
-        return 130
-    except Exception as exc:
-        _say("failed: %s: %s" % (type(exc).__name__, exc))
-        return 1
-    if code == 0:
-        print_epilogue(done, time.monotonic() - start)
-    return code
+        if code == 0:
+            print_epilogue(done, time.monotonic() - start)
+        return code
+
+    return sandbox.run_interruptible(demo, _say, "interrupted: everything the demo started is stopped", 130)
 
 
 if __name__ == "__main__":

@@ -56,3 +56,18 @@ def test_ssh_to_a_direct_host_uses_the_given_known_hosts(conda_host, capfd):
     from mxlab.cli import main
     code = main(["ssh", *map(str, direct_args(conda_host)), "--", "echo", "direct-ok"])
     assert code == 0 and "direct-ok" in capfd.readouterr().out
+
+
+def test_ssh_argv_verifies_a_lab_instance_by_its_instance_id(tmp_path):
+    from mxlab.cli import ssh_argv
+    from mxlab.targets import Target
+    lab = Target(label="attendee-2", host="203.0.113.7", port=22, user="ubuntu", identity=tmp_path / "a.pem",
+                 known_hosts=tmp_path / "known_hosts", pin_from_console=True, instance_id="i-0abc", attendee=2)
+    argv = ssh_argv(lab, ["echo", "hi"])
+    assert argv[:1] == ["ssh"] and argv[-4:] == ["ubuntu@203.0.113.7", "--", "echo", "hi"]
+    options = [argv[i + 1] for i, a in enumerate(argv) if a == "-o"]
+    assert "HostKeyAlias=i-0abc" in options and "StrictHostKeyChecking=yes" in options
+    assert "UserKnownHostsFile=%s" % (tmp_path / "known_hosts") in options
+    direct = Target(label="h", host="198.51.100.1", port=2222, user="me", identity=tmp_path / "k",
+                    known_hosts=tmp_path / "kh")
+    assert "HostKeyAlias=[198.51.100.1]:2222" in ssh_argv(direct, [])

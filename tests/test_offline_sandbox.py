@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from agent.contract import REMOTE_ROOT
-from mxlab.offline import REPO_ROOT
+from mxlab.offline import REPO_ROOT, sandbox
+from mxlab.offline.sandbox import check_capacity, export_lines
 from tests.fixtures_sandbox import SandboxProcess, pid_alive
 
 pytestmark = [pytest.mark.slow]
@@ -179,3 +180,16 @@ def test_attendees_out_of_range_is_refused_naming_the_option():
     proc = subprocess.run([sys.executable, "-m", "mxlab", "sandbox", "--attendees", "101"], cwd=str(REPO_ROOT),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--attendees" in proc.stderr and "1..100" in proc.stderr
+
+
+def test_export_lines_quote_what_a_shell_would_split():
+    lines = export_lines({"MXLAB_HOME": "/tmp/a b", "AWS_REGION": "us-east-1"})
+    assert lines == ["export AWS_REGION=us-east-1", "export MXLAB_HOME='/tmp/a b'"]
+
+
+def test_capacity_names_the_cost_and_refuses_what_memory_cannot_hold(monkeypatch):
+    ok, text = check_capacity(3)
+    assert ok and "3 attendees" in text and "MB" in text
+    monkeypatch.setattr(sandbox, "available_mb", lambda: 100)
+    ok, text = check_capacity(3)
+    assert not ok and "100 MB available" in text

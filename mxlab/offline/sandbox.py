@@ -13,6 +13,7 @@ SIGINT/SIGTERM, when it stops everything it started:
 What it models, and what it cannot: README.md, section "The sandbox".
 """
 import argparse
+import importlib.util
 import os
 import shlex
 import signal
@@ -63,9 +64,7 @@ def missing_prerequisites(photos=()):
     missing = ["%s: %s" % (path, what) for path, what in need.items() if not (REPO_ROOT / path).exists()]
     if not any(os.path.exists(os.path.join(d, "sshd")) for d in ("/usr/sbin", "/usr/bin")):
         missing.append("sshd: openssh-server (apt-get install -y openssh-server)")
-    try:
-        import moto  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("moto") is None:
         missing.append("moto: the offline extra (pip install -r requirements-offline.txt)")
     return missing
 
@@ -99,9 +98,9 @@ def export_lines(variables):
     return ["export %s=%s" % (key, shlex.quote(value)) for key, value in sorted(variables.items())]
 
 
-def raise_on_signals(say_fn):
-    """The first SIGINT/SIGTERM/SIGHUP raises KeyboardInterrupt (the lab's teardown runs as it unwinds);
-    later ones must not cut that teardown short."""
+def run_interruptible(body, say_fn, interrupted_text, interrupted_code):
+    """body()'s exit status, where the first SIGINT/SIGTERM/SIGHUP raises KeyboardInterrupt inside it (the
+    lab's teardown runs as it unwinds; later signals must not cut that teardown short)."""
     interrupted = []
 
     def on_signal(signum, frame):
@@ -113,6 +112,14 @@ def raise_on_signals(say_fn):
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    try:
+        return body()
+    except KeyboardInterrupt:
+        say_fn(interrupted_text)
+        return interrupted_code
+    except Exception as exc:
+        say_fn("failed: %s: %s" % (type(exc).__name__, exc))
+        return 1
 
 
 def quiet_emulator():
@@ -139,8 +146,8 @@ def main(argv=None):
         return 2
     from mxlab.offline.lab import OfflineLab
     quiet_emulator()
-    raise_on_signals(say)
-    try:
+
+    def serve():
         with OfflineLab(attendees=args.attendees, stack=args.stack, instance_type=args.instance_type,
                         say=say) as lab:
             for line in export_lines(lab.variables()):
@@ -150,13 +157,9 @@ def main(argv=None):
                 "Ctrl-C stops everything." % (args.attendees, "" if args.attendees == 1 else "s",
                                               os.path.relpath(str(REPO_ROOT / "build" / "photos"))))
             threading.Event().wait()  # until a signal unwinds
-    except KeyboardInterrupt:
-        say("stopped: everything the sandbox started is gone")
         return 0
-    except Exception as exc:
-        say("failed: %s: %s" % (type(exc).__name__, exc))
-        return 1
-    return 0
+
+    return run_interruptible(serve, say, "stopped: everything the sandbox started is gone", 0)
 
 
 if __name__ == "__main__":
