@@ -1,0 +1,178 @@
+"""mxlab prepare on the offline lab (3 attendees: the real CDK app deployed into the emulator, a real sshd per
+instance, the local zoo over HTTP), as the workshop day runs it: prepare, prepare again, the attendee's
+workspace steps over SSH, a run that fetches nothing, a stopped host named, then the handout connecting
+each attendee with the real ssh client.
+
+The lab runs in this process (OfflineLab), so the tests read the zoo server's own request log; the
+commands are plain `mxlab` child processes with the lab's variables, as an organiser types them.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mxlab import prepare, workspace
+from mxlab.offline import REPO_ROOT
+
+pytestmark = [pytest.mark.slow]
+MODELS = ("efficientnet-lite0", "efficientnet-lite1")
+PHOTO = str(REPO_ROOT / "build" / "photos" / "chelsea.jpg")
+CATS = ("tabby", "tiger cat", "Egyptian cat")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    from mxlab.offline import sandbox
+    from mxlab.offline.lab import OfflineLab
+
+    sandbox.quiet_emulator()
+    with OfflineLab(attendees=3, say=lambda text: None, log_dir=tmp_path_factory.mktemp("lab-log")) as lab:
+        yield lab
+
+
+def mxlab(lab, *args, timeout=900):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MXLAB_"))}
+    env.update(lab.variables(), COLUMNS="250")
+    return subprocess.run([sys.executable, "-m", "mxlab"] + [str(a) for a in args], env=env, cwd=str(REPO_ROOT),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def model_bytes(zoo):
+    """Body bytes the zoo sent of model files (its catalogue.json is asked again with If-Modified-Since)."""
+    return sum(n for path, n in zoo.bytes_by_path.items() if path != "/catalogue.json")
+
+
+def model_requests(zoo):
+    return [r for r in zoo.requests if r[1] != "/catalogue.json"]
+
+
+def readiness_file(lab):
+    return json.loads((lab.mxlab_home / lab.stack / prepare.READINESS_FILE).read_text())["hosts"]
+
+
+def test_events_give_the_bytes_moved():
+    events = [json.dumps(e) for e in (
+        {"event": "fetch", "model": "m", "file": "a", "bytes": 0, "total": 100},
+        {"event": "fetch", "model": "m", "file": "a", "bytes": 60, "total": 100},
+        {"event": "retry", "url": "u", "attempt": 1, "of": 4, "error": "reset", "delay": 0.5},
+        {"event": "resume", "model": "m", "file": "a", "offset": 60},
+        {"event": "fetch", "model": "m", "file": "a", "bytes": 60, "total": 100},
+        {"event": "fetch", "model": "m", "file": "a", "bytes": 100, "total": 100},
+        {"event": "verified", "model": "m", "file": "a", "sha256": "x"},
+        {"event": "resume", "model": "m", "file": "b", "offset": 30},  # kept from an interrupted prepare
+        {"event": "fetch", "model": "m", "file": "b", "bytes": 50, "total": 50},
+        {"event": "verified", "model": "m", "file": "b", "sha256": "y"})] + ["not an event"]
+    assert prepare.bytes_moved(events) == (100 + 20, 2)
+    assert prepare.bytes_moved([]) == (0, 0)
+
+
+def test_prepare_makes_every_host_ready(lab):
+    proc = mxlab(lab, "prepare", "--all", "--models", ",".join(MODELS), "--workspace")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for n in (1, 2, 3):
+        row = re.search(r"attendee-%d .*" % n, proc.stdout).group(0)
+        assert "conda:mxnet_p36" in row and "2/2" in row and row.rstrip(" │").endswith("ready"), row
+    assert "all 3 host(s) ready" in proc.stdout
+    assert model_bytes(lab.zoo) > 3 * 40_000_000, "each host fetched both models"
+    hosts = readiness_file(lab)
+    assert sorted(hosts) == ["attendee-1", "attendee-2", "attendee-3"]
+    for entry in hosts.values():
+        assert entry["ready"] and entry["models"] == list(MODELS) and entry["bytes_moved"] > 40_000_000
+        assert all(any(cat in entry["smoke"][m] for cat in CATS) for m in MODELS), entry["smoke"]
+        assert entry["activate"].endswith("mxnet_p36") and entry["workspace"].endswith("/mxnet-lab")
+
+
+def test_a_second_prepare_moves_no_model_bytes_and_says_so(lab):
+    lab.zoo.reset_counters()
+    proc = mxlab(lab, "prepare", "--all", "--models", ",".join(MODELS), "--workspace")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no model bytes moved" in proc.stdout
+    assert model_requests(lab.zoo) == [] and model_bytes(lab.zoo) == 0
+    assert all(entry["bytes_moved"] == 0 and entry["ready"] for entry in readiness_file(lab).values())
+
+
+def test_the_workspace_readme_steps_work_as_written_over_ssh(lab):
+    home = lab.host(2).home
+    folder = home / workspace.WORKSPACE_DIR
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(["README.md", "synset.txt", "chelsea.jpg", "coffee.jpg",
+                            "efficientnet-lite0-symbol.json", "efficientnet-lite0-0000.params",
+                            "efficientnet-lite1-symbol.json", "efficientnet-lite1-0000.params"])
+    params = folder / "efficientnet-lite1-0000.params"
+    assert params.is_symlink() and str(os.readlink(str(params))).startswith(str(home)), "a link into the cache"
+    readme = (folder / "README.md").read_text()
+    (activate,) = re.findall(r"```bash\n(.*?)\n", readme)
+    (steps,) = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert activate == readiness_file(lab)["attendee-2"]["activate"]
+    # As the attendee: log in, the README's activation command, the steps typed into python in ~/mxnet-lab.
+    proc = subprocess.run(
+        [sys.executable, "-m", "mxlab", "ssh", "--attendee", "2", "--", "%s && cd ~/%s && python -"
+         % (activate, workspace.WORKSPACE_DIR)],
+        input=steps, env=dict({k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MXLAB_"))},
+                              **lab.variables()),
+        cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    top5 = [line for line in proc.stdout.splitlines() if re.match(r"^\d\.\d{3} ", line)]
+    assert len(top5) == 5, proc.stdout
+    assert any(cat in top5[0] for cat in CATS), top5
+
+
+def test_run_after_prepare_fetches_nothing_from_the_zoo(lab, tmp_path):
+    lab.zoo.reset_counters()
+    proc = mxlab(lab, "run", "--attendee", "1", "--model", ",".join(MODELS), "--results", tmp_path, PHOTO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert model_requests(lab.zoo) == [], model_requests(lab.zoo)
+    assert model_bytes(lab.zoo) == 0
+
+
+def test_a_host_that_is_not_ready_is_named_with_why(lab):
+    ec2 = lab.emulator.boto3_client("ec2")
+    iid = lab.instance_id(3)
+    ec2.stop_instances(InstanceIds=[iid])
+    try:
+        proc = mxlab(lab, "prepare", "--all", "--models", MODELS[0], "--timeout", "30")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "1 of 3 host(s) NOT READY: attendee-3" in proc.stderr
+        assert re.search(r"attendee-3 not ready: .*is stopped.*--start", proc.stderr), proc.stderr
+        assert re.search(r"attendee-1 .*ready", proc.stdout)
+        assert not readiness_file(lab)["attendee-3"]["ready"]
+    finally:
+        ec2.start_instances(InstanceIds=[iid])
+
+
+def test_handout_connects_each_attendee_with_strict_checking(lab, tmp_path):
+    # attendee-3 is back on a new address: the handout has the live one, its keys pinned by instance id.
+    proc = mxlab(lab, "prepare", "--attendee", "3", "--models", ",".join(MODELS), "--workspace")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = tmp_path / "handout"
+    proc = mxlab(lab, "handout", "--all", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    keys = [(lab.mxlab_home / lab.stack / ("attendee-%d.pem" % n)).read_text() for n in (1, 2, 3)]
+    body_lines = [line for key in keys for line in key.splitlines() if len(line) > 20 and "---" not in line]
+    assert not any(line in proc.stdout + proc.stderr for line in body_lines), "no key material printed"
+    empty_home = tmp_path / "empty-home"
+    empty_home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_")}
+    env["HOME"] = str(empty_home)
+    for n in (1, 2, 3):
+        folder = out / ("attendee-%d" % n)
+        config = (folder / "ssh_config").read_text()
+        assert "HostKeyAlias %s" % lab.instance_id(n) in config and "StrictHostKeyChecking yes" in config
+        ssh = subprocess.run(["ssh", "-o", "BatchMode=yes", "-F", str(folder / "ssh_config"), "attendee-%d" % n,
+                              "true"], env=env, capture_output=True, text=True, timeout=60)
+        assert ssh.returncode == 0, ssh.stderr
+        assert lab.outputs["Attendee%dPublicIp" % n] != lab.host(n).address or n != 3
+        assert "HostName %s" % lab.host(n).address in config
+    page = (out / "index.html").read_text()
+    assert page.count("class=\"ok\">ready<") == 3, page
+    for text in list(out.rglob("*.html")) + list(out.rglob("*.txt")):
+        assert not any(line in text.read_text() for line in body_lines), text
+
+    again = mxlab(lab, "handout", "--all", "--out", out)
+    assert again.returncode == 2 and "not empty" in again.stderr and "--force" in again.stderr
+    forced = mxlab(lab, "handout", "--attendee", "2", "--out", out, "--force")
+    assert forced.returncode == 0, forced.stderr
