@@ -1,8 +1,16 @@
 """The remote environment: the AMI's conda env by preference, else a real venv + pip install, remembered."""
+import json
+import os
+import subprocess
+import zipfile
+
 import pytest
 
-from mxlab.errors import UsageError
-from mxlab.remote_env import choose_conda, mxnet_requirement, parse_detect
+from mxlab import gpu_runtime, install
+from mxlab.errors import RemoteCommandError, UsageError
+from mxlab.remote_env import _DETECT, RemoteEnv, choose_conda, mxnet_requirement, parse_detect, venv_package
+from mxlab.session import Session
+from mxlab.targets import Target
 from tests.fixtures_sshd import direct_args
 
 
@@ -25,6 +33,11 @@ def test_gpu_hosts_get_the_mxnet_cuda_build_the_driver_supports():
     assert mxnet_requirement("9.0") == "mxnet==1.9.1"
     envs, gpu, py = parse_detect("ROOT /h/a\nENV /h/a mxnet_p36\nGPU 11.4\nPYTHON3 /usr/bin/python3\n")
     assert envs == [("/h/a", "mxnet_p36")] and gpu == "11.4" and py == "/usr/bin/python3"
+
+
+def test_the_venv_package_is_the_one_ubuntus_message_names():
+    assert venv_package("...\n    apt install python3.10-venv\n\nYou may need to use sudo") == "python3.10-venv"
+    assert venv_package("ensurepip is not available") == "python3-venv"
 
 
 def test_env_flag_picks_another_mxnet_env_and_unknown_env_fails(sshd_factory, mxlab_cli, local_zoo,
@@ -63,20 +76,9 @@ def test_venv_fallback_installs_once_then_is_remembered(sshd_factory, wheelhouse
 
 # ---- GPU hosts and fresh Ubuntu hosts (real sshd host; test-double tools first on its PATH) -------------
 
-import json  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import zipfile  # noqa: E402
-
-from mxlab import gpu_runtime, install  # noqa: E402
-from mxlab.errors import RemoteCommandError  # noqa: E402
-from mxlab.remote_env import _DETECT, RemoteEnv  # noqa: E402
-from mxlab.session import Session  # noqa: E402
-from mxlab.targets import Target  # noqa: E402
-
-HOST_PYTHON_VERSION = subprocess.run(["/usr/bin/python3", "-c", "import sysconfig; print(sysconfig.get_python_version())"],
-                                     capture_output=True, text=True, check=True).stdout.strip()
+HOST_PYTHON_VERSION = subprocess.run(
+    ["/usr/bin/python3", "-c", "import sysconfig; print(sysconfig.get_python_version())"],
+    capture_output=True, text=True, check=True).stdout.strip()
 
 # TEST DOUBLE of `nvidia-smi` on a GPU DLAMI with a CUDA 12 driver: the header line mxlab reads.
 FAKE_NVIDIA_SMI_GPU = """#!/bin/sh
