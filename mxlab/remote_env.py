@@ -252,7 +252,7 @@ class RemoteEnv:
     def _install_gpu(self, venv, mxnet):
         """(snippet, None) when MXNet's CUDA build runs a GPU op in the venv, else (None, why not)."""
         runtime = mxnet.startswith(gpu_runtime.MXNET_GPU + "==")
-        extra = [posixpath.join(self.root, "agent", gpu_runtime.REQUIREMENTS.name)] if runtime else []
+        extra = [posixpath.join(self.root, AGENT_DIR, gpu_runtime.REQUIREMENTS.name)] if runtime else []
         what = mxnet + (" and the CUDA 11 runtime (%s)" % gpu_runtime.REQUIREMENTS.name if runtime else "")
         rc, out = self._pip_install(venv, mxnet, extra, check=False)
         if rc != 0:
