@@ -1,5 +1,6 @@
 """`mxlab up` / `mxlab down`: the project's pinned CDK CLI (`npx cdk`, flags from cdk/cli.py)
-with an outputs file that the other commands read."""
+with an outputs file that the other commands read; `up` runs mxlab/preflight.py first."""
+import datetime
 import json
 import logging
 import re
@@ -18,17 +19,25 @@ _CONTEXT_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_.:-]*)=(.*)$")
 
 
 def _cdk_config():
-    _cdk_cli()  # puts the repo root on sys.path
+    # cdk/ is the CDK app beside mxlab/, not an installed package; config.py is stdlib only.
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
     from cdk import config
     return config
 
 
 def _cdk_cli():
-    # cdk/ is the CDK app beside mxlab/, not an installed package.
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
+    _cdk_config()  # puts the repo root on sys.path
     from cdk import cli
     return cli
+
+
+# The lab's stack name when none is given: spelled once, in cdk/config.py.
+DEFAULT_STACK = _cdk_config().DEFAULT_STACK_NAME
+# `down` synthesizes the app, which needs an ssh_cidr, though destroy never reads it:
+# from a machine without the saved context, a documentation address (TEST-NET-1).
+DESTROY_SSH_CIDR = "192.0.2.1/32"
+DESTROY_KEYS = ("stack_name", "attendees", "region")
 
 
 def parse_context(items, stack):
@@ -74,7 +83,10 @@ def _deployed_stacks(outputs_file, stack):
     return [n for n in first.get("LabStacks", stack).split(",") if n]
 
 
-def up(stack, context=(), profile=None, region=None):
+def up(stack, context=(), profile=None, region=None, skip_preflight=False, say=None):
+    """Deploy the lab; `say(line)` hears the pre-flight and the deadline. Returns the outputs file."""
+    say = say or log.info
+    context = list(context)
     outputs = statedir.outputs_file(stack)
     deployed = _deployed_stacks(outputs, stack)
     wanted = parse_context(list(context), stack)
@@ -87,18 +99,68 @@ def up(stack, context=(), profile=None, region=None):
             raise UsageError("lab %s is deployed as %d stacks (%s); %s attendees need %d: "
                              "run `mxlab down` first to shrink it"
                              % (stack, len(deployed), ", ".join(deployed), wanted["attendees"], needed))
+    if not skip_preflight:
+        context += ["%s=%s" % item for item in _preflight(stack, wanted, say).items()]
     sdir = statedir.stack_dir(stack)
-    rc = _run(command("deploy", stack, list(context), outputs, profile), region)
+    rc = _run(command("deploy", stack, context, outputs, profile), region)
     if rc != 0:
         raise MxlabError("cdk deploy %s failed (exit %d)" % (stack, rc))
     # `down` synthesizes the same app: it needs the same context (e.g. ssh_cidr).
-    (sdir / "context.json").write_text(json.dumps(parse_context(list(context), stack), indent=2) + "\n")
+    (sdir / "context.json").write_text(json.dumps(parse_context(context, stack), indent=2) + "\n")
+    try:
+        say(describe_deadline(_merged_outputs(outputs)))
+    except (OSError, ValueError):
+        pass  # no outputs file: cdk said why
     return outputs
+
+
+def _preflight(stack, wanted, say):
+    """Check quotas and AZ offerings (mxlab/preflight.py); return context to add."""
+    from mxlab import aws, preflight
+    config = _cdk_config()
+    try:
+        lab = config.from_context(wanted.get)
+    except config.ConfigError as exc:
+        raise UsageError("invalid context: %s" % exc) from None
+    result = preflight.check(aws.session(), lab, stack)
+    for line in result.lines:
+        say(line)
+    return result.context
+
+
+def _merged_outputs(outputs_file):
+    merged = {}
+    for outputs in json.loads(Path(outputs_file).read_text()).values():
+        merged.update(outputs)
+    return merged
+
+
+def describe_deadline(outputs, now=None):
+    """One line on the lab's deadline (the LabDeadline output), in local time and UTC."""
+    value = (outputs or {}).get("LabDeadline")
+    if not value:
+        return ("lab deadline: none (lifetime_hours=0, or deployed before deadlines): "
+                "the instances run until `mxlab down`")
+    stamp, _, action = value.partition(" ")
+    utc = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    local = utc.astimezone()
+    left = utc - (now or datetime.datetime.now(datetime.timezone.utc))
+    minutes = int(abs(left.total_seconds()) // 60)
+    span = "%d h %02d min" % divmod(minutes, 60)
+    when = ("in %s" % span) if left.total_seconds() >= 0 else ("%s ago" % span)
+    verb = {"stop": "stop", "terminate": "are terminated"}.get(action, action or "stop")
+    return ("lab deadline: the instances %s at %s (%s UTC), %s; `mxlab up` moves it "
+            "(-c lifetime_hours=N, 0: no deadline)"
+            % (verb, local.strftime("%Y-%m-%d %H:%M %Z"), utc.strftime("%Y-%m-%d %H:%M"), when))
 
 
 def down(stack, context=(), profile=None, region=None):
     saved_file = statedir.home() / stack / "context.json"
     saved = json.loads(saved_file.read_text()) if saved_file.is_file() else {}
+    # Destroy synthesizes the app only to name the lab's stacks: what decides them
+    # is all it takes from the saved context (an old value that synth now refuses,
+    # e.g. an IPv6 ssh_cidr, must not keep a lab from going away).
+    saved = {k: v for k, v in saved.items() if k in DESTROY_KEYS}
     if "attendees" not in saved and "attendees" not in parse_context(list(context), stack):
         # Deployed from elsewhere: the app must synthesize every shard stack to destroy
         # them all (the first one cannot go while shards import its exports).
@@ -107,6 +169,7 @@ def down(stack, context=(), profile=None, region=None):
             saved["attendees"] = targets.attendee_count(targets.read_outputs(stack), stack)
         except UsageError:
             pass  # no outputs known here: the default (one stack) is all cdk can name
+    saved["ssh_cidr"] = DESTROY_SSH_CIDR  # a -c ssh_cidr=... given here still wins
     rc = _run(command("destroy", stack, list(context), None, profile, saved), region)
     if rc != 0:
         raise MxlabError("cdk destroy %s failed (exit %d); local keys kept in %s"

@@ -73,6 +73,8 @@ def build_parser():
 
     up = sub.add_parser("up", parents=[common], help="deploy the lab stack (npx cdk deploy)")
     up.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE", help="CDK context")
+    up.add_argument("--skip-preflight", action="store_true",
+                    help="deploy without first checking the vCPU quota and the AZ's instance type offerings")
     down = sub.add_parser("down", parents=[common], help="destroy the lab stack and remove local keys")
     down.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE", help="CDK context")
     sub.add_parser("hosts", parents=[common], help="list the lab's hosts")
@@ -160,7 +162,8 @@ def check_inputs(items):
 # ---- commands ----------------------------------------------------------------------------
 
 def cmd_up(args, out, err):
-    path = cdk_cli.up(args.stack, args.context, args.profile, args.region)
+    path = cdk_cli.up(args.stack, args.context, args.profile, args.region, skip_preflight=args.skip_preflight,
+                      say=lambda line: err.print(line, markup=False, highlight=False))
     err.print("outputs written to %s" % path, markup=False)
     return 0
 
@@ -188,6 +191,8 @@ def cmd_hosts(args, out, err):
             except OSError as exc:
                 t.state = "down (%s)" % exc
     out.print(report.hosts_table(found, "%s hosts" % (args.stack if not args.host else "direct")))
+    if not args.host:
+        out.print(cdk_cli.describe_deadline(targets.read_outputs(args.stack, args.outputs)), markup=False)
     return 0
 
 

@@ -12,7 +12,7 @@ from mxlab.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STACK = "MxnetLab"
+from mxlab.cdk_cli import DEFAULT_STACK  # noqa: E402,F401  (spelled once: cdk/config.py)
 
 
 @dataclass

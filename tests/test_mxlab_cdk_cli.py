@@ -1,12 +1,14 @@
 """`mxlab up` / `mxlab down` with the pinned CDK CLI against the AWS emulator."""
+import datetime
 import json
 import stat
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from mxlab import cdk_cli
 
 
+@pytest.mark.slow
 def test_up_hosts_down_against_the_emulator(aws_emulator, monkeypatch, tmp_path, mxlab_cli):
     for k, v in aws_emulator.env({}).items():
         monkeypatch.setenv(k, v)
@@ -15,12 +17,16 @@ def test_up_hosts_down_against_the_emulator(aws_emulator, monkeypatch, tmp_path,
     monkeypatch.setenv("HOME", str(tmp_path))  # the CDK CLI's own caches
     code, out, err = mxlab_cli("up", "--stack", "MxlabUpTest", "-c", "ssh_cidr=127.0.0.1/32")
     assert code == 0, err
+    assert "pre-flight: m5.2xlarge is offered in us-east-1a" in err
+    assert "lab deadline: the instances stop at " in err  # 12 h from now, local and UTC
     outputs = json.loads((home / "MxlabUpTest" / "outputs.json").read_text())["MxlabUpTest"]
     assert outputs["Attendee1InstanceId"].startswith("i-")
+    assert outputs["LabDeadline"].endswith("Z stop")
     assert stat.S_IMODE((home / "MxlabUpTest").stat().st_mode) == 0o700
     code, out, err = mxlab_cli("hosts", "--stack", "MxlabUpTest")
     assert code == 0, err
     assert outputs["Attendee1InstanceId"] in out and "running" in out
+    assert "lab deadline: the instances stop at" in out and " UTC), in 11 h " in out
     code, out, err = mxlab_cli("down", "--stack", "MxlabUpTest")
     assert code == 0, err
     assert not (home / "MxlabUpTest").exists()
@@ -42,6 +48,8 @@ def test_shrinking_a_sharded_lab_is_refused_before_cdk_runs(monkeypatch, tmp_pat
     assert "deployed as 2 stacks (Lab, Lab-2)" in err and "mxlab down" in err
 
 
+@pytest.mark.slow
+@pytest.mark.aws_behaviour
 def test_down_destroys_every_shard_even_without_the_saved_context(aws_emulator, monkeypatch, tmp_path, mxlab_cli):
     for k, v in aws_emulator.env({}).items():
         monkeypatch.setenv(k, v)
@@ -54,10 +62,65 @@ def test_down_destroys_every_shard_even_without_the_saved_context(aws_emulator, 
     assert code == 0, err
     shard = json.loads((home / "ShardUp" / "outputs.json").read_text())["ShardUp-2"]
     assert shard["Attendee21InstanceId"] in out  # the second stack's host is listed too
-    # As if deployed from another machine: only the outputs are known here.
+    # As if deployed from another machine: only the outputs are known here, and no -c
+    # ssh_cidr=... is needed to destroy it.
     (home / "ShardUp" / "context.json").unlink()
-    code, out, err = mxlab_cli("down", "--stack", "ShardUp", "-c", "ssh_cidr=127.0.0.1/32")
+    code, out, err = mxlab_cli("down", "--stack", "ShardUp")
     assert code == 0, err
     cfn = aws_emulator.boto3_client("cloudformation")
     live = [s["StackName"] for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
     assert not [name for name in live if name.startswith("ShardUp")]
+
+
+@pytest.fixture
+def cdk_runs(monkeypatch, tmp_path):
+    """`cdk` not run: the argv mxlab would run, recorded."""
+    monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
+    ran = []
+    monkeypatch.setattr(cdk_cli, "_run", lambda argv, region: ran.append(argv) or 0)
+    return ran
+
+
+@pytest.mark.aws_behaviour
+def test_down_from_another_machine_needs_no_ssh_cidr(aws_emulator, monkeypatch, cdk_runs, mxlab_cli):
+    for k, v in aws_emulator.env({}).items():  # DescribeStacks goes to the emulator
+        monkeypatch.setenv(k, v)
+    code, out, err = mxlab_cli("down", "--stack", "Lab")
+    assert code == 0, err
+    (argv,) = cdk_runs
+    assert "destroy" in argv and "ssh_cidr=%s" % cdk_cli.DESTROY_SSH_CIDR in argv
+
+
+def test_down_takes_only_what_names_the_stacks_from_the_saved_context(cdk_runs, tmp_path, mxlab_cli):
+    saved = tmp_path / "home" / "Lab"
+    saved.mkdir(parents=True)
+    # a context from before IPv6 and pre-Turing GPUs were refused at synth
+    (saved / "context.json").write_text(json.dumps({
+        "ssh_cidr": "2001:db8::/64", "instance_type": "p2.xlarge", "attendees": "30",
+        "stack_name": "Lab"}))
+    code, out, err = mxlab_cli("down", "--stack", "Lab")
+    assert code == 0, err
+    (argv,) = cdk_runs
+    context = [argv[i + 1] for i, a in enumerate(argv) if a == "-c"]
+    assert sorted(context) == sorted(["stack_name=Lab", "attendees=30",
+                                      "ssh_cidr=%s" % cdk_cli.DESTROY_SSH_CIDR])
+    # the app really synthesizes with that (both stacks of 30 attendees)
+    config = cdk_cli._cdk_config().from_context(dict(c.split("=", 1) for c in context).get)
+    assert [name for name, _ in config.shards] == ["Lab", "Lab-2"]
+
+
+def test_the_deadline_is_told_in_local_time_and_utc():
+    now = datetime.datetime(2030, 6, 1, 8, 0, tzinfo=datetime.timezone.utc)
+    line = cdk_cli.describe_deadline({"LabDeadline": "2030-06-01T18:30:00Z stop"}, now=now)
+    local = datetime.datetime(2030, 6, 1, 18, 30, tzinfo=datetime.timezone.utc).astimezone()
+    assert line.startswith("lab deadline: the instances stop at %s (2030-06-01 18:30 UTC), in 10 h 30 min"
+                           % local.strftime("%Y-%m-%d %H:%M %Z"))
+    assert "mxlab up` moves it" in line
+    gone = cdk_cli.describe_deadline({"LabDeadline": "2030-06-01T07:00:00Z terminate"}, now=now)
+    assert "the instances are terminated at" in gone and "1 h 00 min ago" in gone
+    assert "none" in cdk_cli.describe_deadline({"LabAttendees": "1"})
+
+
+def test_the_stack_name_default_is_spelled_once():
+    from mxlab import targets
+    assert targets.DEFAULT_STACK == cdk_cli.DEFAULT_STACK == cdk_cli._cdk_config().default("stack_name")

@@ -1,0 +1,172 @@
+"""Pre-flight before `mxlab up` (mxlab/preflight.py) against the emulator.
+
+The emulator answers DescribeInstanceTypeOfferings from moto's real per-AZ data and
+EC2 vCPU quotas from mxlab/offline/quotas.py, which a test can make too small.
+"""
+import json
+
+import boto3
+import pytest
+
+from mxlab import cdk_cli, preflight
+from mxlab.offline import quotas
+from mxlab.preflight import PreflightError
+
+pytestmark = pytest.mark.aws_behaviour
+
+STANDARD, G_AND_VT = "L-1216C47A", "L-DB2E81BA"
+
+
+@pytest.fixture
+def session(aws_emulator, monkeypatch):
+    for key, value in aws_emulator.env({}).items():
+        monkeypatch.setenv(key, value)
+    return boto3.session.Session()
+
+
+def _config(**context):
+    return cdk_cli._cdk_config().validate(dict({"ssh_cidr": "127.0.0.1/32"}, **context))
+
+
+def _run(aws_emulator, instance_type, count=1, tags=None):
+    ec2 = aws_emulator.boto3_client("ec2")
+    spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}] \
+        if tags else []
+    return ec2.run_instances(ImageId=aws_emulator.default_image_id(), InstanceType=instance_type,
+                             MinCount=count, MaxCount=count, TagSpecifications=spec)
+
+
+def test_a_lab_that_fits_passes_in_the_regions_first_az(session):
+    result = preflight.check(session, _config(attendees="3"), "Lab")
+    assert (result.region, result.availability_zone, result.context) == ("us-east-1", "us-east-1a", {})
+    assert any("m5.2xlarge is offered in us-east-1a" in line for line in result.lines)
+    assert any("24 vCPUs needed + 0 running elsewhere <= 1152 (L-1216C47A" in line for line in result.lines)
+
+
+def test_a_quota_too_small_stops_the_lab_naming_quota_need_and_remedy(session):
+    quotas.set_quota(STANDARD, 16)
+    with pytest.raises(PreflightError) as raised:
+        preflight.check(session, _config(attendees="3"), "Lab")
+    message = str(raised.value)
+    assert "3 x m5.2xlarge need 24 vCPUs" in message
+    assert "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances\" (L-1216C47A)" in message
+    assert "24 > 16 allowed" in message and "Nothing was created" in message
+    assert "request-service-quota-increase --service-code ec2 --quota-code L-1216C47A " \
+           "--desired-value 24 --region us-east-1" in message
+    assert "--skip-preflight" in message
+
+
+def test_what_already_runs_elsewhere_counts_but_the_labs_own_hosts_do_not(aws_emulator, session):
+    quotas.set_quota(STANDARD, 20)
+    _run(aws_emulator, "m5.2xlarge", tags={"stack": "Lab"})  # this lab's (a re-run of up)
+    _run(aws_emulator, "m5.xlarge", tags={"aws:cloudformation:stack-name": "Lab-2"})  # its shard
+    _run(aws_emulator, "g4dn.xlarge")  # another quota
+    preflight.check(session, _config(attendees="2"), "Lab")  # 16 + 0 <= 20
+    _run(aws_emulator, "c5.large")  # 2 vCPUs of the standard families, someone else's
+    preflight.check(session, _config(attendees="2"), "Lab")  # 16 + 2 <= 20
+    _run(aws_emulator, "t3.medium", count=2)  # 4 more
+    with pytest.raises(PreflightError, match=r"and 6 of its vCPUs already run outside this lab: 22 > 20"):
+        preflight.check(session, _config(attendees="2"), "Lab")
+
+
+def test_gpu_types_count_against_the_g_and_vt_quota(session):
+    quotas.set_quota(G_AND_VT, 4)  # a new account's G quota is often this small
+    with pytest.raises(PreflightError) as raised:
+        preflight.check(session, _config(instance_type="g4dn.xlarge", attendees="2"), "Lab")
+    assert "(L-DB2E81BA)" in str(raised.value) and "need 8 vCPUs" in str(raised.value)
+    assert preflight.quota_for("p3.2xlarge")[0] == "L-417A185B"
+    assert preflight.quota_for("vt1.3xlarge")[0] == G_AND_VT
+    assert preflight.quota_for("mac1.metal") is None
+
+
+def _offered(aws_emulator, instance_type):
+    found = aws_emulator.boto3_client("ec2").describe_instance_type_offerings(
+        LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": [instance_type]}])
+    return sorted(o["Location"] for o in found["InstanceTypeOfferings"])
+
+
+def test_an_az_that_offers_the_type_is_picked_for_a_new_lab(aws_emulator, session):
+    # moto's offering data, as AWS's: trn1.2xlarge is not in us-east-1a
+    offered = _offered(aws_emulator, "trn1.2xlarge")
+    assert offered and "us-east-1a" not in offered
+    result = preflight.check(session, _config(instance_type="trn1.2xlarge"), "Lab")
+    assert result.availability_zone == offered[0]
+    assert result.context == {"availability_zone": offered[0]}  # for the CDK app
+    with pytest.raises(PreflightError) as raised:
+        preflight.check(session, _config(instance_type="trn1.2xlarge",
+                                         availability_zone="us-east-1a"), "Lab")
+    assert "instance_type=trn1.2xlarge is not offered in us-east-1a (availability_zone)" in str(raised.value)
+    assert "it is in %s." % ", ".join(offered) in str(raised.value)
+
+
+def test_a_type_the_region_does_not_offer_is_refused(session):
+    with pytest.raises(PreflightError, match=r"instance_type=p2.xlarge is not offered in any availability "
+                                             r"zone of us-east-1"):
+        preflight.check(session, _config(instance_type="p2.xlarge", ami_id="ami-0123456789abcdef0"), "Lab")
+
+
+def test_mxlab_up_stops_before_anything_is_created(aws_emulator, monkeypatch, tmp_path, mxlab_cli):
+    for key, value in aws_emulator.env({}).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
+    ran = []
+    monkeypatch.setattr(cdk_cli, "_run", lambda argv, region: ran.append(argv) or 0)
+    quotas.set_quota(STANDARD, 8)
+    code, out, err = mxlab_cli("up", "--stack", "Lab", "-c", "ssh_cidr=127.0.0.1/32", "-c", "attendees=2")
+    assert code == 1
+    assert "need 16 vCPUs" in err and "L-1216C47A" in err
+    assert ran == []  # cdk never ran
+    cfn = aws_emulator.boto3_client("cloudformation")
+    assert cfn.list_stacks()["StackSummaries"] == []
+    assert not (tmp_path / "home" / "Lab" / "context.json").exists()
+    # --skip-preflight: straight to `cdk deploy`
+    code, out, err = mxlab_cli("up", "--stack", "Lab", "-c", "ssh_cidr=127.0.0.1/32", "-c", "attendees=2",
+                               "--skip-preflight")
+    assert code == 0, err
+    (argv,) = ran
+    assert "deploy" in argv and "attendees=2" in argv
+    assert json.loads((tmp_path / "home" / "Lab" / "context.json").read_text())["attendees"] == "2"
+
+
+def test_mxlab_up_hands_the_chosen_az_to_the_cdk_app(aws_emulator, monkeypatch, tmp_path, mxlab_cli):
+    for key, value in aws_emulator.env({}).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
+    ran = []
+    monkeypatch.setattr(cdk_cli, "_run", lambda argv, region: ran.append(argv) or 0)
+    code, out, err = mxlab_cli("up", "--stack", "Lab", "-c", "ssh_cidr=127.0.0.1/32",
+                               "-c", "instance_type=trn1.2xlarge")
+    assert code == 0, err
+    zone = _offered(aws_emulator, "trn1.2xlarge")[0]
+    assert "trn1.2xlarge is offered in %s (the first that offers" % zone in err
+    (argv,) = ran
+    assert "availability_zone=%s" % zone in argv
+    # saved, so the next `up` and `down` synthesize the same subnet
+    saved = json.loads((tmp_path / "home" / "Lab" / "context.json").read_text())
+    assert saved["availability_zone"] == zone
+
+
+def _deploy(aws_emulator, lab_stacks, body_format, **context):
+    import yaml
+    template = lab_stacks.template(ssh_cidr="127.0.0.1/32", lifetime_hours="0", **context).to_json()
+    body = json.dumps(template) if body_format == "json" else yaml.safe_dump(template)  # the CLI sends YAML
+    aws_emulator.boto3_client("cloudformation").create_stack(
+        StackName="MxnetLab", TemplateBody=body, Capabilities=["CAPABILITY_IAM"])
+
+
+@pytest.mark.parametrize("body_format", ["json", "yaml"])
+def test_a_deployed_lab_keeps_its_az(aws_emulator, lab_stacks, session, body_format):
+    _deploy(aws_emulator, lab_stacks, body_format, availability_zone="us-east-1c")
+    result = preflight.check(session, _config(), "MxnetLab")
+    # the template names the AZ: the next deploy must name it too, or the subnet is replaced
+    assert (result.availability_zone, result.context) == ("us-east-1c", {"availability_zone": "us-east-1c"})
+    assert any("where the lab is deployed" in line for line in result.lines)
+    with pytest.raises(PreflightError, match=r"lab MxnetLab is deployed in us-east-1c; "
+                                             r"availability_zone=us-east-1b would replace its subnet"):
+        preflight.check(session, _config(availability_zone="us-east-1b"), "MxnetLab")
+
+
+def test_a_lab_deployed_in_the_regions_first_az_gets_no_az_context(aws_emulator, lab_stacks, session):
+    _deploy(aws_emulator, lab_stacks, "yaml")  # Fn::GetAZs, as every lab before the pre-flight
+    result = preflight.check(session, _config(), "MxnetLab")
+    assert (result.availability_zone, result.context) == ("us-east-1a", {})
