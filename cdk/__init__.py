@@ -21,7 +21,7 @@ that stack holds, numbered globally, `Attendee{n}InstanceId`, `…PublicIp`,
 
 config.py validates the context and defines each default (LabConfig);
 lab_stack.py builds the stacks (build_lab), wiring network.py, access.py,
-instances.py, cost_guard.py and deadline.py, and publishes the outputs; cli.py holds how to run the pinned
-CLI quietly and offline. Run from the repo root (cdk.json's app is
-cdk/app.sh); not an installed package.
+instances.py, cost_guard.py and deadline.py, and publishes the outputs;
+cli.py holds how to run the pinned CLI quietly and offline. Run from the repo
+root (cdk.json's app is cdk/app.sh); not an installed package.
 """
