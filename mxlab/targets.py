@@ -12,7 +12,7 @@ from mxlab.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-from mxlab.cdk_cli import DEFAULT_STACK  # noqa: F401  (for cli.py; spelled once, in cdk/config.py)
+from mxlab.cdk_cli import DEFAULT_STACK  # noqa: E402,F401  (for cli.py; spelled once, in cdk/config.py)
 
 
 @dataclass
