@@ -299,7 +299,8 @@ def cmd_handout(args, out, err):
     if not args.attendee:
         args.all = True
     found = resolve_targets(args)
-    return handout.make(found, args.stack, args.out, force=args.force, timeout=args.timeout, out=out, err=err)
+    return handout.make(found, args.stack, args.out, force=args.force, timeout=args.timeout,
+                        start=args.start, out=out, err=err)
 
 
 def setup_logging(verbose):

@@ -69,9 +69,10 @@ def fingerprints(lines):
     return out
 
 
-def collect(targets, stack, timeout=600):
-    """A Sheet per lab target: its key (from SSM if not here yet), live state and address, pinned keys
-    (from the console when not pinned yet, as `mxlab prepare` would), its last readiness."""
+def collect(targets, stack, timeout=600, start=False):
+    """A Sheet per lab target: its key (from SSM if not here yet), live state and address (a stopped
+    instance has none: `start` starts it), pinned keys (from the console when not pinned yet, as
+    `mxlab prepare` would), its last readiness."""
     ready_by_host = prepare.load_readiness(stack)
     sheets = []
     for t in targets:
@@ -82,9 +83,12 @@ def collect(targets, stack, timeout=600):
                       user=t.user, identity=t.identity, readiness=ready_by_host.get(t.label))
         try:
             keys.ensure_key(t)
+            if start:
+                readiness.ensure_running(t, timeout, start=True)
             try:
                 sheet.state = readiness.refresh(t)
-                sheet.host = t.host or outputs_host
+                # A stopped instance gets a new address when it starts: the stack's old one would mislead.
+                sheet.host = None if sheet.state in readiness.STOPPED else t.host or outputs_host
             except Exception as exc:  # the folder still helps: the stack's address and the pinned keys
                 sheet.state = "unknown (%s)" % type(exc).__name__
             alias = hostkeys.alias(t)
@@ -336,16 +340,20 @@ def write(sheets, stack, out_dir):
     return page
 
 
-def make(targets, stack, out_dir, force=False, timeout=600, out=None, err=None):
+def make(targets, stack, out_dir, force=False, timeout=600, start=False, out=None, err=None):
     """`mxlab handout`: returns the exit status (1 when an attendee's folder could not be written)."""
     out_dir = check_out_dir(out_dir, force)
-    sheets = collect(targets, stack, timeout)
+    sheets = collect(targets, stack, timeout, start)
     page = write(sheets, stack, out_dir)
     for s in sheets:
         if s.error:
             err.print("mxlab: %s: no handout: %s" % (s.label, s.error), markup=False, highlight=False,
                       soft_wrap=True)
         else:
+            if not s.host:
+                err.print("mxlab: %s: instance %s is %s, so its folder has no address: start it (e.g. `mxlab "
+                          "handout --start --all --out DIR --force`) and write the handout again"
+                          % (s.label, s.instance_id, s.state), markup=False, highlight=False, soft_wrap=True)
             ready = (s.readiness or {}).get("ready")
             out.print("%s: %s (%s, %s)" % (s.label, Path(out_dir) / s.label, s.state,
                                            "ready" if ready else "not ready" if s.readiness else "not prepared"),

@@ -156,3 +156,10 @@ def test_the_pages_in_chromium(host, tmp_path, chromium):
         finally:
             chromium.pages.pop(page.session_id, None)
             page.close()
+
+
+def test_handout_is_for_lab_instances_only(host, mxlab_cli, mxlab_home, tmp_path):
+    code, out, err = mxlab_cli("handout", "--host", host.hostspec, "--user", host.user, "--identity", host.identity,
+                               "--out", tmp_path / "h")
+    assert code == 2 and "--host: handout is for the lab's attendee instances" in err
+    assert not (tmp_path / "h").exists()

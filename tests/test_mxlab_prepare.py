@@ -129,7 +129,7 @@ def test_run_after_prepare_fetches_nothing_from_the_zoo(lab, tmp_path):
     assert model_bytes(lab.zoo) == 0
 
 
-def test_a_host_that_is_not_ready_is_named_with_why(lab):
+def test_a_host_that_is_not_ready_is_named_with_why(lab, tmp_path):
     ec2 = lab.emulator.boto3_client("ec2")
     iid = lab.instance_id(3)
     ec2.stop_instances(InstanceIds=[iid])
@@ -140,8 +140,19 @@ def test_a_host_that_is_not_ready_is_named_with_why(lab):
         assert re.search(r"attendee-3 not ready: .*is stopped.*--start", proc.stderr), proc.stderr
         assert re.search(r"attendee-1 .*ready", proc.stdout)
         assert not readiness_file(lab)["attendee-3"]["ready"]
+
+        # A stopped instance's handout has no address (its old one is gone); --start starts it first.
+        stopped = mxlab(lab, "handout", "--attendee", "3", "--out", tmp_path / "stopped")
+        assert stopped.returncode == 0, stopped.stderr
+        assert "is stopped, so its folder has no address" in stopped.stderr
+        assert "HostName UNKNOWN" in (tmp_path / "stopped" / "attendee-3" / "ssh_config").read_text()
+        started = mxlab(lab, "handout", "--attendee", "3", "--start", "--out", tmp_path / "started")
+        assert started.returncode == 0, started.stderr
+        assert "HostName %s" % lab.host(3).address in (tmp_path / "started" / "attendee-3" / "ssh_config").read_text()
     finally:
-        ec2.start_instances(InstanceIds=[iid])
+        state = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]["Name"]
+        if state == "stopped":
+            ec2.start_instances(InstanceIds=[iid])
 
 
 def test_handout_connects_each_attendee_with_strict_checking(lab, tmp_path):
