@@ -351,7 +351,7 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
             working = sum(1 for h in hosts if not h.failed and h.state.startswith("chunk"))
             failed = sum(1 for h in hosts if h.failed)
             text = "%d/%d hosts working%s · %d chunks of %d" % (
-                working, len(hosts), ", %d failed" % failed if failed else "", size, len(chunks))
+                working, len(hosts), ", %d failed" % failed if failed else "", len(chunks), size)
             progress.update(task, completed=finished[0] + sum(h.live for h in hosts), hosts=text)
 
     def work(host):
