@@ -204,6 +204,8 @@ def cmd_run(args, out, err, compare=False):
     if not args.inputs:
         raise UsageError("no inputs: give INPUT... (image files, folders, http(s) URLs) or --input-list FILE")
     check_inputs(args.inputs)
+    if args.chunk_size and not (args.shard or args.resume):
+        raise UsageError("--chunk-size: only with --shard (without it every host classifies every input)")
     found = resolve_targets(args)
     spec = RunSpec(models=models, inputs=args.inputs, top_k=args.top_k, batch_size=args.batch_size,
                    zoo=args.zoo, env=args.env)

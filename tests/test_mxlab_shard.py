@@ -159,3 +159,26 @@ def test_annotated_summary_keeps_the_host_entries_the_report_reads(tmp_path):
     store.annotate_summary({"attendee-1": {"chunks": [1, 3], "moved_away": []}})
     (entry,) = json.loads((store.dir / "summary.json").read_text())
     assert entry["host"] == "attendee-1" and entry["results"] == 1 and entry["chunks"] == [1, 3]
+
+
+# ---- the command line ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, says", [
+    (["--shard"], "no inputs: give INPUT"),
+    (["--shard", "--input-list", "missing.txt"], "--input-list missing.txt: cannot read it"),
+    (["--chunk-size", "3", "PHOTO"], "--chunk-size: only with --shard"),
+    (["--shard", "--chunk-size", "0", "PHOTO"], "--chunk-size: expected a positive integer"),
+])
+def test_bad_shard_options_are_usage_errors_naming_the_option(args, says, capsys, tmp_path, monkeypatch):
+    from mxlab import cli
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "--host", "127.0.0.1:1", "--user", "u", "--identity", str(tmp_path / "key"), "--model",
+            "efficientnet-lite0"] + [str(photo) if a == "PHOTO" else a for a in args]
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code
+    assert code == 2
+    assert says in capsys.readouterr().err
