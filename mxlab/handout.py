@@ -217,7 +217,7 @@ _CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-wid
 padding:0 1rem;color:#1d2329;line-height:1.45}pre{background:#f3f5f7;padding:.8rem;overflow-x:auto;
 border-radius:4px}code{background:#f3f5f7;padding:0 .2rem}table{border-collapse:collapse;width:100%}
 th,td{border-bottom:1px solid #d9dee3;padding:.35rem .5rem;text-align:left;vertical-align:top}
-.ok{color:#1a7f37;font-weight:600}.bad{color:#b42318;font-weight:600}.muted{color:#57606a}"""
+td code{white-space:nowrap}.ok{color:#1a7f37;font-weight:600}.bad{color:#b42318;font-weight:600}.muted{color:#57606a}"""
 
 
 def _page(title, body):

@@ -266,7 +266,7 @@ def readiness_table(results, models, title="readiness"):
         table.add_row(escape(r.label), escape(r.address), escape(r.environment or "-"),
                       "%d/%d" % (len(r.models), len(models)),
                       human_bytes(r.bytes_moved) if r.ready or r.bytes_moved else "-",
-                      escape(smoke), escape(r.workspace or "-"), "%.0f" % r.seconds,
+                      escape(smoke), "~/%s" % workspace.WORKSPACE_DIR if r.workspace else "-", "%.0f" % r.seconds,
                       "ready" if r.ready else "[bold red]NOT READY[/]")
     return table
 
