@@ -182,3 +182,36 @@ def test_bad_shard_options_are_usage_errors_naming_the_option(args, says, capsys
         code = exc.code
     assert code == 2
     assert says in capsys.readouterr().err
+
+
+# ---- one real host (loopback sshd, real MXNet): what every sharded run does ---------------------
+
+def test_sharded_compare_on_a_direct_host_merges_in_input_order_and_resume_has_nothing_left(
+        conda_host, mxlab_cli, local_zoo, sample_photos, tmp_path):
+    from tests.fixtures_sshd import direct_args
+    bad = tmp_path / "not-an-image.jpg"
+    bad.write_text("plain text")
+    results = tmp_path / "results"
+    args = ["compare", *direct_args(conda_host), "--zoo", local_zoo, "--models",
+            "efficientnet-lite0,efficientnet-lite1", "--shard", "--chunk-size", "2", "--results", results, sample_photos, bad]
+    code, out, err = mxlab_cli(*args)
+    assert code == 3, out + err  # one input is not an image: its result is the error
+    (host_dir,) = results.iterdir()
+    (run_dir,) = host_dir.iterdir()
+    merged = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    photos = sorted(str(sample_photos / n) for n in ("astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"))
+    expected = [(image, model) for image in photos + [str(bad)]
+                for model in ("efficientnet-lite0", "efficientnet-lite1")]
+    assert [(r["image"], r["model"]) for r in merged] == expected
+    assert all("error" in r for r in merged[-2:]) and all("top" in r for r in merged[:-2])
+    host_file = [json.loads(line) for line in (run_dir / ("%s.jsonl" % host_dir.name)).read_text().splitlines()]
+    assert sorted(map(shard.record_key, host_file)) == sorted(expected)
+    plan = json.loads((run_dir / "shard.json").read_text())
+    assert [c["inputs"] for c in plan["chunks"]] == ["1-2", "3-4", "5"]
+    assert (run_dir / "report.html").is_file()
+
+    code, out, err = mxlab_cli(*args, "--resume", run_dir.name)
+    assert code == 3, out + err
+    assert "resumed run %s: 5 input(s) already had results; 0 done now" % run_dir.name in err
+    assert json.loads((run_dir / "shard.json").read_text())["chunks"] == []
+    assert [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()] == merged
