@@ -193,7 +193,8 @@ def test_sharded_compare_on_a_direct_host_merges_in_input_order_and_resume_has_n
     bad.write_text("plain text")
     results = tmp_path / "results"
     args = ["compare", *direct_args(conda_host), "--zoo", local_zoo, "--models",
-            "efficientnet-lite0,efficientnet-lite1", "--shard", "--chunk-size", "2", "--results", results, sample_photos, bad]
+            "efficientnet-lite0,efficientnet-lite1", "--shard", "--chunk-size", "2", "--results", results,
+            sample_photos, bad]
     code, out, err = mxlab_cli(*args)
     assert code == 3, out + err  # one input is not an image: its result is the error
     (host_dir,) = results.iterdir()
