@@ -354,6 +354,62 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
                 working, len(hosts), ", %d failed" % failed if failed else "", len(chunks), size)
             progress.update(task, completed=finished[0] + sum(h.live for h in hosts), hosts=text)
 
+    def save(result):
+        try:
+            store.save_host(result)
+        except OSError as exc:  # the records stay in memory: the merged file is written at the end
+            say("mxlab: %s: saving its results failed: %s" % (result.label, exc))
+
+    def run_one_chunk(host, session, env_prefix, chunk):
+        """Run `chunk` on the host and settle it with the queue (done, or given back); True once settled."""
+        target, result = host.target, host.result
+        host.state = "chunk %d" % chunk.id
+        refresh()
+        items = [inputs[i] for i in chunk.indexes]
+
+        def on_progress(done, total, message, n=len(items)):
+            host.live = min(done or 0, n)
+            refresh()
+
+        chunk_spec = RunSpec(models=spec.models, inputs=items, top_k=spec.top_k, batch_size=spec.batch_size,
+                             zoo=spec.zoo, env=spec.env)
+        remote_id = "%s-%s-c%03d" % (run_id, attempt, chunk.id)
+        try:
+            records, error = _run_chunk(session, chunk_spec, remote_id, env_prefix, on_progress, reconnect_timeout)
+        except Exception as exc:
+            log.debug("%s: chunk %d failed", target.label, chunk.id, exc_info=True)
+            records, error = [], _failure_text(target, exc)
+        host.live = 0
+        mine = set(items)
+        records = [r for r in records if r.get("image") in mine]
+        complete = done_inputs(records, spec.models)
+        if error:
+            # Keep what the host finished (whole inputs only); the rest goes to the others.
+            records = [r for r in records if r.get("image") in complete]
+        left = [i for i in chunk.indexes if inputs[i] not in complete]
+        with lock:
+            result.records.extend(records)
+            finished[0] += len(chunk.indexes) - (len(left) if error else 0)
+        result.run_dir = remote_runs(run_id, attempt)
+        save(result)
+        if error:
+            host.failed, result.status = True, "failed"
+            result.error = "%s; chunk %d (inputs %s) handed back" % (error, chunk.id, span(left) or "none")
+            chunks[chunk.id]["failed_on"].append(target.label)
+            if not left:
+                chunks[chunk.id]["host"] = target.label
+            say("%s: chunk %d failed (%s); inputs %s go to the other hosts"
+                % (target.label, chunk.id, error, span(left) or "none"))
+            refresh()
+            queue.give_back(chunk, left, target.label, error)  # settled: nothing may raise after this
+            return True
+        # Inputs the agent finished without a record (none expected) are named at the end as without results.
+        chunks[chunk.id]["host"] = target.label
+        host.chunks.append(chunk.id)
+        refresh()
+        queue.done(chunk)  # settled: nothing may raise after this
+        return True
+
     def work(host):
         target, result = host.target, host.result
         session = Session(target, timeout=timeout)
@@ -369,52 +425,17 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
                 chunk = queue.take(target.label)
                 if chunk is None:
                     break
-                host.state = "chunk %d" % chunk.id
-                refresh()
-                items = [inputs[i] for i in chunk.indexes]
-
-                def on_progress(done, total, message, n=len(items)):
-                    host.live = min(done or 0, n)
-                    refresh()
-
-                chunk_spec = RunSpec(models=spec.models, inputs=items, top_k=spec.top_k,
-                                     batch_size=spec.batch_size, zoo=spec.zoo, env=spec.env)
-                remote_id = "%s-%s-c%03d" % (run_id, attempt, chunk.id)
+                settled = False
                 try:
-                    records, error = _run_chunk(session, chunk_spec, remote_id, env_prefix, on_progress,
-                                                reconnect_timeout)
-                except Exception as exc:
-                    log.debug("%s: chunk %d failed", target.label, chunk.id, exc_info=True)
-                    records, error = [], _failure_text(target, exc)
-                host.live = 0
-                mine = set(items)
-                records = [r for r in records if r.get("image") in mine]
-                complete = done_inputs(records, spec.models)
-                if error:
-                    # Keep what the host finished (whole inputs only); the rest goes to the others.
-                    records = [r for r in records if r.get("image") in complete]
-                left = [i for i in chunk.indexes if inputs[i] not in complete]
-                with lock:
-                    result.records.extend(records)
-                    finished[0] += len(chunk.indexes) - (len(left) if error else 0)
-                result.run_dir = remote_runs(run_id, attempt)
-                store.save_host(result)
-                if error:
-                    host.failed, result.status = True, "failed"
-                    result.error = "%s; chunk %d (inputs %s) handed back" % (error, chunk.id, span(left))
-                    chunks[chunk.id]["failed_on"].append(target.label)
-                    if not left:
-                        chunks[chunk.id]["host"] = target.label
-                    queue.give_back(chunk, left, target.label, error)
-                    say("%s: chunk %d failed (%s); inputs %s go to the other hosts"
-                        % (target.label, chunk.id, error, span(left) or "none"))
-                    refresh()
+                    settled = run_one_chunk(host, session, env_prefix, chunk)
+                finally:
+                    if not settled:  # a bug here must not strand the chunk (the other hosts wait for it)
+                        host.failed, result.status = True, "failed"
+                        result.error = result.error or "%s: unexpected error running chunk %d" % (
+                            target.label, chunk.id)
+                        queue.give_back(chunk, chunk.indexes, target.label, result.error)
+                if host.failed:
                     return
-                # An input the agent finished without a record (none expected) is named as without results.
-                chunks[chunk.id]["host"] = target.label
-                host.chunks.append(chunk.id)
-                queue.done(chunk)
-                refresh()
         finally:
             session.close()
             host.state = "failed" if host.failed else "done"
@@ -514,9 +535,11 @@ def show(run, saved_dir, compare, out, err):
              % (m["chunk"], m["inputs"], m["from"], m["to"] or "no host (none left)", m["reason"]))
     if run.missing:
         shown = run.missing[:20]
-        line("mxlab: every host failed: %d of %d input(s) without results%s:\n  %s"
-             % (len(run.missing), len(run.inputs), " (all in %s)" % (Path(saved_dir) / SHARD_FILE)
-                if len(run.missing) > len(shown) else "", "\n  ".join(shown)))
+        every = all(h.status == "failed" for h in run.hosts)
+        line("mxlab: %s%d of %d input(s) without results%s:\n  %s"
+             % ("every host failed: " if every else "", len(run.missing), len(run.inputs),
+                " (all in %s)" % (Path(saved_dir) / SHARD_FILE) if len(run.missing) > len(shown) else "",
+                "\n  ".join(shown)))
         line("mxlab: once a host is back: the same command with --resume %s does only these" % run.run_id)
         for h in run.hosts:
             if h.status == "failed":
