@@ -52,11 +52,8 @@ class Engine(object):
     def __init__(self, symbol, arg_params, aux_params, batch_size, size, input_name="data", context=None):
         import mxnet as mx
         self.batch_size = batch_size
-        self.size = size
-        self.input_name = input_name
-        self.context = context or mx.cpu()
         shape = (batch_size, 3, size, size)
-        self.executor = symbol.simple_bind(self.context, grad_req="null", **{input_name: shape})
+        self.executor = symbol.simple_bind(context or mx.cpu(), grad_req="null", **{input_name: shape})
         self.executor.copy_params_from(arg_params, aux_params, allow_extra_params=True)
         self._input = self.executor.arg_dict[input_name]
 

@@ -9,12 +9,11 @@ import sys
 
 
 class OrtEngine(object):
-    """agent.pipeline.Engine's interface (batch_size, size, forward) over an ORT session."""
+    """agent.pipeline.Engine's interface (batch_size, forward) over an ORT session."""
 
-    def __init__(self, session, batch_size, size):
+    def __init__(self, session, batch_size):
         self.session = session
         self.batch_size = batch_size
-        self.size = size
         self.input_name = session.get_inputs()[0].name
 
     def forward(self, batch):
@@ -33,7 +32,7 @@ def main(argv):
     options.log_severity_level = 3
     session = ort.InferenceSession(job["onnx"], options, providers=["CPUExecutionProvider"])
     size = job["input"]["size"]
-    best, engine, forward = timing.sweep(lambda batch: OrtEngine(session, batch, size), size, job["batches"],
+    best, engine, forward = timing.sweep(lambda batch: OrtEngine(session, batch), size, job["batches"],
                                          job["sweep_images"])
     result = timing.time_pipeline(engine, job["input"], job["paths"], job["count"])
     result.update({"forward_ms_by_batch": forward, "forward_ms": forward[str(best)], "version": ort.__version__,
