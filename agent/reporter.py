@@ -16,7 +16,7 @@ import time
 from agent import contract
 
 FETCH_EVERY_S = 0.25  # at most this often a fetch event (besides a file's first and last)
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a SIGTERM handler may emit while the main thread is emitting
 _state = {"events": None, "capture": None}  # events: the stream JSON goes to, once use_events() ran
 _fetches = {}  # (model, file) -> [last time shown, last quarter shown]
 
@@ -139,6 +139,7 @@ _HUMAN = {
     "retry": lambda evt: _line("{0}: {1}; retry {2}/{3} in {4:.1f} s".format(
         evt["url"], evt["error"], evt["attempt"], evt["of"], evt["delay"])),
     "verified": lambda evt: _line("{0}: cached {1} (sha256 {2})".format(evt["model"], evt["file"], evt["sha256"])),
+    "engine": lambda evt: _line("{0}: engine {1} ({2})".format(evt["model"], evt["engine"], evt["reason"])),
     "image": _image_text,
     "warning": lambda evt: _line("warning: {0}".format(evt["message"])),
     "log": lambda evt: _line(evt["message"]),

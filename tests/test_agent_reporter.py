@@ -76,3 +76,47 @@ def test_without_events_stderr_is_text_for_a_person(tiny_zoo, sample_photos, tmp
     assert "device: cpu(0)" in result.stderr and "classified 1/1 inputs" in result.stderr
     assert "tiny-prob tiny-prob-0000.params:" in result.stderr and "(100%)" in result.stderr
     assert not any(line.startswith("{") for line in result.stderr.splitlines())
+
+
+def test_a_directory_zoo_reports_its_copies_as_fetch_events_too(tiny_zoo, sample_photos, tmp_path):
+    result = run_agent("classify", "--events", "--zoo", tiny_zoo, "--cache", tmp_path / "cache",
+                       "--model", "tiny-softmax", str(sample_photos / "rocket.jpg"))
+    assert result.returncode == 0, result.stderr
+    events = events_of(result.stderr)
+    params = os.path.getsize(os.path.join(tiny_zoo, "tiny", "tiny-softmax-0000.params"))
+    last = [e for e in events if e["event"] == "fetch" and e["file"] == "tiny-softmax-0000.params"][-1]
+    assert last["bytes"] == last["total"] == params
+    assert [e["event"] for e in events if e["event"] in ("image", "done")] == ["image", "done"]
+
+
+def test_terminated_with_events_says_so_and_ends_with_done(tiny_zoo, serve_zoo, sample_photos, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from tests.checkpoints import REPO_ROOT
+    server = serve_zoo(sample_photos)
+    server.add_fault("/coffee.jpg", "stall", 1, 60)  # the second input hangs until the run is stopped
+    log = tmp_path / "agent.log"
+    with open(str(log), "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agent", "classify", "--events", "--zoo", tiny_zoo, "--cache",
+             str(tmp_path / "cache"), "--model", "tiny-prob", "--batch-size", "1", "--timeout", "120",
+             str(sample_photos / "chelsea.jpg"), server.url + "coffee.jpg"],
+            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            for _ in range(600):  # bounded wait for the first image event
+                if '"event": "image"' in log.read_text():
+                    break
+                assert process.poll() is None, log.read_text()
+                time.sleep(0.1)
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    events = events_of(log.read_text())
+    assert process.returncode == 128 + signal.SIGTERM
+    assert any(e["event"] == "warning" and "terminated by signal 15" in e["message"] for e in events)
+    assert events[-1] == {"event": "done", "results": 1, "errors": 0, "exit": 143}
