@@ -125,6 +125,11 @@ def build_parser():
                           help="run an INT8 graph (oneDNN, CPU only) calibrated on up to 16 of the inputs: "
                                "3-4x faster on VGG/ResNet/Inception, ~1.2-1.6x on EfficientNet-Lite0; "
                                "top-1 agreed with FP32 on 97%% of the bench photos")
+    classify.add_argument("--engine", choices=("mxnet", "onnxruntime", "auto"), default="mxnet",
+                          help="mxnet (default, the reference); onnxruntime: the model exported to ONNX once "
+                               "(cached, verified against MXNet on the first batch; needs agent/"
+                               "requirements-onnx.txt); auto: whichever is faster on the first batch (an "
+                               "\"engine\" event says which and why)")
     classify.add_argument("--out", help="write results to this file (atomically) instead of stdout")
     classify.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, directory or http(s) URL")
 
@@ -261,6 +266,7 @@ def run_classify(args):
         for name, entry in entries:
             files = cache.ensure_model(name, entry, the_zoo, cache_dir, policy)
             calibration = classify.calibration_batch(sources, entry["input"]) if args.int8 else None
-            classifiers.append(predict.load(name, entry, files, args.batch_size, context, calibration))
+            classifiers.append(predict.load(name, entry, files, args.batch_size, context, calibration,
+                                            engine=args.engine))
         classify.run(sources, classifiers, writer, args.batch_size, args.top_k)
     return EXIT_SOME_FAILED if writer.errors else EXIT_OK

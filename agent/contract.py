@@ -64,6 +64,7 @@ EVENTS = OrderedDict([
     ("resume", ("model", "file", "offset")),  # a partial download continues at byte offset
     ("retry", ("url", "attempt", "of", "error", "delay")),  # attempt N of M after `error`, in `delay` s
     ("verified", ("model", "file", "sha256")),  # a fetched file passed its checks and is in the cache
+    ("engine", ("model", "engine", "reason")),  # classify --engine: which engine runs the model, and why
     ("image", ("done", "total", "input")),  # one per input once every model has its record
     ("warning", ("message",)),
     ("log", ("message",)),  # a line of stderr text that is not the agent's (MXNet, Python warnings)

@@ -97,13 +97,14 @@ class Classifier(object):
                              ("prob", round(float(probs[i]), 6))]) for i in order]
 
 
-def load(name, entry, files, batch_size, context=None, calibration=None):
+def load(name, entry, files, batch_size, context=None, calibration=None, engine="mxnet"):
     """A Classifier for a cached model, bound once for batches of ``batch_size`` inputs of its size.
 
     calibration: float32 (n, 3, size, size) preprocessed photos -> run the INT8 graph.
+    engine: "mxnet", "onnxruntime" or "auto" (agent.engine_onnx; CPU FP32 only).
     """
     import mxnet as mx
-    from agent.pipeline import Engine
+    from agent.pipeline import Engine, cpu_cores
     context = context or pick_context()
     synset = read_synset(files["synset"])
     try:
@@ -119,23 +120,41 @@ def load(name, entry, files, batch_size, context=None, calibration=None):
     shape = (batch_size, 3, size, size)
     try:
         _, out_shapes, _ = symbol.infer_shape(**{inputs[0]: shape})
-        if context.device_type == "cpu":
-            from agent import quantize
-            if calibration is not None:
-                symbol, arg_params, aux_params = quantize.quantize_int8(
-                    symbol, arg_params, aux_params, calibration, input_name=inputs[0])
-            else:
-                symbol, arg_params, aux_params = quantize.fuse_fp32(symbol, arg_params, aux_params)
-        elif calibration is not None:
-            raise AgentError("model {0}: --int8 runs on a CPU only (this run uses {1})".format(name, context))
-        engine = Engine(symbol, arg_params, aux_params, batch_size, size, input_name=inputs[0], context=context)
     except mx.base.MXNetError as err:
         raise AgentError("model {0}: cannot bind for input {1}: {2}".format(name, shape, _first_line(err)))
     classes = out_shapes[0][1]
     if classes != len(synset):
         raise AgentError("model {0} outputs {1} classes but its synset {2} has {3} lines"
                          .format(name, classes, files["synset"], len(synset)))
-    return Classifier(name, entry["input"], engine, synset)
+    if engine != "mxnet" and (context.device_type != "cpu" or calibration is not None):
+        from agent import reporter
+        reporter.emit("warning", message="model {0}: --engine {1} runs FP32 on a CPU only; this run uses "
+                                         "MXNet ({2})".format(name, engine, "--int8" if calibration is not None
+                                                              else context))
+        engine = "mxnet"
+    plain = (symbol, arg_params, aux_params)
+
+    def make_mxnet():
+        sym, args, aux = plain
+        try:
+            if context.device_type == "cpu":
+                from agent import quantize
+                if calibration is not None:
+                    sym, args, aux = quantize.quantize_int8(sym, args, aux, calibration, input_name=inputs[0])
+                else:
+                    sym, args, aux = quantize.fuse_fp32(sym, args, aux)
+            elif calibration is not None:
+                raise AgentError("model {0}: --int8 runs on a CPU only (this run uses {1})".format(name, context))
+            return Engine(sym, args, aux, batch_size, size, input_name=inputs[0], context=context)
+        except mx.base.MXNetError as err:
+            raise AgentError("model {0}: cannot bind for input {1}: {2}".format(name, shape, _first_line(err)))
+
+    from agent import engine_onnx
+    params = dict(arg_params)
+    params.update(aux_params)
+    bound = engine_onnx.build(name, engine, make_mxnet, symbol, params, inputs[0], size, files, batch_size,
+                              cpu_cores())
+    return Classifier(name, entry["input"], bound, synset)
 
 
 def _first_line(err):

@@ -1,0 +1,162 @@
+"""agent.engine_onnx: `classify --engine onnxruntime|auto` on real checkpoints, real mx.onnx exports
+and a real ONNX Runtime (from requirements-dev.txt), and the agent without onnxruntime installed."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from agent import contract
+from tests.checkpoints import colour_image, json_lines, run_agent
+
+ort = pytest.importorskip("onnxruntime")  # requirements-dev.txt installs it; the agent itself does not need it
+
+RED, GREEN, BLUE = (230, 20, 30), (15, 200, 40), (20, 30, 220)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    import cv2
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, rgb in (("red.png", RED), ("green.png", GREEN), ("blue.png", BLUE)):
+        cv2.imwrite(str(folder / name), colour_image(rgb, 40, 30))
+    return str(folder)
+
+
+def classify(zoo, cache, *args, **kwargs):
+    proc = run_agent("classify", "--events", "--zoo", zoo, "--cache", cache, *args, **kwargs)
+    events = [contract.parse(line) for line in proc.stderr.splitlines()]
+    return proc, [evt for evt in events if evt]
+
+
+def engine_events(events):
+    return [evt for evt in events if evt["event"] == "engine"]
+
+
+def top1(records):
+    return {os.path.basename(r["image"]): r["top"][0]["label"] for r in records}
+
+
+def test_onnxruntime_engine_exports_once_verifies_and_answers_as_mxnet(tiny_zoo, photos, tmp_path):
+    cache = str(tmp_path / "cache")
+    reference, _ = classify(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "mxnet", photos)
+    assert reference.returncode == 0, reference.stderr
+    first, events = classify(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "onnxruntime", photos)
+    assert first.returncode == 0, first.stderr
+    [chosen] = engine_events(events)
+    assert chosen["engine"] == "onnxruntime" and "verified against MXNet" in chosen["reason"]
+    assert top1(json_lines(first.stdout)) == top1(json_lines(reference.stdout)) == {
+        "red.png": "red", "green.png": "green", "blue.png": "blue"}
+    for a, b in zip(json_lines(first.stdout), json_lines(reference.stdout)):
+        assert [t["index"] for t in a["top"]] == [t["index"] for t in b["top"]]
+        assert np.allclose([t["prob"] for t in a["top"]], [t["prob"] for t in b["top"]], atol=1e-5)
+    model_dir = os.path.join(cache, "tiny-prob")
+    [export] = [n for n in os.listdir(model_dir) if n.endswith(".onnx")]
+    with open(os.path.join(model_dir, export + ".json")) as handle:
+        record = json.load(handle)
+    assert record["verified"]["top1"] == 1.0 and record["verified"]["max_prob_diff"] < 1e-3
+    stamp = os.stat(os.path.join(model_dir, export)).st_mtime_ns
+
+    second, events = classify(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "onnxruntime", photos)
+    assert second.returncode == 0, second.stderr
+    [chosen] = engine_events(events)
+    assert chosen["engine"] == "onnxruntime" and "cached export" in chosen["reason"]
+    assert os.stat(os.path.join(model_dir, export)).st_mtime_ns == stamp  # not exported again
+    assert top1(json_lines(second.stdout)) == top1(json_lines(first.stdout))
+
+
+def test_auto_keeps_one_engine_and_says_why_then_remembers_it(tiny_zoo, photos, tmp_path):
+    cache = str(tmp_path / "cache")
+    first, events = classify(tiny_zoo, cache, "--model", "tiny-softmax", "--engine", "auto", photos)
+    assert first.returncode == 0, first.stderr
+    [chosen] = engine_events(events)
+    assert chosen["engine"] in ("mxnet", "onnxruntime")
+    assert chosen["reason"].startswith("auto: forward of 3 inputs") and "ms on onnxruntime" in chosen["reason"]
+    assert top1(json_lines(first.stdout)) == {"red.png": "red", "green.png": "green", "blue.png": "blue"}
+    second, events = classify(tiny_zoo, cache, "--model", "tiny-softmax", "--engine", "auto", photos)
+    [again] = engine_events(events)
+    assert again["engine"] == chosen["engine"] and again["reason"].endswith("(remembered)")
+    assert top1(json_lines(second.stdout)) == top1(json_lines(first.stdout))
+
+
+def test_an_export_that_disagrees_with_mxnet_is_refused_and_mxnet_answers(tiny_zoo, tmp_path, monkeypatch):
+    """The ONNX candidate here is another model's export (blue and red swapped): verification on the
+    first batch must catch it, keep MXNet's answers, warn, and not keep the file."""
+    import mxnet as mx
+    from agent import engine_onnx, reporter
+    from agent.pipeline import Engine
+    from agent.predict import probability_head, split_params
+    from tests.checkpoints import SIZE
+
+    def load(name):
+        prefix = os.path.join(tiny_zoo, "tiny", name)
+        symbol, _ = probability_head(mx.sym.load(prefix + "-symbol.json"))
+        args, aux = split_params(mx.nd.load(prefix + "-0000.params"), symbol)
+        return symbol, args, aux, {"symbol": prefix + "-symbol.json", "params": prefix + "-0000.params"}
+
+    symbol, args, aux, files = load("tiny-logits")
+    swapped = dict(args)
+    swapped["fc_weight"] = mx.nd.array(args["fc_weight"].asnumpy()[::-1])  # red <-> blue
+    export = engine_onnx.Export(files, "data", SIZE)
+    pending = export.write(symbol, swapped, "data", SIZE)
+    emitted = []
+    monkeypatch.setattr(reporter, "emit", lambda kind, **fields: emitted.append(dict(fields, event=kind)))
+    chooser = engine_onnx.ChoosingEngine(
+        "tiny-logits", "onnxruntime", lambda: Engine(symbol, args, aux, 3, SIZE),
+        lambda path: engine_onnx.OrtEngine(path, 3, 1), export, pending, 3, 1)
+    batch = np.stack([np.transpose(colour_image(rgb, SIZE, SIZE)[:, :, ::-1], (2, 0, 1)) / 255.0
+                      for rgb in (RED, GREEN, BLUE)]).astype(np.float32)
+    probs = chooser.forward(batch)
+    assert list(probs.argmax(axis=1)) == [0, 1, 2]  # MXNet's answer: red, green, blue
+    assert chooser.name == "mxnet"
+    assert not os.path.exists(pending) and not os.path.exists(export.path)
+    kinds = [evt["event"] for evt in emitted]
+    assert kinds == ["warning", "engine"]
+    assert "disagrees with MXNet" in emitted[0]["message"] and "top-1 agreement 33%" in emitted[0]["message"]
+    assert list(chooser.forward(batch).argmax(axis=1)) == [0, 1, 2]  # and stays on MXNet
+
+
+def test_real_efficientnet_lite0_on_onnxruntime_agrees_with_mxnet(local_zoo, sample_photos, tmp_path):
+    cache = str(tmp_path / "cache")
+    reference, _ = classify(str(local_zoo), cache, "--model", "efficientnet-lite0", str(sample_photos))
+    assert reference.returncode == 0, reference.stderr
+    onnx_run, events = classify(str(local_zoo), cache, "--model", "efficientnet-lite0", "--engine", "onnxruntime",
+                                str(sample_photos))
+    assert onnx_run.returncode == 0, onnx_run.stderr
+    assert [e["engine"] for e in engine_events(events)] == ["onnxruntime"]
+    assert top1(json_lines(onnx_run.stdout)) == top1(json_lines(reference.stdout))
+    assert top1(reference.stdout and json_lines(reference.stdout))["coffee.jpg"] == "espresso"
+
+
+@pytest.fixture
+def without_onnxruntime(tmp_path):
+    """PYTHONPATH for an agent process in which `import onnxruntime` and `import onnx` fail, as on a
+    host where agent/requirements-onnx.txt was never installed."""
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Missing(object):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('onnxruntime', 'onnx'):\n"
+        "            raise ImportError('No module named %r' % name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, _Missing())\n")
+    return {"PYTHONPATH": str(blocker)}
+
+
+def test_without_onnxruntime_mxnet_runs_and_onnxruntime_is_a_clear_error(tiny_zoo, photos, tmp_path,
+                                                                          without_onnxruntime):
+    cache = str(tmp_path / "cache")
+    plain, events = classify(tiny_zoo, cache, "--model", "tiny-prob", photos, env=without_onnxruntime)
+    assert plain.returncode == 0, plain.stderr
+    assert top1(json_lines(plain.stdout))["red.png"] == "red"
+    asked, events = classify(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "onnxruntime", photos,
+                             env=without_onnxruntime)
+    assert asked.returncode == contract.EXIT_FATAL
+    [error] = [evt for evt in events if evt["event"] == "error"]
+    assert "requirements-onnx.txt" in error["message"] and "onnxruntime" in error["message"]
+    assert asked.stdout == ""
+    shutil.rmtree(cache)
