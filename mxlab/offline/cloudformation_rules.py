@@ -9,6 +9,10 @@
   updated/deleted as it is in use by Y") nor by deleting that stack. moto lets
   both through.
 
+- Stack tags (the lab's project/stack, cdk/lab_stack.py) go on every EC2
+  resource the stack creates, with CloudFormation's own aws:cloudformation:*
+  tags; moto does that only for CreateStack, not for change sets (`cdk deploy`).
+
 A refused update leaves the stack as it was, in UPDATE_ROLLBACK_COMPLETE with
 the reason in its events (what the CDK CLI and waiters read); a refused delete
 leaves it in DELETE_FAILED. Both through UpdateStack and change sets (`cdk
@@ -84,6 +88,30 @@ def install():
     backend_class.execute_change_set = execute_change_set
     backend_class.update_stack = update_stack
     backend_class.delete_stack = delete_stack
+
+    from moto.cloudformation import parsing
+    original_map_update = parsing.ResourceMap.update
+
+    def update(self, template, parameters=None):
+        before = set(self._parsed_resources)
+        original_map_update(self, template, parameters)
+        _tag_created(self, [k for k in self._parsed_resources if k not in before])
+    parsing.ResourceMap.update = update
+
+
+def _tag_created(resource_map, logical_ids):
+    """Stack tags on EC2 resources a change set created, as CreateStack puts them."""
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.core import TaggedEC2Resource
+    tags = dict(resource_map.tags)
+    tags["aws:cloudformation:stack-name"] = resource_map["AWS::StackName"]
+    tags["aws:cloudformation:stack-id"] = resource_map["AWS::StackId"]
+    ec2 = ec2_backends[resource_map._account_id][resource_map._region_name]
+    for logical_id in logical_ids:
+        resource = resource_map._parsed_resources.get(logical_id)
+        if isinstance(resource, TaggedEC2Resource):
+            ec2.create_tags([resource.physical_resource_id],
+                            dict(tags, **{"aws:cloudformation:logical-id": logical_id}))
 
 
 def check_update(backend, stack, new_template):
