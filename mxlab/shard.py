@@ -1,9 +1,13 @@
 """`mxlab run --shard`: one set of images split across the hosts, each image classified once.
 
-The inputs are expanded to single images (a folder gives its image files as the agent takes them)
-and cut into chunks of consecutive inputs. One queue hands the chunks out as hosts ask for work, so a
-slow host takes fewer. Each host is prepared once (ready, connect, agent, environment), then runs the
-agent once per chunk in a remote run folder of its own, uploading only that chunk's files.
+The inputs are expanded to single images (a folder gives its image files as the agent takes them).
+One queue cuts chunks of consecutive inputs as hosts ask for work, so a slow host takes less. Each host
+is prepared once (ready, connect, agent, environment), then runs the agent once per chunk in a remote
+run folder of its own, uploading only that chunk's files. Every agent run pays a start (Python, MXNet,
+the model) that can cost more than classifying dozens of images, so chunk sizes adapt: a small first
+chunk per host measures its start and its time per image, then each chunk is at least big enough to be
+worth a start of its own, at most about a minute of work (a lost chunk costs little), and otherwise the
+host's fair share of what is left. `--chunk-size N` fixes the size instead.
 
 A chunk that fails on a host (the instance stopped, the connection gone for good, the agent failed)
 goes back to the front of the queue, less the inputs whose results were collected, and that host takes
@@ -39,8 +43,10 @@ from mxlab.session import Session
 log = logging.getLogger(__name__)
 
 SHARD_FILE = "shard.json"
-CHUNKS_PER_HOST = 4  # chunks a host gets on average: enough for a slow host to take fewer
-MAX_CHUNK = 64  # inputs in one agent run at most (a lost chunk costs at most this much work again)
+CHUNKS_PER_HOST = 4  # first chunks: small enough that every host starts with some and is measured
+FIRST_CHUNK_MAX = 8
+CHUNK_SECONDS = 60.0  # adaptive chunks hold about this much classifying at most: a lost chunk costs little
+MAX_CHUNK = 1000  # inputs in one agent run at most
 RECONNECT_TIMEOUT = 60  # a host whose connection is gone this long gives its chunk to the others
 
 
@@ -80,11 +86,25 @@ def expand_inputs(items):
     return out
 
 
-def chunk_size(count, hosts, requested=None):
-    """Inputs per chunk: `requested`, else about CHUNKS_PER_HOST chunks a host, at most MAX_CHUNK."""
-    if requested:
-        return requested
-    return max(1, min(MAX_CHUNK, -(-count // (max(1, hosts) * CHUNKS_PER_HOST))))
+def first_chunk_size(count, hosts):
+    """A host's first chunk, before anything is measured: about CHUNKS_PER_HOST a host, at most FIRST_CHUNK_MAX."""
+    return max(1, min(FIRST_CHUNK_MAX, -(-count // (max(1, hosts) * CHUNKS_PER_HOST))))
+
+
+def next_chunk_size(remaining, hosts, first, even, start_s=None, image_s=None):
+    """Inputs for a host's next chunk. Unmeasured: `first`. Measured (`start_s`: an agent run's cost
+    besides its images; `image_s`: an image's): its fair share of the `remaining` inputs among `hosts`
+    working hosts, but no smaller than what one start costs in images (every chunk pays a start: a
+    shrinking tail of tiny chunks would cost more than it balances) unless that is more than `even` (the
+    run's inputs spread evenly over its hosts: every host should get work); at most CHUNK_SECONDS of
+    classifying, so a lost chunk costs little and a slow host gets less."""
+    if start_s is None or not image_s:
+        want = first
+    else:
+        fair = -(-remaining // max(1, hosts))
+        worth = int(start_s / image_s) + 1
+        want = min(max(fair, min(worth, even)), max(1, int(CHUNK_SECONDS / image_s)))
+    return max(1, min(want, MAX_CHUNK, max(1, remaining)))
 
 
 @dataclass
@@ -115,23 +135,31 @@ def span(indexes):
 
 
 class ChunkQueue:
-    """Chunks handed out as hosts ask. take() waits while the queue is empty but chunks are out (one may
-    come back); None once nothing is queued or out. A chunk given back goes to the front."""
+    """Chunks handed out as hosts ask: planned ones (`chunks`) first, then cut from `rest` (input positions)
+    at the size the host asks for. take() waits while nothing is left but chunks are out (one may come
+    back); None once nothing is left or out. A chunk given back goes to the front."""
 
-    def __init__(self, chunks):
+    def __init__(self, chunks=(), rest=()):
         self._pending = deque(chunks)
+        self._rest = list(rest)
+        self._next_id = max([c.id for c in self._pending] + [0]) + 1
         self._out = 0
         self._cond = threading.Condition()
         self.moves = []  # {"chunk", "inputs", "from", "to", "reason"}, in the order they happened
         self.closed = False
 
-    def take(self, host):
+    def take(self, host, size=1):
         with self._cond:
-            while not self._pending and self._out and not self.closed:
+            while not self._pending and not self._rest and self._out and not self.closed:
                 self._cond.wait(0.5)
-            if not self._pending or self.closed:
+            if self.closed or not (self._pending or self._rest):
                 return None
-            chunk = self._pending.popleft()
+            if self._pending:
+                chunk = self._pending.popleft()
+            else:
+                chunk = Chunk(self._next_id, self._rest[:max(1, size)])
+                self._rest = self._rest[max(1, size):]
+                self._next_id += 1
             self._out += 1
             for move in self.moves:
                 if move["chunk"] == chunk.id and move["to"] is None:
@@ -159,9 +187,15 @@ class ChunkQueue:
             self.closed = True
             self._cond.notify_all()
 
-    def left(self):
+    def remaining(self):
+        """Inputs not handed out (given back or not yet cut)."""
         with self._cond:
-            return list(self._pending)
+            return len(self._rest) + sum(len(c.indexes) for c in self._pending)
+
+    def left(self):
+        """What no host has taken: the chunks given back and planned, and the inputs not yet cut (one chunk)."""
+        with self._cond:
+            return list(self._pending) + ([Chunk(self._next_id, list(self._rest))] if self._rest else [])
 
 
 def record_key(rec):
@@ -254,7 +288,7 @@ class ShardedRun:
     moves: list
     records: list  # merged, in input order
     missing: List[str]
-    chunk_size: int
+    chunk_size: object  # the fixed --chunk-size, or "adaptive"
     resumed: int = 0  # inputs that already had results (--resume)
 
     def errors(self):
@@ -270,8 +304,19 @@ class _Host:
                                  records=list(records))
         self.chunks = []  # ids of the chunks it finished
         self.live = 0  # inputs done in its current chunk
+        self.start_s = None  # measured: seconds an agent run costs besides its images (start, model, upload)
+        self.image_s = None  # measured: seconds of classifying an image (all models)
         self.state = "waiting"
         self.failed = False
+
+
+    def measure(self, seconds, records, count):
+        """Learn from a chunk: the model time the agent reports per image, and the rest of the wall time."""
+        model_s = sum(float(r.get("ms") or 0) for r in records) / 1000.0
+        if not count or not model_s:
+            return
+        self.image_s = model_s / count
+        self.start_s = max(0.0, seconds - model_s)
 
 
 def _prepare(session, target, spec, timeout, start, say, host):
@@ -284,7 +329,7 @@ def _prepare(session, target, spec, timeout, start, say, host):
     install.upload_agent(session)
     host.state = "preparing environment"
     env = RemoteEnv(session, say=say)
-    name = env.ensure(spec.env)
+    name = env.ensure(spec.env, engine=spec.engine)
     host.result.environment = name
     return env.prefix
 
@@ -329,14 +374,17 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
     saved, old_summary = load_saved(store.dir) if resume else ({}, [])
     earlier = [rec for recs in saved.values() for rec in recs]
     todo = todo_indexes(inputs, earlier, spec.models)
-    size = chunk_size(len(todo), len(targets), size)
-    queue = ChunkQueue(plan_chunks(todo, size))
-    chunks = {c.id: {"inputs": span(c.indexes), "host": None, "failed_on": []} for c in queue.left()}
+    queue = ChunkQueue(plan_chunks(todo, size)) if size else ChunkQueue(rest=todo)
+    first = first_chunk_size(len(todo), len(targets))
+    even = -(-len(todo) // max(1, len(targets)))
+    chunks = {}  # id -> {"inputs", "host", "failed_on"}, as chunks are handed out
+    for c in queue.left() if size else ():
+        chunks[c.id] = {"inputs": span(c.indexes), "host": None, "failed_on": []}
     attempt = os.urandom(2).hex()  # remote folders of a resumed run never meet the earlier try's
     hosts = [_Host(t, saved.get(t.label, ())) for t in targets]
     lock = threading.Lock()
     finished = [0]
-    _save_plan(store.dir, run_id, inputs, size, chunks, queue.moves, [])
+    _save_plan(store.dir, run_id, inputs, size or "adaptive", chunks, queue.moves, [])
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("{task.fields[hosts]}"), console=console, transient=False)
@@ -350,8 +398,8 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
         with lock:
             working = sum(1 for h in hosts if not h.failed and h.state.startswith("chunk"))
             failed = sum(1 for h in hosts if h.failed)
-            text = "%d/%d hosts working%s · %d chunks of %d" % (
-                working, len(hosts), ", %d failed" % failed if failed else "", len(chunks), size)
+            text = "%d/%d hosts working%s · %d chunks" % (
+                working, len(hosts), ", %d failed" % failed if failed else "", len(chunks))
             progress.update(task, completed=finished[0] + sum(h.live for h in hosts), hosts=text)
 
     def save(result):
@@ -372,10 +420,12 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
             refresh()
 
         chunk_spec = RunSpec(models=spec.models, inputs=items, top_k=spec.top_k, batch_size=spec.batch_size,
-                             zoo=spec.zoo, env=spec.env)
+                             zoo=spec.zoo, env=spec.env, engine=spec.engine)
         remote_id = "%s-%s-c%03d" % (run_id, attempt, chunk.id)
+        began = time.monotonic()
         try:
             records, error = _run_chunk(session, chunk_spec, remote_id, env_prefix, on_progress, reconnect_timeout)
+            host.measure(time.monotonic() - began, records, len(items))
         except Exception as exc:
             log.debug("%s: chunk %d failed", target.label, chunk.id, exc_info=True)
             records, error = [], _failure_text(target, exc)
@@ -422,9 +472,13 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
                 say("%s: failed before any work: %s" % (target.label, result.error))
                 return
             while True:
-                chunk = queue.take(target.label)
+                alive = sum(1 for h in hosts if not h.failed)
+                chunk = queue.take(target.label, next_chunk_size(queue.remaining(), alive, first, even,
+                                                                 host.start_s, host.image_s))
                 if chunk is None:
                     break
+                with lock:
+                    chunks.setdefault(chunk.id, {"inputs": span(chunk.indexes), "host": None, "failed_on": []})
                 settled = False
                 try:
                     settled = run_one_chunk(host, session, env_prefix, chunk)
@@ -464,9 +518,10 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
     have = done_inputs(merged, spec.models)
     missing = [item for item in inputs if item not in have]
     run = ShardedRun(run_id=run_id, inputs=inputs, models=list(spec.models), hosts=[h.result for h in hosts],
-                     chunks=chunks, moves=queue.moves, records=merged, missing=missing, chunk_size=size,
+                     chunks=chunks, moves=queue.moves, records=merged, missing=missing,
+                     chunk_size=size or "adaptive",
                      resumed=len(inputs) - len(todo))
-    _save_plan(store.dir, run_id, inputs, size, chunks, queue.moves, missing)
+    _save_plan(store.dir, run_id, inputs, size or "adaptive", chunks, queue.moves, missing)
     store.save_merged(merged)
     extra = {h.target.label: {"chunks": h.chunks,
                               "moved_away": [m for m in queue.moves if m["from"] == h.target.label]}
@@ -504,7 +559,9 @@ SHOW_RECORDS_UP_TO = 100  # inputs: a bigger run's results are in results.jsonl 
 
 def chunks_table(run):
     """Per host: the chunks it finished, its images, and the chunks that moved away from it."""
-    table = Table(title="shard: %d input(s) in chunks of %d" % (len(run.inputs), run.chunk_size))
+    table = Table(title="shard: %d input(s), %d chunk(s) %s" % (
+        len(run.inputs), len(run.chunks), "of %s" % run.chunk_size if run.chunk_size != "adaptive"
+        else "sized as the hosts were measured"))
     for col in ("host", "chunks", "results", "moved away"):
         table.add_column(col)
     for h in run.hosts:

@@ -54,12 +54,35 @@ def test_input_list_errors_name_the_file(tmp_path, content):
 
 # ---- chunks ----------------------------------------------------------------------------------
 
-def test_chunk_size_gives_each_host_several_chunks_within_bounds():
-    assert shard.chunk_size(60, 3) == 5  # 12 chunks: 4 a host
-    assert shard.chunk_size(3, 4) == 1
-    assert shard.chunk_size(0, 2) == 1
-    assert shard.chunk_size(100000, 2) == shard.MAX_CHUNK
-    assert shard.chunk_size(60, 3, requested=7) == 7
+def test_first_chunks_are_small_so_every_host_is_measured_early():
+    assert shard.first_chunk_size(60, 3) == 5  # 4 a host
+    assert shard.first_chunk_size(3, 4) == 1
+    assert shard.first_chunk_size(0, 2) == 1
+    assert shard.first_chunk_size(100000, 2) == shard.FIRST_CHUNK_MAX
+
+
+def test_next_chunk_size_unmeasured_is_the_first_size():
+    assert shard.next_chunk_size(50, 3, first=5, even=20) == 5
+    assert shard.next_chunk_size(3, 3, first=5, even=20) == 3, "never more than is left"
+
+
+def test_next_chunk_size_is_the_fair_share_when_starts_are_cheap():
+    # 0.5 s start, 0.1 s an image: 6 images pay for a start; fair share of 90 over 3 hosts is 30.
+    assert shard.next_chunk_size(90, 3, first=5, even=40, start_s=0.5, image_s=0.1) == 30
+
+
+def test_next_chunk_size_is_not_cut_below_what_a_start_costs_in_images():
+    # A 6 s start and 0.05 s an image (the sandbox): a chunk of 9 would spend 6 s to classify 0.45 s worth.
+    assert shard.next_chunk_size(27, 3, first=5, even=20, start_s=6.0, image_s=0.05) == 20
+    assert shard.next_chunk_size(12, 3, first=5, even=20, start_s=6.0, image_s=0.05) == 12
+
+
+def test_next_chunk_size_leaves_work_for_every_host_and_caps_a_chunk_at_about_a_minute():
+    # A 10 s start, 0.01 s an image (a GPU): one start is worth 1001 images, but 20 hosts share 10,000.
+    assert shard.next_chunk_size(9840, 20, first=8, even=500, start_s=10.0, image_s=0.01) == 500
+    # A slow host: 0.5 s an image: at most 60 s of images.
+    assert shard.next_chunk_size(5000, 2, first=8, even=2500, start_s=10.0, image_s=0.5) == 120
+    assert shard.next_chunk_size(10 ** 6, 1, first=8, even=10 ** 6, start_s=1.0, image_s=0.001) == shard.MAX_CHUNK
 
 
 def test_plan_chunks_covers_every_input_once_in_order():
@@ -106,6 +129,18 @@ def test_a_host_waits_for_chunks_still_out_and_takes_one_that_comes_back():
     assert got and got[0].indexes == [0, 1]
     q.done(got[0])
     assert q.take("h2") is None
+
+
+def test_chunks_are_cut_at_the_size_each_host_asks_for():
+    q = shard.ChunkQueue(rest=list(range(10)))
+    a, b = q.take("h1", 3), q.take("h2", 5)
+    assert (a.id, a.indexes, b.id, b.indexes) == (1, [0, 1, 2], 2, [3, 4, 5, 6, 7])
+    assert q.remaining() == 2
+    q.give_back(a, [1, 2], "h1", "stopped")
+    assert q.remaining() == 4
+    again = q.take("h2", 100)
+    assert (again.id, again.indexes) == (1, [1, 2]), "a chunk given back goes whole, before new ones are cut"
+    assert [(c.id, c.indexes) for c in q.left()] == [(3, [8, 9])]
 
 
 def test_chunks_left_when_every_host_failed():
