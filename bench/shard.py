@@ -86,7 +86,8 @@ class Sandbox(object):
 
 
 def sharded_run(box, hosts, model, photos, results):
-    """(seconds, per-host result counts) of one `mxlab run --shard` over attendees 1..hosts."""
+    """(seconds, facts) of one `mxlab run --shard` over attendees 1..hosts: results per host, chunks,
+    and the model's own time (the agent's ms per image, summed over the hosts)."""
     attendees = ",".join(str(n) for n in range(1, hosts + 1))
     began = time.time()
     proc = subprocess.run([sys.executable, "-m", "mxlab", "run", "--attendee", attendees, "--shard",
@@ -100,7 +101,11 @@ def sharded_run(box, hosts, model, photos, results):
     newest = max((os.path.join(stack_dir, d) for d in os.listdir(stack_dir)), key=os.path.getmtime)
     with open(os.path.join(newest, "summary.json")) as fh:
         per_host = {e["host"]: e["results"] for e in json.load(fh)}
-    return wall, per_host
+    with open(os.path.join(newest, "shard.json")) as fh:
+        chunks = len(json.load(fh)["chunks"])
+    with open(os.path.join(newest, "results.jsonl")) as fh:
+        model_s = sum(json.loads(line).get("ms", 0) for line in fh if line.strip()) / 1000.0
+    return wall, {"per_host": per_host, "chunks": chunks, "model_s": round(model_s, 2)}
 
 
 def measure(photos_count=48, counts=(1, 2, 4), model="efficientnet-lite0"):
@@ -117,10 +122,10 @@ def measure(photos_count=48, counts=(1, 2, 4), model="efficientnet-lite0"):
         sharded_run(box, max(counts), model, photos, results)
         out = {"photos": photos_count, "model": model, "cpus": os.cpu_count(), "runs": {}}
         for n in counts:
-            wall, per_host = sharded_run(box, n, model, photos, results)
-            out["runs"][str(n)] = {"seconds": round(wall, 2), "images_per_s": round(photos_count / wall, 2),
-                                   "per_host": per_host}
-            _say("%d host(s): %.1f s, %.2f images/s, per host %s" % (n, wall, photos_count / wall, per_host))
+            wall, facts = sharded_run(box, n, model, photos, results)
+            out["runs"][str(n)] = dict(facts, seconds=round(wall, 2), images_per_s=round(photos_count / wall, 2))
+            _say("%d host(s): %.1f s, %.2f images/s, %d chunks, model time %.1f s, per host %s"
+                 % (n, wall, photos_count / wall, facts["chunks"], facts["model_s"], facts["per_host"]))
         return out
     finally:
         box.stop()
@@ -130,13 +135,17 @@ def measure(photos_count=48, counts=(1, 2, 4), model="efficientnet-lite0"):
 def table(data):
     lines = ["sharded run: %d photos, %s, sandbox hosts on this machine's %d CPU(s)"
              % (data["photos"], data["model"], data["cpus"]),
-             "%6s %9s %9s %9s  %s" % ("hosts", "seconds", "images/s", "speed-up", "results per host")]
+             "%6s %9s %9s %9s %7s %8s  %s" % ("hosts", "seconds", "images/s", "speed-up", "chunks", "model s",
+                                              "results per host")]
     base = data["runs"][min(data["runs"], key=int)]["images_per_s"]
     for n in sorted(data["runs"], key=int):
         run = data["runs"][n]
         per_host = ", ".join("%s %d" % kv for kv in sorted(run["per_host"].items()))
-        lines.append("%6s %9.1f %9.2f %8.2fx  %s" % (n, run["seconds"], run["images_per_s"],
-                                                      run["images_per_s"] / base, per_host))
+        lines.append("%6s %9.1f %9.2f %8.2fx %7d %8.1f  %s" % (n, run["seconds"], run["images_per_s"],
+                                                               run["images_per_s"] / base, run["chunks"],
+                                                               run["model_s"], per_host))
+    lines.append("model s: the agent's own time per image summed over the hosts; the rest of the wall time is "
+                 "SSH, uploads and each chunk's agent start (Python, MXNet, the model), on the same CPUs")
     return "\n".join(lines)
 
 
