@@ -273,7 +273,15 @@ def build(model, mode, make_mxnet, symbol, params, input_name, size, files, batc
         engine = make_mxnet()
         engine.name = "mxnet"
         return engine
-    import_runtime()  # a missing onnxruntime is a clear error for both onnxruntime and auto
+    try:
+        import_runtime()
+    except EngineUnavailable as err:
+        if mode != "auto":  # asked for by name: a clear error, not a silent MXNet run
+            raise
+        reporter.emit("engine", model=model, engine="mxnet", reason="auto: {0}".format(err))
+        engine = make_mxnet()
+        engine.name = "mxnet"
+        return engine
     export = Export(files, input_name, size)
 
     def make_ort(path):

@@ -88,6 +88,9 @@ def build_parser():
             p.add_argument("--models", required=True, help="comma-separated model names")
         p.add_argument("--top-k", type=_positive, default=5, help="labels per image (default %(default)s)")
         p.add_argument("--batch-size", type=_positive, help="agent batch size")
+        p.add_argument("--engine", choices=("mxnet", "onnxruntime", "auto"), default="mxnet",
+                       help="the agent's engine (default mxnet); onnxruntime/auto install "
+                            "agent/requirements-onnx.txt on the host first")
         p.add_argument("--results", default="results", metavar="DIR", help="where to save results (default ./results)")
         p.add_argument("--parallel", type=_positive, default=8, help="hosts at once (default %(default)s)")
         p.add_argument("--input-list", metavar="FILE", help="more inputs, one a line (files, folders, URLs)")
@@ -208,7 +211,7 @@ def cmd_run(args, out, err, compare=False):
         raise UsageError("--chunk-size: only with --shard (without it every host classifies every input)")
     found = resolve_targets(args)
     spec = RunSpec(models=models, inputs=args.inputs, top_k=args.top_k, batch_size=args.batch_size,
-                   zoo=args.zoo, env=args.env)
+                   zoo=args.zoo, env=args.env, engine=args.engine)
     name = args.stack if not args.host else found[0].label
     if args.shard or args.resume:
         return cmd_run_sharded(args, found, spec, name, compare, out, err)

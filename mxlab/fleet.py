@@ -31,7 +31,7 @@ def run_one(target, spec, run_id, timeout, on_progress, say, start=False):
         install.upload_agent(session)
         on_progress(None, None, "preparing environment")
         env = RemoteEnv(session, say=say)
-        name = env.ensure(spec.env)
+        name = env.ensure(spec.env, engine=spec.engine)
         on_progress(None, None, "running")
         result = run_on_host(session, spec, run_id, env.prefix, name, on_progress)
     except UsageError as exc:

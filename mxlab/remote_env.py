@@ -148,8 +148,31 @@ class RemoteEnv:
         self.say("%s: WARNING: %s" % (self.session.target.label, warning))
         return "%s (WARNING: %s)" % (name, warning)
 
-    def ensure(self, requested=None):
-        """Return the environment's name (conda:<env> or venv), setting it up on first use."""
+    def ensure(self, requested=None, engine="mxnet"):
+        """Return the environment's name (conda:<env> or venv), setting it up on first use; with
+        engine onnxruntime or auto, also the agent's optional ONNX Runtime engine."""
+        name = self._ensure(requested)
+        if engine != "mxnet":
+            self._ensure_onnx_engine(engine)
+        return name
+
+    def _ensure_onnx_engine(self, engine):
+        """agent/requirements-onnx.txt into the env, once (only runs that ask for it pay for it).
+        For auto a failed install is a warning: the agent then runs MXNet and says so."""
+        label = self.session.target.label
+        rc, _, _ = self.session.exec("%s && python -c 'import onnxruntime, onnx'" % self.prefix, timeout=300)
+        if rc == 0:
+            return
+        reqs = posixpath.join(self.root, AGENT_DIR, "requirements-onnx.txt")
+        self.say("%s: installing the ONNX Runtime engine (%s)" % (label, "agent/requirements-onnx.txt"))
+        rc, out = self._step("pip install the ONNX Runtime engine",
+                             "%s && python -m pip install --disable-pip-version-check -q -r %s 2>&1"
+                             % (self.prefix, shlex.quote(reqs)), check=engine == "onnxruntime")
+        if rc != 0:
+            self.say("%s: WARNING: the ONNX Runtime engine did not install (%s); --engine auto runs MXNet"
+                     % (label, last_line(out)[-200:]))
+
+    def _ensure(self, requested=None):
         label = self.session.target.label
         known, warning = self._remembered()
         if known and (requested is None or known in (requested, "conda:" + requested)):

@@ -46,6 +46,7 @@ class RunSpec:
     batch_size: Optional[int] = None
     zoo: Optional[str] = None
     env: Optional[str] = None
+    engine: str = "mxnet"  # the agent's --engine (onnxruntime/auto install agent/requirements-onnx.txt)
 
 
 @dataclass
@@ -144,6 +145,8 @@ class RemoteRun:
             agent += ["--batch-size", str(self.spec.batch_size)]
         if self.spec.zoo:
             agent += ["--zoo", self.spec.zoo]
+        if self.spec.engine != "mxnet":
+            agent += ["--engine", self.spec.engine]
         agent += ["--"] + args if any(a.startswith("-") for a in args) else args
         log_file, exit_file = (shlex.quote(self._path(n)) for n in (contract.LOG_FILE, contract.EXIT_CODE_FILE))
         inner = ("cd %s && { %s; } >/dev/null 2>>%s && %s 2>>%s; echo $? > %s.tmp && mv %s.tmp %s"

@@ -2,7 +2,6 @@
 and a real ONNX Runtime (from requirements-dev.txt), and the agent without onnxruntime installed."""
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -159,4 +158,27 @@ def test_without_onnxruntime_mxnet_runs_and_onnxruntime_is_a_clear_error(tiny_zo
     [error] = [evt for evt in events if evt["event"] == "error"]
     assert "requirements-onnx.txt" in error["message"] and "onnxruntime" in error["message"]
     assert asked.stdout == ""
-    shutil.rmtree(cache)
+    auto, events = classify(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "auto", photos,
+                            env=without_onnxruntime)
+    assert auto.returncode == 0, auto.stderr
+    [chosen] = engine_events(events)
+    assert chosen["engine"] == "mxnet" and "requirements-onnx.txt" in chosen["reason"]
+    assert top1(json_lines(auto.stdout))["red.png"] == "red"
+
+
+def test_mxlab_run_engine_onnxruntime_passes_the_engine_to_the_host_agent(sshd_factory, mxlab_cli, local_zoo,
+                                                                         sample_photos, tmp_path):
+    """mxlab run --engine onnxruntime on a real sshd host whose conda env has onnxruntime: nothing to
+    install, the agent runs with --engine onnxruntime and its log says which engine answered."""
+    from tests.fixtures_sshd import direct_args
+    host = sshd_factory(conda_envs=("mxnet_p36",))
+    code, out, err = mxlab_cli("run", *direct_args(host), "--zoo", local_zoo, "--model", "efficientnet-lite0",
+                               "--results", tmp_path, "--engine", "onnxruntime", sample_photos / "coffee.jpg")
+    assert code == 0, err
+    [log] = list((host.home / ".mxlab-agent" / "runs").glob("*/agent.log"))
+    events = [contract.parse(line) for line in log.read_text().splitlines()]
+    [chosen] = [evt for evt in events if evt and evt["event"] == "engine"]
+    assert chosen["engine"] == "onnxruntime"
+    [command] = list((host.home / ".mxlab-agent" / "runs").glob("*/command"))
+    assert "--engine onnxruntime" in command.read_text()
+    assert "installing the ONNX Runtime engine" not in err
