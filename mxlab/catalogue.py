@@ -7,9 +7,7 @@ it to reject an unknown model before anything is uploaded.
 import logging
 import os
 import tempfile
-from pathlib import Path
 
-from agent import contract
 from agent.download import Policy
 from agent.errors import AgentError, UsageError as AgentUsageError
 from agent.zoo import Zoo
@@ -17,7 +15,6 @@ from mxlab.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-AGENT_DIR = Path(contract.PACKAGE_DIR)  # the agent's local folder (mxlab/gpu_runtime.py reads it from here)
 ZOO_TIMEOUT_S = 5  # the operator's view of a zoo is a courtesy: the agent checks again on the host
 
 

@@ -22,10 +22,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from mxlab.catalogue import AGENT_DIR
+from agent.contract import PACKAGE_DIR
 
 MXNET_GPU = "mxnet-cu112"  # the build these libraries are for (CUDA 11.2 and newer drivers)
-REQUIREMENTS = Path(AGENT_DIR) / "requirements-gpu.txt"
+REQUIREMENTS = Path(PACKAGE_DIR) / "requirements-gpu.txt"
 RECORD = Path(__file__).with_name("gpu_runtime.json")
 
 # Libraries the host itself provides, and why that is safe to assume.

@@ -17,7 +17,7 @@ import paramiko
 from mxlab import backoff
 from mxlab.atomic import write_atomic
 from mxlab.aws import session as aws_session
-from mxlab.errors import GaveUp, HostKeyError, HostUnreachable
+from mxlab.errors import HostKeyError
 
 log = logging.getLogger(__name__)
 _PIN_LOCK = threading.Lock()  # one known_hosts file, several hosts pinned at once
@@ -106,15 +106,13 @@ def wait_console_keys(target, timeout=600, sleep=None):
         return keys
 
     kw = {"sleep": sleep} if sleep else {}
-    try:
-        return backoff.retry(attempt, timeout, "%s (%s): waiting for host keys on the console"
-                             % (target.label, target.instance_id), retry_on=(LookupError,), first=2.0, **kw)
-    except GaveUp as exc:
-        raise HostUnreachable("%s. The instance prints them on its first boot, once cloud-init has run; check "
-                              "it with `aws ec2 get-console-output --instance-id %s`. An instance whose keys "
-                              "were never pinned here and that has been restarted since no longer shows them: "
-                              "pin them by hand (`%s` lines in %s) or replace the instance."
-                              % (exc, target.instance_id, target.instance_id, target.known_hosts))
+    return backoff.retry(
+        attempt, timeout, "%s (%s): waiting for host keys on the console" % (target.label, target.instance_id),
+        retry_on=(LookupError,), first=2.0,
+        advice="The instance prints them on its first boot, once cloud-init has run; check it with `aws ec2 "
+               "get-console-output --instance-id %s`. An instance whose keys were never pinned here and that has "
+               "been restarted since no longer shows them: pin them by hand (`%s TYPE KEY` lines in %s) or replace "
+               "the instance" % (target.instance_id, target.instance_id, target.known_hosts), **kw)
 
 
 def pin_from_console(target, timeout=600, sleep=None):

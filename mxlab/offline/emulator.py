@@ -1,6 +1,6 @@
 """An AWS API emulator on 127.0.0.1: moto's server, in-process, plus what moto lacks.
 
-Extensions (each a gap between moto 5.2.5 and AWS, see shared/reference/aws-offline.md):
+Extensions (each a gap between moto 5.2.5 and AWS, found by deploying the real CDK app into it):
 - AWS::EC2::KeyPair in CloudFormation: creates the key pair (ed25519 or rsa) and,
   as AWS does, the SecureString /ec2/keypair/<key-pair-id> holding the private key.
 - AWS::CloudWatch::Alarm in CloudFormation (moto skips it): a real moto alarm.
