@@ -92,3 +92,16 @@ def test_growing_the_synthesized_lab_changes_no_subnet_or_export(lab_stacks):
         before, after = _synthesized(lab_stacks, small), _synthesized(lab_stacks, big)
         assert _extends(before[0], after[0]) and _extends(before[1], after[1]), (small, big)
         assert _extends(before[2], after[2]), (small, big)  # no instance moves subnet
+
+
+def test_the_subnets_go_to_the_chosen_availability_zone(lab_stacks):
+    def zones(**context):
+        template = lab_stacks.template(ssh_cidr=CIDR, attendees="60", **context).to_json()
+        return {k: r["Properties"]["AvailabilityZone"] for k, r in template["Resources"].items()
+                if r["Type"] == "AWS::EC2::Subnet"}
+    # by default the region's first AZ, for every subnet of the lab
+    first = {"Fn::Select": [0, {"Fn::GetAZs": ""}]}
+    assert zones() == {"LabPublicSubnet": first, "LabPublicSubnet2": first}
+    # the pre-flight's (or the operator's) choice
+    assert zones(availability_zone="us-east-1c") == {"LabPublicSubnet": "us-east-1c",
+                                                     "LabPublicSubnet2": "us-east-1c"}
