@@ -119,7 +119,6 @@ def ensure_wheelhouse(requirements=REPO_ROOT / "agent" / "requirements.txt"):
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d",
                         str(WHEELHOUSE), "-r", str(requirements)], check=True)
         stamp.touch()
-    os.chmod(WHEELHOUSE, 0o755)
     return WHEELHOUSE
 
 
