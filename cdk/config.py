@@ -67,13 +67,14 @@ _INSTANCE_TYPE = re.compile(
 _AMI_ID = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 _SSM_NAME = re.compile(r"^/?[a-zA-Z0-9_.\-/]{1,2047}$")
 # Capped at 32 (CloudFormation allows 128): the name recurs in every
-# attendee's key name, tags and ssh command, against the template size limit.
+# attendee's key name and ssh command, against the template size limit.
 _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 _DEVICE = re.compile(r"^/dev/(sd|xvd|nvme)[a-z0-9]{1,4}$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-# us-east-1a, us-gov-west-1b, and Local Zones such as us-west-2-lax-1a
-_AZ = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+[a-z]$")
+# us-east-1a, us-gov-west-1b, and Local Zones such as us-west-2-lax-1a; at most
+# 24 characters (the longest today are 21): a literal in the size-limited template
+_AZ = re.compile(r"^(?=.{4,24}$)[a-z]{2}(-[a-z0-9]+)+[a-z]$")
 _DEADLINE_FORMAT = "%Y-%m-%dT%H:%M:%S"  # EventBridge Scheduler's at(...) form, UTC
 
 

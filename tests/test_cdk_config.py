@@ -45,6 +45,8 @@ OK = {"ssh_cidr": "203.0.113.7/32"}
     ({"ssh_user": "Ubuntu User"}, r"ssh_user='Ubuntu User' is not a Linux login name"),
     ({"root_device": "sda1"}, r"root_device='sda1' is not a block device name"),
     ({"availability_zone": "us-east-1"}, r"availability_zone='us-east-1' is not an availability zone"),
+    ({"availability_zone": "ap-southeast-2-akl-1a"}, None),  # a Local Zone
+    ({"availability_zone": "us-west-2-" + "x" * 20 + "a"}, r"is not an availability zone name"),
     ({"availability_zone": "eu-west-1a", "region": "us-east-1"}, r"availability_zone=eu-west-1a is not in region=us-east-1"),
     ({"availability_zone": "us-east-1b", "region": "us-east-1"}, None),
     ({"lifetime_hours": "-1"}, r"lifetime_hours='-1' must be a number of hours from 0"),
