@@ -33,11 +33,12 @@ if str(REPO_ROOT) not in sys.path:  # cdk/ is not an installed package
     sys.path.insert(0, str(REPO_ROOT))
 
 from mxlab.offline import ec2_instances, leftovers  # noqa: E402
+from mxlab.targets import DEFAULT_STACK  # noqa: E402
 from mxlab.offline.emulator import AwsEmulator  # noqa: E402
 from mxlab.offline.lab_host import SshdHost, free_port  # noqa: E402
 from mxlab.offline.zoo_server import ZooServer  # noqa: E402
 
-STACK = "MxnetLab"
+STACK = DEFAULT_STACK
 # The emulator hands out 127.0.0.x public IPs; SSH is allowed from loopback only.
 SSH_CIDR = "127.0.0.1/32"
 

@@ -21,6 +21,7 @@ import sys
 import threading
 
 from mxlab.offline import REPO_ROOT
+from mxlab.targets import DEFAULT_STACK
 
 # What one attendee costs here (measured on the 2-core/24 GiB development machine): an idle instance is
 # an sshd and a small home; a host classifying runs an MXNet agent. `mxlab run` runs --parallel hosts at once.
@@ -50,7 +51,7 @@ def build_parser():
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--attendees", type=_attendees, default=2, metavar="N",
                    help="attendee instances, 1..%d (default %%(default)s)" % MAX_ATTENDEES)
-    p.add_argument("--stack", default="MxnetLab", help="stack name (default %(default)s)")
+    p.add_argument("--stack", default=DEFAULT_STACK, help="stack name (default %(default)s)")
     p.add_argument("--instance-type", metavar="T", help="instance type the stack asks for (default: the app's)")
     return p
 
