@@ -122,7 +122,15 @@ def _preflight(stack, wanted, say):
         lab = config.from_context(wanted.get)
     except config.ConfigError as exc:
         raise UsageError("invalid context: %s" % exc) from None
-    result = preflight.check(aws.session(), lab, stack)
+    import botocore.exceptions
+    try:
+        result = preflight.check(aws.session(), lab, stack)
+    except botocore.exceptions.NoCredentialsError:
+        raise UsageError("pre-flight: no AWS credentials found: `aws configure`, AWS_PROFILE or "
+                         "--profile (cdk deploy needs them too)") from None
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise MxlabError("pre-flight could not check the account (%s): fix that, or deploy "
+                         "unchecked with `mxlab up --skip-preflight`" % exc) from None
     for line in result.lines:
         say(line)
     return result.context

@@ -170,3 +170,14 @@ def test_a_lab_deployed_in_the_regions_first_az_gets_no_az_context(aws_emulator,
     _deploy(aws_emulator, lab_stacks, "yaml")  # Fn::GetAZs, as every lab before the pre-flight
     result = preflight.check(session, _config(), "MxnetLab")
     assert (result.availability_zone, result.context) == ("us-east-1a", {})
+
+
+def test_no_credentials_is_a_clear_error_not_a_traceback(aws_emulator, monkeypatch, tmp_path, mxlab_cli):
+    for key, value in aws_emulator.env({}).items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
+    code, out, err = mxlab_cli("up", "--stack", "Lab", "-c", "ssh_cidr=127.0.0.1/32")
+    assert code == 2
+    assert "pre-flight: no AWS credentials found" in err and "Traceback" not in err
