@@ -265,7 +265,10 @@ def run_classify(args):
         classifiers = []
         for name, entry in entries:
             files = cache.ensure_model(name, entry, the_zoo, cache_dir, policy)
-            calibration = classify.calibration_batch(sources, entry["input"]) if args.int8 else None
+            # Read only when no calibrated graph is cached (agent.int8_cache).
+            calibration = None
+            if args.int8:
+                calibration = (lambda spec=entry["input"]: classify.calibration_batch(sources, spec))
             classifiers.append(predict.load(name, entry, files, args.batch_size, context, calibration,
                                             engine=args.engine))
         classify.run(sources, classifiers, writer, args.batch_size, args.top_k)

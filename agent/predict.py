@@ -100,7 +100,9 @@ class Classifier(object):
 def load(name, entry, files, batch_size, context=None, calibration=None, engine="mxnet"):
     """A Classifier for a cached model, bound once for batches of ``batch_size`` inputs of its size.
 
-    calibration: float32 (n, 3, size, size) preprocessed photos -> run the INT8 graph.
+    calibration: a callable giving float32 (n, 3, size, size) preprocessed photos -> --int8: the
+    INT8 graph where it wins over FP32 (agent.int8_cache: calibrated once, cached; the callable
+    is only called when nothing is cached).
     engine: "mxnet", "onnxruntime" or "auto" (agent.engine_onnx; CPU FP32 only).
     """
     import mxnet as mx
@@ -134,18 +136,21 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
         engine = "mxnet"
     plain = (symbol, arg_params, aux_params)
 
+    def bind(sym, args, aux):
+        return Engine(sym, args, aux, batch_size, size, input_name=inputs[0], context=context)
+
     def make_mxnet():
         sym, args, aux = plain
         try:
             if context.device_type == "cpu":
-                from agent import quantize
+                from agent import int8_cache, quantize
                 if calibration is not None:
-                    sym, args, aux = quantize.quantize_int8(sym, args, aux, calibration, input_name=inputs[0])
-                else:
-                    sym, args, aux = quantize.fuse_fp32(sym, args, aux)
+                    return int8_cache.choose(name, sym, args, aux, calibration, inputs[0], size, batch_size, files,
+                                             bind)
+                sym, args, aux = quantize.fuse_fp32(sym, args, aux)
             elif calibration is not None:
                 raise AgentError("model {0}: --int8 runs on a CPU only (this run uses {1})".format(name, context))
-            return Engine(sym, args, aux, batch_size, size, input_name=inputs[0], context=context)
+            return bind(sym, args, aux)
         except mx.base.MXNetError as err:
             raise AgentError("model {0}: cannot bind for input {1}: {2}".format(name, shape, _first_line(err)))
 
