@@ -13,10 +13,10 @@ from cdk.cli import REPO_ROOT
 
 INLINE_LIMIT = 51200  # bytes CloudFormation takes as TemplateBody (the CLI sends YAML)
 # The largest lab (five stacks of 20, two subnets), with the longest values config
-# allows (an IPv6 ssh_cidr is refused), in a chosen Local Zone, with a deadline.
+# allows (an IPv6 ssh_cidr is refused; an AZ name of 24), with a deadline.
 WORST_CASE = {"ssh_cidr": "203.113.255.255/32", "attendees": "100",
               "stack_name": "L" * 32, "ssh_user": "u" * 32,
-              "availability_zone": "ap-northeast-1-tpe-1a", "lifetime_hours": "8"}
+              "availability_zone": "ap-southeast-2-akl-123ab", "lifetime_hours": "8"}
 STACKS = ["L" * 32] + ["L" * 32 + "-%d" % k for k in range(2, 6)]
 
 
