@@ -2,6 +2,7 @@
 records merged in input order, and what a resumed run does. (Sharded runs on real hosts:
 tests/test_mxlab_shard_sandbox.py.)"""
 import json
+import re
 import threading
 
 import pytest
@@ -251,3 +252,41 @@ def test_sharded_compare_on_a_direct_host_merges_in_input_order_and_resume_has_n
     assert "resumed run %s: 5 input(s) already had results; 0 done now" % run_dir.name in err
     assert json.loads((run_dir / "shard.json").read_text())["chunks"] == []
     assert [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()] == merged
+
+
+def test_ctrl_c_keeps_finished_chunks_and_resume_does_the_rest(conda_host, mxlab_cli, local_zoo, sample_photos,
+                                                               tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from mxlab.offline import REPO_ROOT
+    from tests.fixtures_sshd import direct_args
+    results = tmp_path / "results"
+    args = ["run", *direct_args(conda_host), "--zoo", local_zoo, "--model", "efficientnet-lite0", "--shard",
+            "--chunk-size", "1", "--results", results, sample_photos]
+    with open(tmp_path / "err", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "mxlab"] + [str(a) for a in args], cwd=str(REPO_ROOT),
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            files = [p for p in results.glob("*/*/*.jsonl") if p.name != "results.jsonl"]
+            if files and files[0].read_text().strip():
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "the run ended before its first chunk was saved"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (run_dir,) = results.glob("*/*")
+    said = (tmp_path / "err").read_text()
+    assert "--resume %s" % run_dir.name in said, said[-2000:]
+    code, out, err = mxlab_cli(*(args + ["--resume", run_dir.name]))
+    assert code == 0, out + err
+    done_before = re.search(r"resumed run \S+: (\d) input\(s\) already had results; (\d) done now", err)
+    assert done_before and int(done_before.group(1)) >= 1 and sum(map(int, done_before.groups())) == 4, err
+    merged = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert [r["image"] for r in merged] == sorted(str(p) for p in sample_photos.glob("*.jpg"))
