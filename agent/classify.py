@@ -33,6 +33,9 @@ def run(sources, classifiers, writer, batch_size, top_k, stats=None):
         if stats is not None:
             stats["prepare_s"] = stats.get("prepare_s", 0.0) + prepare_s
             stats["forward_s"] = stats.get("forward_s", 0.0) + time.time() - began
+        if not done:
+            from agent import startup
+            startup.report(dict((c.name, getattr(c.engine, "name", "mxnet")) for c in classifiers))
         for source in chunk:
             done += 1
             reporter.emit("image", done=done, total=len(sources), input=source.name)

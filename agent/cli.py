@@ -248,6 +248,8 @@ def _exit_on_termination():
 def run_classify(args):
     from agent.pipeline import tune_environment
     tune_environment()  # before mxnet is imported: OpenMP reads it once
+    from agent import startup
+    startup.mark("python")
     from agent import cache, classify, inputs, predict
     from agent.results import ResultWriter
     _exit_on_termination()
@@ -260,7 +262,9 @@ def run_classify(args):
     entries = [(name, catalogue.entry(name)) for name in names]  # all names checked first
     sources = inputs.expand(args.inputs, policy)
     with ResultWriter(args.out, tally=_counts) as writer:
-        context = predict.pick_context()
+        # MXNet is imported only when an engine needs it (not for a cached ONNX Runtime session).
+        context = predict.pick_context(light=args.engine != "mxnet" and not args.int8)
+        startup.mark("imports")
         reporter.emit("classify", models=names, inputs=len(sources), device=str(context))
         classifiers = []
         for name, entry in entries:
@@ -271,5 +275,6 @@ def run_classify(args):
                 calibration = (lambda spec=entry["input"]: classify.calibration_batch(sources, spec))
             classifiers.append(predict.load(name, entry, files, args.batch_size, context, calibration,
                                             engine=args.engine))
+        startup.mark("models")
         classify.run(sources, classifiers, writer, args.batch_size, args.top_k)
     return EXIT_SOME_FAILED if writer.errors else EXIT_OK

@@ -89,12 +89,12 @@ def _stamp(path):
 class Export(object):
     """The cached ONNX file of one model and its sidecar record."""
 
-    def __init__(self, files, input_name, size):
+    def __init__(self, files, size):
         base = os.path.splitext(files["params"])[0]
         self.path = base + ".onnx"
         self.record_path = self.path + ".json"
-        self.key = {"symbol": _stamp(files["symbol"]), "params": _stamp(files["params"]), "input": input_name,
-                    "size": size, "version": EXPORT_VERSION}
+        self.key = {"symbol": _stamp(files["symbol"]), "params": _stamp(files["params"]), "size": size,
+                    "version": EXPORT_VERSION}
         self.record = self._read_record()
 
     def _read_record(self):
@@ -137,10 +137,11 @@ class Export(object):
             raise AgentError("cannot export to ONNX: {0}: {1}".format(type(err).__name__, err))
         return pending
 
-    def keep(self, pending, verification):
+    def keep(self, pending, verification, classes):
         """Put a verified export in place, with its record."""
         os.rename(pending, self.path)
-        self.record = {"key": self.key, "verified": verification, "auto": self.record.get("auto", {})}
+        self.record = {"key": self.key, "verified": verification, "classes": classes,
+                       "auto": self.record.get("auto", {})}
         self.save()
 
     def remember_choice(self, setting, choice):
@@ -240,7 +241,8 @@ class ChoosingEngine(object):
                                                                                                   MAX_PROB_DIFF),
                                 warn=True)
         if self.pending:
-            self.export.keep(self.pending, {"inputs": len(batch), "max_prob_diff": diff, "top1": top1})
+            self.export.keep(self.pending, {"inputs": len(batch), "max_prob_diff": diff, "top1": top1},
+                             int(reference.shape[1]))
             self.pending = None
         if self.mode != "auto":
             return self._decide(ort_engine, "onnxruntime", candidate,
@@ -263,7 +265,27 @@ class ChoosingEngine(object):
         return output
 
 
-def build(model, mode, make_mxnet, symbol, params, input_name, size, files, batch_size, threads):
+def cached_engine(model, mode, files, size, batch_size, threads, classes):
+    """The ONNX Runtime engine straight from a verified cached export, when ``mode`` would
+    pick it (onnxruntime; auto with that choice remembered for this batch size and core
+    count), without loading MXNet at all; else None."""
+    export = Export(files, size)
+    if mode == "mxnet" or not export.verified or export.record.get("classes") != classes:
+        return None
+    remembered = export.record.get("auto", {}).get("b{0}-t{1}".format(batch_size, threads))
+    if mode == "auto" and not (remembered and remembered.get("engine") == "onnxruntime"):
+        return None
+    try:
+        engine = OrtEngine(export.path, batch_size, threads)
+    except EngineUnavailable:
+        return None  # build() says so, and decides
+    reason = (remembered["reason"] + " (remembered)") if mode == "auto" else \
+        "cached export, verified against MXNet when it was made"
+    reporter.emit("engine", model=model, engine="onnxruntime", reason=reason)
+    return engine
+
+
+def build(model, mode, make_mxnet, symbol, params, input_name, size, files, batch_size, threads, classes):
     """The engine for ``mode`` (ENGINES): MXNet's, ONNX Runtime's, or one that chooses on the first batch.
 
     make_mxnet(): the MXNet engine (bound when called; not at all when a verified
@@ -282,21 +304,17 @@ def build(model, mode, make_mxnet, symbol, params, input_name, size, files, batc
         engine = make_mxnet()
         engine.name = "mxnet"
         return engine
-    export = Export(files, input_name, size)
+    cached = cached_engine(model, mode, files, size, batch_size, threads, classes)
+    if cached is not None:
+        return cached
+    export = Export(files, size)
 
     def make_ort(path):
         return OrtEngine(path, batch_size, threads)
 
-    if export.verified:
+    if export.verified and export.record.get("classes") == classes:
         remembered = export.record.get("auto", {}).get("b{0}-t{1}".format(batch_size, threads))
-        if mode == "onnxruntime" or (remembered and remembered.get("engine") == "onnxruntime"):
-            engine = make_ort(export.path)
-            engine.name = "onnxruntime"
-            reason = (remembered["reason"] + " (remembered)") if mode == "auto" else "cached export, verified " \
-                "against MXNet when it was made"
-            reporter.emit("engine", model=model, engine="onnxruntime", reason=reason)
-            return engine
-        if remembered:
+        if remembered:  # auto, and MXNet was the faster
             engine = make_mxnet()
             engine.name = "mxnet"
             reporter.emit("engine", model=model, engine="mxnet", reason=remembered["reason"] + " (remembered)")

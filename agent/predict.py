@@ -18,7 +18,21 @@ from agent.errors import AgentError
 SOFTMAX_OPS = ("softmax", "SoftmaxActivation")
 
 
-def pick_context():
+class HostCpu(object):
+    """The CPU, named without importing MXNet (on a host without NVIDIA devices): a run whose
+    engine is a cached ONNX Runtime session then never loads MXNet (agent.engine_onnx)."""
+
+    device_type = "cpu"
+
+    def __str__(self):
+        return "cpu(0)"
+
+
+def pick_context(light=False):
+    """MXNet's GPU 0 when it sees one, else the CPU; ``light``: HostCpu() where no NVIDIA device exists."""
+    import os
+    if light and not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0")):
+        return HostCpu()
     import mxnet as mx
     try:
         gpus = mx.context.num_gpus()
@@ -105,10 +119,18 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
     is only called when nothing is cached).
     engine: "mxnet", "onnxruntime" or "auto" (agent.engine_onnx; CPU FP32 only).
     """
-    import mxnet as mx
+    from agent import engine_onnx
     from agent.pipeline import Engine, cpu_cores
     context = context or pick_context()
     synset = read_synset(files["synset"])
+    size = entry["input"]["size"]
+    if context.device_type == "cpu" and calibration is None:
+        cached = engine_onnx.cached_engine(name, engine, files, size, batch_size, cpu_cores(), len(synset))
+        if cached is not None:
+            return Classifier(name, entry["input"], cached, synset)
+    import mxnet as mx
+    if isinstance(context, HostCpu):
+        context = mx.cpu()
     try:
         symbol, _ = probability_head(mx.sym.load(files["symbol"]))
         arg_params, aux_params = split_params(mx.nd.load(files["params"]), symbol)
@@ -118,7 +140,6 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
     if len(inputs) != 1:
         raise AgentError("model {0}: expected one input variable without parameters, found {1}"
                          .format(name, inputs or "none"))
-    size = entry["input"]["size"]
     shape = (batch_size, 3, size, size)
     try:
         _, out_shapes, _ = symbol.infer_shape(**{inputs[0]: shape})
@@ -154,11 +175,10 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
         except mx.base.MXNetError as err:
             raise AgentError("model {0}: cannot bind for input {1}: {2}".format(name, shape, _first_line(err)))
 
-    from agent import engine_onnx
     params = dict(arg_params)
     params.update(aux_params)
     bound = engine_onnx.build(name, engine, make_mxnet, symbol, params, inputs[0], size, files, batch_size,
-                              cpu_cores())
+                              cpu_cores(), classes)
     return Classifier(name, entry["input"], bound, synset)
 
 

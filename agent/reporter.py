@@ -140,6 +140,8 @@ _HUMAN = {
         evt["url"], evt["error"], evt["attempt"], evt["of"], evt["delay"])),
     "verified": lambda evt: _line("{0}: cached {1} (sha256 {2})".format(evt["model"], evt["file"], evt["sha256"])),
     "engine": lambda evt: _line("{0}: engine {1} ({2})".format(evt["model"], evt["engine"], evt["reason"])),
+    "timing": lambda evt: _line("first result after {0:.2f} s ({1})".format(evt["first_result_s"], ", ".join(
+        "{0} {1:.2f} s".format(k, v) for k, v in evt["stages"].items()))),
     "image": _image_text,
     "warning": lambda evt: _line("warning: {0}".format(evt["message"])),
     "log": lambda evt: _line(evt["message"]),

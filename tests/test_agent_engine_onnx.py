@@ -58,10 +58,16 @@ def test_onnxruntime_engine_exports_once_verifies_and_answers_as_mxnet(tiny_zoo,
     assert record["verified"]["top1"] == 1.0 and record["verified"]["max_prob_diff"] < 1e-3
     stamp = os.stat(os.path.join(model_dir, export)).st_mtime_ns
 
-    second, events = classify(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "onnxruntime", photos)
+    # The cached, verified export runs without MXNet: here it cannot even be imported.
+    second, events = classify(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "onnxruntime", photos,
+                              env=blocking(tmp_path, "mxnet"))
     assert second.returncode == 0, second.stderr
     [chosen] = engine_events(events)
     assert chosen["engine"] == "onnxruntime" and "cached export" in chosen["reason"]
+    [timing] = [evt for evt in events if evt["event"] == "timing"]
+    assert timing["engines"] == {"tiny-prob": "onnxruntime"}
+    assert list(timing["stages"]) == ["python", "imports", "models", "first_result"]
+    assert timing["first_result_s"] == timing["stages"]["first_result"] > 0
     assert os.stat(os.path.join(model_dir, export)).st_mtime_ns == stamp  # not exported again
     assert top1(json_lines(second.stdout)) == top1(json_lines(first.stdout))
 
@@ -98,7 +104,7 @@ def test_an_export_that_disagrees_with_mxnet_is_refused_and_mxnet_answers(tiny_z
     symbol, args, aux, files = load("tiny-logits")
     swapped = dict(args)
     swapped["fc_weight"] = mx.nd.array(args["fc_weight"].asnumpy()[::-1])  # red <-> blue
-    export = engine_onnx.Export(files, "data", SIZE)
+    export = engine_onnx.Export(files, SIZE)
     pending = export.write(symbol, swapped, "data", SIZE)
     emitted = []
     monkeypatch.setattr(reporter, "emit", lambda kind, **fields: emitted.append(dict(fields, event=kind)))
@@ -129,21 +135,25 @@ def test_real_efficientnet_lite0_on_onnxruntime_agrees_with_mxnet(local_zoo, sam
     assert top1(reference.stdout and json_lines(reference.stdout))["coffee.jpg"] == "espresso"
 
 
-@pytest.fixture
-def without_onnxruntime(tmp_path):
-    """PYTHONPATH for an agent process in which `import onnxruntime` and `import onnx` fail, as on a
-    host where agent/requirements-onnx.txt was never installed."""
-    blocker = tmp_path / "blocker"
+def blocking(tmp_path, *modules):
+    """PYTHONPATH for an agent process in which importing ``modules`` fails."""
+    blocker = tmp_path / ("blocker-" + "-".join(modules))
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(
         "import sys\n"
         "class _Missing(object):\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('onnxruntime', 'onnx'):\n"
-        "            raise ImportError('No module named %r' % name)\n"
+        "        if name.split('.')[0] in %r:\n"
+        "            raise ImportError('No module named %%r' %% name)\n"
         "        return None\n"
-        "sys.meta_path.insert(0, _Missing())\n")
+        "sys.meta_path.insert(0, _Missing())\n" % (modules,))
     return {"PYTHONPATH": str(blocker)}
+
+
+@pytest.fixture
+def without_onnxruntime(tmp_path):
+    """As on a host where agent/requirements-onnx.txt was never installed."""
+    return blocking(tmp_path, "onnxruntime", "onnx")
 
 
 def test_without_onnxruntime_mxnet_runs_and_onnxruntime_is_a_clear_error(tiny_zoo, photos, tmp_path,

@@ -1,0 +1,49 @@
+"""Where a classify run's time goes before its first result: one "timing" event.
+
+Stages, each in seconds since the process started (Linux: the kernel's start time
+of this process, so the interpreter's own start-up counts too): python (the
+agent's first line ran), imports (numpy/cv2 and the engine's library), models
+(files fetched/checked, checkpoints loaded, graphs bound or sessions created), and
+first_result (the first batch classified and its records written).
+Valid Python 2.7 and 3.6+.
+"""
+from __future__ import print_function, division, absolute_import
+
+import os
+import time
+
+_marks = []  # [(stage, seconds since the process started)]
+_state = {"reported": False}
+
+
+def _process_started():
+    """time.time() at which this process started: from /proc where there is one, else now."""
+    try:
+        with open("/proc/self/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        ticks = float(fields[19])  # starttime: field 22, counted after the ")" of the command name
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        hertz = os.sysconf(os.sysconf_names["SC_CLK_TCK"])
+        return time.time() - (uptime - ticks / hertz)
+    except (IOError, OSError, ValueError, IndexError, KeyError):
+        return time.time()
+
+
+STARTED = _process_started()
+
+
+def mark(stage):
+    _marks.append((stage, round(time.time() - STARTED, 3)))
+
+
+def report(engines):
+    """The "timing" event, once per process: first_result_s and the stages before it."""
+    if _state["reported"]:
+        return
+    _state["reported"] = True
+    from collections import OrderedDict
+    from agent import reporter
+    mark("first_result")
+    stages = OrderedDict(_marks)
+    reporter.emit("timing", first_result_s=stages["first_result"], stages=stages, engines=engines)
