@@ -85,13 +85,14 @@ class Sandbox(object):
                 self.proc.wait()
 
 
-def sharded_run(box, hosts, model, photos, results):
+def sharded_run(box, hosts, model, photos, results, chunk_size=None):
     """(seconds, facts) of one `mxlab run --shard` over attendees 1..hosts: results per host, chunks,
     and the model's own time (the agent's ms per image, summed over the hosts)."""
     attendees = ",".join(str(n) for n in range(1, hosts + 1))
     began = time.time()
     proc = subprocess.run([sys.executable, "-m", "mxlab", "run", "--attendee", attendees, "--shard",
-                           "--model", model, "--results", results, photos], cwd=ROOT, env=box.env,
+                           "--model", model, "--results", results, photos]
+                          + (["--chunk-size", str(chunk_size)] if chunk_size else []), cwd=ROOT, env=box.env,
                           capture_output=True, text=True, timeout=1800)
     wall = time.time() - began
     if proc.returncode != 0:
@@ -108,7 +109,7 @@ def sharded_run(box, hosts, model, photos, results):
     return wall, {"per_host": per_host, "chunks": chunks, "model_s": round(model_s, 2)}
 
 
-def measure(photos_count=48, counts=(1, 2, 4), model="efficientnet-lite0"):
+def measure(photos_count=48, counts=(1, 2, 4), model="efficientnet-lite0", fixed=12):
     work = tempfile.mkdtemp(prefix="bench-shard-")
     box = Sandbox(work, max(counts))
     try:
@@ -120,12 +121,19 @@ def measure(photos_count=48, counts=(1, 2, 4), model="efficientnet-lite0"):
         results = os.path.join(work, "results")
         _say("warm-up: one sharded run over all %d hosts (agent, environment, model cache)" % max(counts))
         sharded_run(box, max(counts), model, photos, results)
-        out = {"photos": photos_count, "model": model, "cpus": os.cpu_count(), "runs": {}}
+        out = {"photos": photos_count, "model": model, "cpus": os.cpu_count(), "runs": {},
+               "load_average": round(os.getloadavg()[0], 1)}
         for n in counts:
             wall, facts = sharded_run(box, n, model, photos, results)
             out["runs"][str(n)] = dict(facts, seconds=round(wall, 2), images_per_s=round(photos_count / wall, 2))
             _say("%d host(s): %.1f s, %.2f images/s, %d chunks, model time %.1f s, per host %s"
                  % (n, wall, photos_count / wall, facts["chunks"], facts["model_s"], facts["per_host"]))
+        if fixed:  # what adaptive sizing saves: one host, fixed chunks (the agent starts once per chunk)
+            wall, facts = sharded_run(box, 1, model, photos, results, chunk_size=fixed)
+            out["fixed"] = dict(facts, chunk_size=fixed, seconds=round(wall, 2),
+                                images_per_s=round(photos_count / wall, 2))
+            _say("1 host, --chunk-size %d: %.1f s, %.2f images/s" % (fixed, wall, photos_count / wall))
+        out["load_average_after"] = round(os.getloadavg()[0], 1)
         return out
     finally:
         box.stop()
@@ -133,8 +141,9 @@ def measure(photos_count=48, counts=(1, 2, 4), model="efficientnet-lite0"):
 
 
 def table(data):
-    lines = ["sharded run: %d photos, %s, sandbox hosts on this machine's %d CPU(s)"
-             % (data["photos"], data["model"], data["cpus"]),
+    lines = ["sharded run: %d photos, %s, sandbox hosts on this machine's %d CPU(s) (load average %s before, "
+             "%s after)" % (data["photos"], data["model"], data["cpus"], data.get("load_average"),
+                            data.get("load_average_after")),
              "%6s %9s %9s %9s %7s %8s  %s" % ("hosts", "seconds", "images/s", "speed-up", "chunks", "model s",
                                               "results per host")]
     base = data["runs"][min(data["runs"], key=int)]["images_per_s"]
@@ -144,6 +153,11 @@ def table(data):
         lines.append("%6s %9.1f %9.2f %8.2fx %7d %8.1f  %s" % (n, run["seconds"], run["images_per_s"],
                                                                run["images_per_s"] / base, run["chunks"],
                                                                run["model_s"], per_host))
+    if data.get("fixed"):
+        f = data["fixed"]
+        lines.append("%6s %9.1f %9.2f %8.2fx %7d %8.1f  (--chunk-size %d instead of adaptive)"
+                     % (1, f["seconds"], f["images_per_s"], f["images_per_s"] / base, f["chunks"], f["model_s"],
+                        f["chunk_size"]))
     lines.append("model s: the agent's own time per image summed over the hosts; the rest of the wall time is "
                  "SSH, uploads and each chunk's agent start (Python, MXNet, the model), on the same CPUs")
     return "\n".join(lines)
@@ -154,9 +168,11 @@ def main(argv=None):
     p.add_argument("--photos", type=int, default=48, help="photos in the set (default %(default)s)")
     p.add_argument("--hosts", default="1,2,4", help="host counts to time (default %(default)s)")
     p.add_argument("--model", default="efficientnet-lite0", help="model (default %(default)s)")
+    p.add_argument("--fixed-chunk", type=int, default=12, metavar="N",
+                   help="also time one host with --chunk-size N, against adaptive sizes (0: skip; default %(default)s)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = p.parse_args(argv)
-    data = measure(args.photos, tuple(int(n) for n in args.hosts.split(",")), args.model)
+    data = measure(args.photos, tuple(int(n) for n in args.hosts.split(",")), args.model, args.fixed_chunk)
     print(table(data))
     if args.json:
         with open(args.json, "w") as fh:
