@@ -101,12 +101,16 @@ def sharded_run(box, hosts, model, photos, results, chunk_size=None):
     stack_dir = os.path.join(results, "MxnetLab")
     newest = max((os.path.join(stack_dir, d) for d in os.listdir(stack_dir)), key=os.path.getmtime)
     with open(os.path.join(newest, "summary.json")) as fh:
-        per_host = {e["host"]: e["results"] for e in json.load(fh)}
+        summary = json.load(fh)
+    per_host = {e["host"]: e["results"] for e in summary}
+    prepare_s = max(e.get("prepare_s") or 0 for e in summary)
+    runs_s = sum(sum((e.get("chunk_s") or {}).values()) for e in summary)
     with open(os.path.join(newest, "shard.json")) as fh:
         chunks = len(json.load(fh)["chunks"])
     with open(os.path.join(newest, "results.jsonl")) as fh:
         model_s = sum(json.loads(line).get("ms", 0) for line in fh if line.strip()) / 1000.0
-    return wall, {"per_host": per_host, "chunks": chunks, "model_s": round(model_s, 2)}
+    return wall, {"per_host": per_host, "chunks": chunks, "model_s": round(model_s, 2),
+                  "prepare_s": round(prepare_s, 2), "agent_runs_s": round(runs_s, 2)}
 
 
 def measure(photos_count=48, counts=(1, 2, 4), model="efficientnet-lite0", fixed=12):
@@ -144,22 +148,24 @@ def table(data):
     lines = ["sharded run: %d photos, %s, sandbox hosts on this machine's %d CPU(s) (load average %s before, "
              "%s after)" % (data["photos"], data["model"], data["cpus"], data.get("load_average"),
                             data.get("load_average_after")),
-             "%6s %9s %9s %9s %7s %8s  %s" % ("hosts", "seconds", "images/s", "speed-up", "chunks", "model s",
-                                              "results per host")]
+             "%6s %9s %9s %9s %7s %9s %8s %8s  %s" % ("hosts", "seconds", "images/s", "speed-up", "chunks",
+                                                      "prepare s", "agent s", "model s", "results per host")]
     base = data["runs"][min(data["runs"], key=int)]["images_per_s"]
     for n in sorted(data["runs"], key=int):
         run = data["runs"][n]
         per_host = ", ".join("%s %d" % kv for kv in sorted(run["per_host"].items()))
-        lines.append("%6s %9.1f %9.2f %8.2fx %7d %8.1f  %s" % (n, run["seconds"], run["images_per_s"],
-                                                               run["images_per_s"] / base, run["chunks"],
-                                                               run["model_s"], per_host))
+        lines.append("%6s %9.1f %9.2f %8.2fx %7d %9.1f %8.1f %8.1f  %s" % (
+            n, run["seconds"], run["images_per_s"], run["images_per_s"] / base, run["chunks"],
+            run.get("prepare_s", 0), run.get("agent_runs_s", 0), run["model_s"], per_host))
     if data.get("fixed"):
         f = data["fixed"]
-        lines.append("%6s %9.1f %9.2f %8.2fx %7d %8.1f  (--chunk-size %d instead of adaptive)"
-                     % (1, f["seconds"], f["images_per_s"], f["images_per_s"] / base, f["chunks"], f["model_s"],
-                        f["chunk_size"]))
-    lines.append("model s: the agent's own time per image summed over the hosts; the rest of the wall time is "
-                 "SSH, uploads and each chunk's agent start (Python, MXNet, the model), on the same CPUs")
+        lines.append("%6s %9.1f %9.2f %8.2fx %7d %9.1f %8.1f %8.1f  (--chunk-size %d instead of adaptive)"
+                     % (1, f["seconds"], f["images_per_s"], f["images_per_s"] / base, f["chunks"],
+                        f.get("prepare_s", 0), f.get("agent_runs_s", 0), f["model_s"], f["chunk_size"]))
+    lines.append("prepare s: the slowest host's readiness, connection, agent check and environment; agent s: "
+                 "the chunks' agent runs (upload, start, classify, collect) summed over the hosts; model s: the "
+                 "agent's own time per image, summed. The rest of the wall time is mxlab's own start and the "
+                 "report. All hosts share this machine's CPUs.")
     return "\n".join(lines)
 
 

@@ -305,6 +305,8 @@ class _Host:
         self.chunks = []  # ids of the chunks it finished
         self.live = 0  # inputs done in its current chunk
         self.start_s = None  # measured: seconds an agent run costs besides its images (start, model, upload)
+        self.prepare_s = None  # ready, connect, agent upload, environment
+        self.chunk_s = {}  # chunk id -> seconds its agent run took here (start to results collected)
         self.image_s = None  # measured: seconds of classifying an image (all models)
         self.state = "waiting"
         self.failed = False
@@ -426,6 +428,7 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
         try:
             records, error = _run_chunk(session, chunk_spec, remote_id, env_prefix, on_progress, reconnect_timeout)
             host.measure(time.monotonic() - began, records, len(items))
+            host.chunk_s[chunk.id] = round(time.monotonic() - began, 2)
         except Exception as exc:
             log.debug("%s: chunk %d failed", target.label, chunk.id, exc_info=True)
             records, error = [], _failure_text(target, exc)
@@ -464,8 +467,10 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
         target, result = host.target, host.result
         session = Session(target, timeout=timeout)
         try:
+            began = time.monotonic()
             try:
                 env_prefix = _prepare(session, target, spec, timeout, start, say, host)
+                host.prepare_s = round(time.monotonic() - began, 2)
             except Exception as exc:
                 log.debug("%s: not ready", target.label, exc_info=True)
                 host.failed, result.status, result.error = True, "failed", _failure_text(target, exc)
@@ -523,7 +528,7 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
                      resumed=len(inputs) - len(todo))
     _save_plan(store.dir, run_id, inputs, size or "adaptive", chunks, queue.moves, missing)
     store.save_merged(merged)
-    extra = {h.target.label: {"chunks": h.chunks,
+    extra = {h.target.label: {"chunks": h.chunks, "prepare_s": h.prepare_s, "chunk_s": h.chunk_s,
                               "moved_away": [m for m in queue.moves if m["from"] == h.target.label]}
              for h in hosts}
     current = {h.target.label for h in hosts}
