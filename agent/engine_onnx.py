@@ -199,7 +199,8 @@ class ChoosingEngine(object):
     after a warm-up), provided the export agrees. The choice is an "engine" event.
     """
 
-    def __init__(self, model, mode, make_mxnet, make_ort, export, pending, batch_size, threads):
+    def __init__(self, model, mode, make_mxnet, make_ort, export, pending, batch_size, threads, mxnet_import_s=0.0):
+        self.mxnet_import_s = mxnet_import_s
         self.model = model
         self.mode = mode
         self.make_mxnet = make_mxnet
@@ -220,7 +221,9 @@ class ChoosingEngine(object):
         return self.chosen.forward(batch)
 
     def _choose(self, batch):
+        began = time.time()
         mxnet_engine = self.make_mxnet()
+        mxnet_setup_s = self.mxnet_import_s + time.time() - began
         try:
             ort_engine = self.make_ort(self.pending or self.export.path)
             (reference, candidate), (mxnet_s, ort_s) = _race([mxnet_engine, ort_engine], batch,
@@ -251,7 +254,9 @@ class ChoosingEngine(object):
         faster = "onnxruntime" if ort_s < mxnet_s else "mxnet"
         reason = ("auto: forward of {0} inputs {1:.1f} ms on onnxruntime, {2:.1f} ms on mxnet; export verified "
                   "(max probability difference {3:.2g})".format(len(batch), ort_s * 1000, mxnet_s * 1000, diff))
-        self.export.remember_choice(self.setting, {"engine": faster, "reason": reason})
+        self.export.remember_choice(self.setting, {"engine": faster, "reason": reason, "inputs": len(batch),
+                                                   "ort_s": ort_s, "mxnet_s": mxnet_s,
+                                                   "mxnet_setup_s": mxnet_setup_s})
         if faster == "onnxruntime":
             return self._decide(ort_engine, faster, candidate, reason)
         return self._decide(mxnet_engine, faster, reference, reason)
@@ -265,27 +270,48 @@ class ChoosingEngine(object):
         return output
 
 
-def cached_engine(model, mode, files, size, batch_size, threads, classes):
+def auto_for_run(remembered, inputs):
+    """(engine, reason) for a run of ``inputs`` inputs from auto's remembered measurements: ONNX
+    Runtime where it is the faster, and also where MXNet's faster forwards would not win back,
+    over this run's batches, what MXNet costs to start (its import, graph fusion and bind: a
+    cached ONNX session needs none of it)."""
+    if remembered.get("engine") == "onnxruntime" or "mxnet_setup_s" not in remembered:
+        return remembered["engine"], remembered["reason"] + " (remembered)"
+    batches = -(-max(inputs, 1) // max(remembered["inputs"], 1))
+    lost = (remembered["ort_s"] - remembered["mxnet_s"]) * batches
+    if lost < remembered["mxnet_setup_s"]:
+        return "onnxruntime", ("auto: {0} inputs: ONNX Runtime's forwards would take {1:.2f} s longer than "
+                               "MXNet's, less than MXNet's start-up ({2:.2f} s: import, fusion, bind)".format(
+                                   inputs, lost, remembered["mxnet_setup_s"]))
+    return "mxnet", remembered["reason"] + " (remembered; {0} inputs win back MXNet's {1:.2f} s start-up)".format(
+        inputs, remembered["mxnet_setup_s"])
+
+
+def cached_engine(model, mode, files, size, batch_size, threads, classes, inputs=0):
     """The ONNX Runtime engine straight from a verified cached export, when ``mode`` would
-    pick it (onnxruntime; auto with that choice remembered for this batch size and core
-    count), without loading MXNet at all; else None."""
+    pick it (onnxruntime; auto by its remembered measurements for this batch size and core
+    count, see auto_for_run), without loading MXNet at all; else None."""
     export = Export(files, size)
     if mode == "mxnet" or not export.verified or export.record.get("classes") != classes:
         return None
-    remembered = export.record.get("auto", {}).get("b{0}-t{1}".format(batch_size, threads))
-    if mode == "auto" and not (remembered and remembered.get("engine") == "onnxruntime"):
-        return None
+    reason = "cached export, verified against MXNet when it was made"
+    if mode == "auto":
+        remembered = export.record.get("auto", {}).get("b{0}-t{1}".format(batch_size, threads))
+        if not remembered:
+            return None
+        choice, reason = auto_for_run(remembered, inputs)
+        if choice != "onnxruntime":
+            return None
     try:
         engine = OrtEngine(export.path, batch_size, threads)
     except EngineUnavailable:
         return None  # build() says so, and decides
-    reason = (remembered["reason"] + " (remembered)") if mode == "auto" else \
-        "cached export, verified against MXNet when it was made"
     reporter.emit("engine", model=model, engine="onnxruntime", reason=reason)
     return engine
 
 
-def build(model, mode, make_mxnet, symbol, params, input_name, size, files, batch_size, threads, classes):
+def build(model, mode, make_mxnet, symbol, params, input_name, size, files, batch_size, threads, classes, inputs=0,
+          mxnet_import_s=0.0):
     """The engine for ``mode`` (ENGINES): MXNet's, ONNX Runtime's, or one that chooses on the first batch.
 
     make_mxnet(): the MXNet engine (bound when called; not at all when a verified
@@ -304,7 +330,7 @@ def build(model, mode, make_mxnet, symbol, params, input_name, size, files, batc
         engine = make_mxnet()
         engine.name = "mxnet"
         return engine
-    cached = cached_engine(model, mode, files, size, batch_size, threads, classes)
+    cached = cached_engine(model, mode, files, size, batch_size, threads, classes, inputs)
     if cached is not None:
         return cached
     export = Export(files, size)
@@ -317,9 +343,9 @@ def build(model, mode, make_mxnet, symbol, params, input_name, size, files, batc
         if remembered:  # auto, and MXNet was the faster
             engine = make_mxnet()
             engine.name = "mxnet"
-            reporter.emit("engine", model=model, engine="mxnet", reason=remembered["reason"] + " (remembered)")
+            reporter.emit("engine", model=model, engine="mxnet", reason=auto_for_run(remembered, inputs)[1])
             return engine
-        return ChoosingEngine(model, mode, make_mxnet, make_ort, export, None, batch_size, threads)
+        return ChoosingEngine(model, mode, make_mxnet, make_ort, export, None, batch_size, threads, mxnet_import_s)
     started = time.time()
     try:
         pending = export.write(symbol, params, input_name, size)
@@ -333,4 +359,4 @@ def build(model, mode, make_mxnet, symbol, params, input_name, size, files, batc
         return engine
     reporter.emit("log", message="model {0}: exported to ONNX in {1:.1f} s ({2})".format(
         model, time.time() - started, export.path))
-    return ChoosingEngine(model, mode, make_mxnet, make_ort, export, pending, batch_size, threads)
+    return ChoosingEngine(model, mode, make_mxnet, make_ort, export, pending, batch_size, threads, mxnet_import_s)

@@ -111,13 +111,14 @@ class Classifier(object):
                              ("prob", round(float(probs[i]), 6))]) for i in order]
 
 
-def load(name, entry, files, batch_size, context=None, calibration=None, engine="mxnet"):
+def load(name, entry, files, batch_size, context=None, calibration=None, engine="mxnet", inputs=0):
     """A Classifier for a cached model, bound once for batches of ``batch_size`` inputs of its size.
 
     calibration: a callable giving float32 (n, 3, size, size) preprocessed photos -> --int8: the
     INT8 graph where it wins over FP32 (agent.int8_cache: calibrated once, cached; the callable
     is only called when nothing is cached).
-    engine: "mxnet", "onnxruntime" or "auto" (agent.engine_onnx; CPU FP32 only).
+    engine: "mxnet", "onnxruntime" or "auto" (agent.engine_onnx; CPU FP32 only); inputs: how
+    many the run classifies (auto weighs MXNet's start-up against its faster forwards).
     """
     from agent import engine_onnx
     from agent.pipeline import Engine, cpu_cores
@@ -125,10 +126,12 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
     synset = read_synset(files["synset"])
     size = entry["input"]["size"]
     if context.device_type == "cpu" and calibration is None:
-        cached = engine_onnx.cached_engine(name, engine, files, size, batch_size, cpu_cores(), len(synset))
+        cached = engine_onnx.cached_engine(name, engine, files, size, batch_size, cpu_cores(), len(synset), inputs)
         if cached is not None:
             return Classifier(name, entry["input"], cached, synset)
+    began = time.time()
     import mxnet as mx
+    mxnet_import_s = time.time() - began  # 0 when already imported; auto weighs it (agent.engine_onnx)
     if isinstance(context, HostCpu):
         context = mx.cpu()
     try:
@@ -178,7 +181,7 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
     params = dict(arg_params)
     params.update(aux_params)
     bound = engine_onnx.build(name, engine, make_mxnet, symbol, params, inputs[0], size, files, batch_size,
-                              cpu_cores(), classes)
+                              cpu_cores(), classes, inputs, mxnet_import_s)
     return Classifier(name, entry["input"], bound, synset)
 
 

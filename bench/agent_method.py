@@ -33,3 +33,18 @@ def run(model, paths, count, batches, sweep_images):
     result["forward_ms"] = forward[str(best)]
     result.update(timing.stage_profile(paths, spec))
     return result
+
+
+def run_ort(model, onnx_path, paths, count, batches, sweep_images, threads):
+    """The agent on its ONNX Runtime engine (agent.engine_onnx.OrtEngine: its tuned session
+    options) on the bench's export, through the same classify code path."""
+    from agent.engine_onnx import OrtEngine, import_runtime
+    from bench import timing
+    ort = import_runtime()
+    spec = model["input"]
+    best, engine, forward = timing.sweep(lambda batch: OrtEngine(onnx_path, batch, threads), spec["size"], batches,
+                                         sweep_images)
+    result = timing.time_pipeline(engine, spec, paths, count)
+    result.update({"forward_ms_by_batch": forward, "forward_ms": forward[str(best)], "version": ort.__version__,
+                   "threads": threads})
+    return result

@@ -15,7 +15,9 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("seed", "agent", "ort", "int8")
+METHODS = ("seed", "agent", "agent_ort", "ort", "int8", "whole")
+# Photos per whole-process run (each way as the process a user starts; bench/whole_process.py).
+WHOLE_PHOTOS = {"full": 224, "quick": 32}
 # (images timed, batch sizes tried) per model; quick keeps the whole run under 10 minutes.
 PLAN = {
     "full": {"efficientnet-lite0": (144, [1, 2, 4, 8, 16]), "inception-bn": (96, [1, 2, 4, 8, 16]),
@@ -39,7 +41,7 @@ def _worker(job, timeout):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure_model(model, paths, methods, count, batches, build_dir, threads, timeout):
+def measure_model(model, paths, methods, count, batches, build_dir, threads, timeout, whole_photos=32):
     out = {"real_weights": model["real_weights"], "errors": {}}
     out["flops"] = _worker({"method": "flops", "model": model}, timeout)["flops"]
     sweep_images = max(batches) * 3  # three rounds of at least one batch each
@@ -51,6 +53,11 @@ def measure_model(model, paths, methods, count, batches, build_dir, threads, tim
                 onnx_path = _worker({"method": "ort_export", "model": model,
                                      "out_dir": os.path.join(build_dir, "onnx")}, timeout)["onnx"]
                 result = ort_runner.run(model, onnx_path, paths, count, batches, sweep_images, threads)
+            elif method in ("agent_ort", "whole"):
+                result = _worker({"method": method, "model": model, "paths": paths, "count": whole_photos
+                                  if method == "whole" else count, "batches": batches, "sweep_images": sweep_images,
+                                  "threads": threads, "out_dir": os.path.join(build_dir, "onnx"),
+                                  "build_dir": build_dir}, timeout)
             else:
                 result = _worker({"method": method, "model": model, "paths": paths, "count": count,
                                   "batches": batches, "sweep_images": sweep_images}, timeout)
@@ -59,7 +66,12 @@ def measure_model(model, paths, methods, count, batches, build_dir, threads, tim
             _say("%s %s FAILED: %s" % (model["name"], method, err))
             continue
         out[method] = result
-        _say("%s %-5s %6.1f img/s (%.0fs)" % (model["name"], method, result["ips"], time.time() - began))
+        if method == "whole":
+            _say("%s whole process, %d photos: %s s; first result %s s (%s)" % (
+                model["name"], result["photos"], json.dumps(result["whole_process_s"]), result["first_result_s"],
+                result["first_result_engine"]))
+            continue
+        _say("%s %-9s %6.1f img/s (%.0fs)" % (model["name"], method, result["ips"], time.time() - began))
     return out
 
 
@@ -68,6 +80,10 @@ def _best(runs):
     merged = dict(runs[0])
     for run in runs[1:]:
         for method in METHODS:
+            if method == "whole":  # whole-process figures: the first complete measurement is kept
+                if method in run and method not in merged:
+                    merged[method] = run[method]
+                continue
             if method in run and (method not in merged or run[method]["ips"] > merged[method]["ips"]):
                 merged[method] = run[method]
                 merged["errors"].pop(method, None)
@@ -80,7 +96,10 @@ def build_parser():
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--models", default=None, help="comma-separated subset of: efficientnet-lite0, inception-bn, "
                                                   "vgg16, resnet-152 (default all)")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of seed,agent,ort,int8")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help="comma-separated subset of " + ",".join(METHODS) + " (agent_ort: the agent on its ONNX "
+                        "Runtime engine; whole: whole-process seconds for N photos and time to first result)")
+    p.add_argument("--whole-photos", type=int, help="photos per whole-process run (default 224, quick 32)")
     p.add_argument("--images", type=int, help="images timed per method (default per model)")
     p.add_argument("--repeat", type=int, default=None, help="rounds, best kept (default 1 quick, 2 full)")
     p.add_argument("--zoo", default=os.path.join(ROOT, "build", "zoo"), help="local zoo (efficientnet-lite0)")
@@ -123,8 +142,10 @@ def main(argv=None):
     for model in resolved:
         count, batches = plan[model["name"]]
         count = args.images or count
-        runs = [measure_model(model, paths, methods, count, batches, args.build, info["cores"], args.timeout)
-                for _ in range(repeat)]
+        whole = args.whole_photos or WHOLE_PHOTOS["quick" if args.quick else "full"]
+        runs = [measure_model(model, paths, [m for m in methods if m != "whole" or not round_], count, batches,
+                              args.build, info["cores"], args.timeout, whole)
+                for round_ in range(repeat)]  # whole-process figures in the first round only
         results[model["name"]] = _best(runs)
     fan = fanout.measure(ROOT, args.build, paths) if args.fanout == "auto" else {"note": "skipped (--fanout skip)"}
     data = report.summary(results, info, fan)

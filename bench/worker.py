@@ -21,7 +21,7 @@ def main(argv):
     use_agent_dir()
     job = json.loads(argv[0])
     method = job["method"]
-    if method in ("agent", "int8"):
+    if method in ("agent", "int8", "agent_ort"):
         from agent.pipeline import tune_environment
         tune_environment()
     if method == "seed":
@@ -30,6 +30,16 @@ def main(argv):
     elif method == "agent":
         from bench import agent_method
         result = agent_method.run(job["model"], job["paths"], job["count"], job["batches"], job["sweep_images"])
+    elif method == "agent_ort":
+        from bench import agent_method, ort_runner
+        onnx_path = ort_runner.export(job["model"], job["out_dir"])
+        result = agent_method.run_ort(job["model"], onnx_path, job["paths"], job["count"], job["batches"],
+                                      job["sweep_images"], job["threads"])
+    elif method == "whole":
+        from bench import ort_runner, whole_process
+        onnx_path = ort_runner.export(job["model"], job["out_dir"])
+        result = whole_process.measure(job["model"], onnx_path, job["paths"], job["count"], job["build_dir"],
+                                       job.get("repeat", 1))
     elif method == "int8":
         from bench import int8_method
         result = int8_method.run(job["model"], job["paths"], job["count"], job["batches"], job["sweep_images"],

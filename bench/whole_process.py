@@ -1,0 +1,103 @@
+"""Whole-process figures: the wall time of each way to classify N photos as the process a user
+starts (interpreter start, imports, model load/bind, decode, forward, exit), and the agent's
+time to first result (its "timing" event, on one photo, per engine).
+
+- seed: bench/seed_script.py (the tutorial's Module at batch 1, a photo at a time)
+- agent: `python -m agent classify --engine auto` as a user runs it (after one untimed run
+  that fetches into the cache, exports to ONNX and lets auto choose; the timed run is warm)
+- ort: bench/ort_script.py (a plain ONNX Runtime script with default session options)
+Each is started ``repeat`` times in turn (seed, agent, ort, seed, ...); the median counts.
+"""
+from __future__ import print_function, division, absolute_import
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def agent_zoo(model, build_dir):
+    """A directory zoo holding ``model`` (symlinks to its checkpoint), for `agent classify --zoo`."""
+    folder = os.path.join(build_dir, "agent-zoo")
+    name = model["name"]
+    sub = os.path.join(folder, name)
+    if not os.path.isdir(sub):
+        os.makedirs(sub)
+    files = {"symbol": model["prefix"] + "-symbol.json", "params": model["prefix"] + "-0000.params",
+             "synset": os.path.join(ROOT, "build", "zoo", "synset.txt")}
+    links = {}
+    for kind, target in files.items():
+        link = os.path.join(sub, os.path.basename(target))
+        if os.path.lexists(link) and os.path.realpath(link) != os.path.realpath(target):
+            os.remove(link)
+        if not os.path.lexists(link):
+            os.symlink(os.path.abspath(target), link)
+        links[kind] = name + "/" + os.path.basename(target)
+    catalogue_path = os.path.join(folder, "catalogue.json")
+    catalogue = {"schema": 1, "models": {}}
+    if os.path.exists(catalogue_path):
+        with open(catalogue_path) as handle:
+            catalogue = json.load(handle)
+    catalogue["models"][name] = dict(links, epoch=0, label=None, input=model["input"],
+                                     description="bench: " + name)
+    with open(catalogue_path, "w") as handle:
+        json.dump(catalogue, handle, indent=1)
+    return folder
+
+
+def _wall(argv, env=None, timeout=1800):
+    began = time.time()
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    wall = time.time() - began
+    if proc.returncode not in (0, 3):
+        raise RuntimeError("%s exited %d: %s" % (" ".join(argv[:4]), proc.returncode, proc.stderr.strip()[-600:]))
+    return wall, proc
+
+
+def _events(stderr):
+    from agent import contract
+    return [evt for evt in (contract.parse(line) for line in stderr.splitlines()) if evt]
+
+
+def measure(model, onnx_path, paths, count, build_dir, repeat=1):
+    """{"whole_process_s": {seed, agent, ort}, "photos": N, "agent_engine": ..., "first_result_s": s,
+    "first_result_s_by_engine": {...}}"""
+    from bench.timing import cycle
+    spec = model["input"]
+    photos = cycle(paths, count)
+    zoo = agent_zoo(model, build_dir)
+    cache = os.path.join(build_dir, "agent-cache")
+    agent = [sys.executable, "-m", "agent", "classify", "--events", "--zoo", zoo, "--cache", cache,
+             "--model", model["name"]]
+    env = dict(os.environ)
+    env.pop("MXLAB_ZOO", None)
+    commands = {
+        "seed": [sys.executable, "-m", "bench.seed_script", model["prefix"], str(spec["size"])] + photos,
+        "agent": agent + ["--engine", "auto"] + photos,
+        "ort": [sys.executable, "-m", "bench.ort_script", onnx_path, str(spec["size"]),
+                str(spec.get("crop_fraction", 1.0)), ",".join(str(v) for v in spec["mean"]),
+                ",".join(str(v) for v in spec["std"]), spec.get("color", "RGB")] + photos,
+    }
+    _wall(agent + ["--engine", "auto"] + photos[:8], env)  # warm: cache, ONNX export, auto's choice
+    walls = dict((name, []) for name in commands)
+    engine = None
+    for _ in range(repeat):
+        for name, argv in commands.items():
+            wall, proc = _wall(argv, env)
+            walls[name].append(wall)
+            if name == "agent":
+                engine = [e["engine"] for e in _events(proc.stderr) if e["event"] == "engine"] or [None]
+    first = {}
+    for mode in ("mxnet", "onnxruntime"):
+        _, proc = _wall(agent + ["--engine", mode] + photos[:1], env)
+        timing = [e for e in _events(proc.stderr) if e["event"] == "timing"]
+        if timing:
+            first[mode] = dict(timing[0]["stages"])
+    median = dict((name, round(sorted(w)[len(w) // 2], 2)) for name, w in walls.items())
+    best = min(first, key=lambda mode: first[mode]["first_result"]) if first else None
+    return {"whole_process_s": median, "photos": count, "agent_engine": engine[0] if engine else None,
+            "first_result_s": first[best]["first_result"] if best else None, "first_result_engine": best,
+            "first_result_stages": first}
