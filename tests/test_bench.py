@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_quick_bench_writes_the_issue_json_shape(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [str(ROOT / "scripts" / "bench"), "--quick", "--models", "inception-bn", "--methods", "seed,agent,int8",
-         "--images", "6", "--fanout", "skip", "--no-measure-peak", "--build", str(tmp_path / "build"),
+        [str(ROOT / "scripts" / "bench"), "--quick", "--models", "inception-bn", "--methods",
+         "seed,agent,agent_ort,int8,whole", "--images", "6", "--whole-photos", "3", "--fanout", "skip",
+         "--no-measure-peak", "--build", str(tmp_path / "build"),
          "--photos", str(tmp_path / "photos"), "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -32,6 +33,37 @@ def test_quick_bench_writes_the_issue_json_shape(tmp_path):
     assert 0.0 <= model["int8_top1_agreement"] <= 1.0
     assert model["gflops_per_image"] == pytest.approx(3.97, abs=0.05)  # Inception-BN: ~2 GMAC
     assert "inception-bn" in proc.stdout and "targets:" in proc.stdout
+    # The engines, whole-process and start-up figures (issue 14).
+    assert model["engine"] in ("mxnet", "onnxruntime") and model["engine_ips"] == max(
+        model["engine_ips_by_engine"].values()) and set(model["engine_ips_by_engine"]) == {"mxnet", "onnxruntime"}
+    assert set(model["whole_process_s"]) == {"seed", "agent", "ort"} and min(model["whole_process_s"].values()) > 0
+    assert model["whole_process_photos"] == 3
+    assert model["first_result_s"] > 0 and model["first_result_engine"] in ("mxnet", "onnxruntime")
+    assert set(model["first_result_stages"]["mxnet"]) == {"python", "imports", "models", "first_result"}
+    assert isinstance(model["int8_declined"], bool) and model["int8_reason"]
+    assert data["fanout"] == {"sequential_8_s": None, "parallel_8_s": None, "host_cores": data["machine"]["cores"]}
+
+
+def test_report_applies_the_agents_int8_verdict_and_fills_fanout():
+    from bench import report
+    machine = {"cores": 2, "peak_gflops": 100.0}
+    base = {"flops": 1e9, "real_weights": False, "agent": {"ips": 10.0, "forward_ms": 50.0},
+            "agent_ort": {"ips": 12.0}}
+    results = {
+        "fast": dict(base, int8={"ips": 25.0, "top1_agreement": 0.97, "batch": 8, "forward_ms": 20.0}),
+        "slow": dict(base, int8={"ips": 9.0, "top1_agreement": 1.0, "batch": 8, "forward_ms": 55.0}),
+        "wrong": dict(base, int8={"ips": 30.0, "top1_agreement": 0.84, "batch": 8, "forward_ms": 15.0}),
+    }
+    data = report.summary(results, machine, {"parallel": {"1": 1.5, "8": 6.3}, "sequential": {"8": 12.8}})
+    models = data["models"]
+    assert models["fast"]["int8_declined"] is False and models["fast"]["int8_reason"].startswith("INT8 kept")
+    assert models["slow"]["int8_declined"] is True and "not 1x faster" in models["slow"]["int8_reason"]
+    assert models["wrong"]["int8_declined"] is True and "agreement below 95%" in models["wrong"]["int8_reason"]
+    assert models["fast"]["engine"] == "onnxruntime" and models["fast"]["engine_ips"] == 12.0
+    assert data["fanout"] == {"sequential_8_s": 12.8, "parallel_8_s": 6.3, "host_cores": 2}
+    rows = dict((what, met) for what, _, met in report.targets(data))
+    assert rows["fleet parallel speed-up >= 0.9 x min(8, cores)"] is True  # 2.03x >= 1.8x
+    assert "slow int8 >= 2x agent" not in rows and rows["fast int8 >= 2x agent"] is True
 
 
 def test_pad_folded_into_convolution_gives_the_same_output():
