@@ -37,6 +37,8 @@ def describe(evt):
         return "verified %s %s" % (evt["model"], evt["file"])
     if kind == "image":
         return "classified %d/%d" % (evt["done"], evt["total"])
+    if kind == "engine":
+        return "%s on %s (%s)" % (evt["model"], evt["engine"], evt["reason"])
     if kind in ("warning", "error"):
         return "%s: %s" % (kind, evt["message"])
     if kind == "done":

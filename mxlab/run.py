@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # not OSErrors: a wait that has ended, or a slow command, never reads as one.)
 CONNECTION_ERRORS = (EOFError, OSError, socket.error, paramiko.SSHException)
 # Events worth a log line (-v) besides downloads at each quarter: a non-terminal log still shows them.
-_LOGGED_EVENTS = ("classify", "resume", "retry", "verified", "warning", "error", "done")
+_LOGGED_EVENTS = ("classify", "engine", "resume", "retry", "verified", "warning", "error", "done")
 
 
 def is_url(item):

@@ -214,8 +214,9 @@ def test_mxlab_run_engine_onnxruntime_passes_the_engine_to_the_host_agent(sshd_f
     install, the agent runs with --engine onnxruntime and its log says which engine answered."""
     from tests.fixtures_sshd import direct_args
     host = sshd_factory(conda_envs=("mxnet_p36",))
-    code, out, err = mxlab_cli("run", *direct_args(host), "--zoo", local_zoo, "--model", "efficientnet-lite0",
-                               "--results", tmp_path, "--engine", "onnxruntime", sample_photos / "coffee.jpg")
+    code, out, err = mxlab_cli("run", "-v", *direct_args(host), "--zoo", local_zoo, "--model",
+                               "efficientnet-lite0", "--results", tmp_path, "--engine", "onnxruntime",
+                               sample_photos / "coffee.jpg")
     assert code == 0, err
     [log] = list((host.home / ".mxlab-agent" / "runs").glob("*/agent.log"))
     events = [contract.parse(line) for line in log.read_text().splitlines()]
@@ -224,3 +225,4 @@ def test_mxlab_run_engine_onnxruntime_passes_the_engine_to_the_host_agent(sshd_f
     [command] = list((host.home / ".mxlab-agent" / "runs").glob("*/command"))
     assert "--engine onnxruntime" in command.read_text()
     assert "installing the ONNX Runtime engine" not in err
+    assert "efficientnet-lite0 on onnxruntime (" in err  # with -v the operator sees which engine answered
