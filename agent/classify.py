@@ -27,6 +27,9 @@ def run(sources, classifiers, writer, batch_size, top_k, stats=None):
     # The next batch is read, decoded and preprocessed (for every model) in a thread
     # while this batch's forward passes run: MXNet's forward releases the GIL.
     for chunk, (prepared, prepare_s) in prefetch(chunks, lambda chunk: _timed(_prepare_chunk, chunk, classifiers)):
+        if not done:
+            from agent import startup
+            startup.mark("first_batch_decoded")  # from here to first_result: the first forwards
         began = time.time()
         for classifier, (tensors, errors) in zip(classifiers, prepared):
             _predict_chunk(classifier, chunk, tensors, errors, top_k, writer)
@@ -34,7 +37,6 @@ def run(sources, classifiers, writer, batch_size, top_k, stats=None):
             stats["prepare_s"] = stats.get("prepare_s", 0.0) + prepare_s
             stats["forward_s"] = stats.get("forward_s", 0.0) + time.time() - began
         if not done:
-            from agent import startup
             startup.report(dict((c.name, getattr(c.engine, "name", "mxnet")) for c in classifiers))
         for source in chunk:
             done += 1

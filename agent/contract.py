@@ -66,7 +66,8 @@ EVENTS = OrderedDict([
     ("verified", ("model", "file", "sha256")),  # a fetched file passed its checks and is in the cache
     ("engine", ("model", "engine", "reason")),  # classify --engine: which engine runs the model, and why
     ("timing", ("first_result_s", "stages", "engines")),  # once, after the first batch: seconds since the
-    # process started at each stage (python, imports, models, first_result); engines: model -> engine
+    # process started at each stage (python, imports, [checkpoint, engine,] models, first_batch_decoded,
+    # first_result; checkpoint/engine: MXNet loaded a checkpoint, bound a graph); engines: model -> engine
     ("image", ("done", "total", "input")),  # one per input once every model has its record
     ("warning", ("message",)),
     ("log", ("message",)),  # a line of stderr text that is not the agent's (MXNet, Python warnings)

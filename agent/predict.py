@@ -139,6 +139,8 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
         arg_params, aux_params = split_params(mx.nd.load(files["params"]), symbol)
     except mx.base.MXNetError as err:
         raise AgentError("model {0}: cannot load its checkpoint: {1}".format(name, _first_line(err)))
+    from agent import startup
+    startup.mark("checkpoint")
     inputs = [arg for arg in symbol.list_arguments() if arg not in arg_params]
     if len(inputs) != 1:
         raise AgentError("model {0}: expected one input variable without parameters, found {1}"
@@ -182,6 +184,7 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
     params.update(aux_params)
     bound = engine_onnx.build(name, engine, make_mxnet, symbol, params, inputs[0], size, files, batch_size,
                               cpu_cores(), classes, inputs, mxnet_import_s)
+    startup.mark("engine")  # MXNet: fused and bound; auto/onnxruntime on a new export: bound on the first batch
     return Classifier(name, entry["input"], bound, synset)
 
 

@@ -2,9 +2,12 @@
 
 Stages, each in seconds since the process started (Linux: the kernel's start time
 of this process, so the interpreter's own start-up counts too): python (the
-agent's first line ran), imports (numpy/cv2 and the engine's library), models
-(files fetched/checked, checkpoints loaded, graphs bound or sessions created), and
-first_result (the first batch classified and its records written).
+agent's first line ran), imports (numpy/cv2, and MXNet unless a cached ONNX
+session needs none), checkpoint (MXNet read a symbol and its params), engine (the
+graph fused and bound, or a session created), models (every model ready),
+first_batch_decoded (the first batch read, decoded, preprocessed) and
+first_result (its forward passes done, oneDNN primitive creation included, and
+its records written). With several models, a repeated stage holds the last one's.
 Valid Python 2.7 and 3.6+.
 """
 from __future__ import print_function, division, absolute_import
