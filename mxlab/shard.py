@@ -14,8 +14,8 @@ goes back to the front of the queue, less the inputs whose results were collecte
 no more work. Only when every host has failed are chunks left over: the run fails and names the
 inputs without results. Saved beside the results: each host's file after every chunk it finishes (so
 `--resume RUN_ID` can do only what has no result yet), one merged results.jsonl in input order,
-summary.json (per host: its chunks and the chunks moved away from it) and shard.json (every chunk,
-who ran it, what moved where, what has no result).
+summary.json (per host: its chunks and their seconds, the chunks moved away from it) and shard.json
+(every chunk, who ran it, what moved where, what has no result).
 """
 import json
 import logging
