@@ -160,7 +160,8 @@ class RemoteEnv:
         """agent/requirements-onnx.txt into the env, once (only runs that ask for it pay for it).
         For auto a failed install is a warning: the agent then runs MXNet and says so."""
         label = self.session.target.label
-        rc, _, _ = self.session.exec("%s && python -c 'import onnxruntime, onnx'" % self.prefix, timeout=300)
+        check = "%s && python -c 'import onnxruntime, onnx' 2>&1" % self.prefix
+        rc, _, _ = self.session.exec(check, timeout=300)
         if rc == 0:
             return
         reqs = posixpath.join(self.root, AGENT_DIR, "requirements-onnx.txt")
@@ -168,6 +169,11 @@ class RemoteEnv:
         rc, out = self._step("pip install the ONNX Runtime engine",
                              "%s && python -m pip install --disable-pip-version-check -q -r %s 2>&1"
                              % (self.prefix, shlex.quote(reqs)), check=engine == "onnxruntime")
+        if rc == 0:  # installed (or "already satisfied"): it must import now
+            rc, out, err = self.session.exec(check, timeout=300)
+            out = "installed, but `import onnxruntime, onnx` fails: %s" % last_line(out + err)
+            if rc != 0 and engine == "onnxruntime":
+                raise RemoteCommandError("%s: the ONNX Runtime engine: %s" % (label, out[-400:]))
         if rc != 0:
             self.say("%s: WARNING: the ONNX Runtime engine did not install (%s); --engine auto runs MXNet"
                      % (label, last_line(out)[-200:]))

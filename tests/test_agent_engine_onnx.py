@@ -224,5 +224,32 @@ def test_mxlab_run_engine_onnxruntime_passes_the_engine_to_the_host_agent(sshd_f
     assert chosen["engine"] == "onnxruntime"
     [command] = list((host.home / ".mxlab-agent" / "runs").glob("*/command"))
     assert "--engine onnxruntime" in command.read_text()
-    assert "installing the ONNX Runtime engine" not in err
+    assert "installing the ONNX Runtime engine" not in out + err
     assert "efficientnet-lite0 on onnxruntime (" in err  # with -v the operator sees which engine answered
+
+
+def test_mxlab_run_installs_the_onnx_engine_only_when_asked_and_auto_survives_a_failed_install(
+        sshd_factory, mxlab_cli, local_zoo, sample_photos, tmp_path):
+    """A host env without onnxruntime and a pip with no package source (no network either): --engine
+    auto warns and the agent runs MXNet; --engine onnxruntime fails that host, naming the step."""
+    from tests.fixtures_sshd import direct_args
+    host = sshd_factory(conda_envs=("mxnet_p36",))
+    [site] = list((host.home / "anaconda3" / "envs" / "mxnet_p36" / "lib").glob("python*/site-packages"))
+    (site / "onnxruntime.py").write_text("raise ImportError('onnxruntime is not installed in this env')\n")
+    pip_conf = host.home / ".config" / "pip" / "pip.conf"
+    pip_conf.parent.mkdir(parents=True, exist_ok=True)
+    pip_conf.write_text("[global]\nno-index = true\n")
+    common = [*direct_args(host), "--zoo", local_zoo, "--model", "efficientnet-lite0", "--results", tmp_path,
+              sample_photos / "coffee.jpg"]
+    code, out, err = mxlab_cli("run", "-v", *common)  # mxnet: nothing to install
+    assert code == 0, err
+    assert "installing the ONNX Runtime engine" not in out + err
+    code, out, err = mxlab_cli("run", "-v", "--engine", "auto", *common)
+    assert code == 0, err
+    said = out + err
+    assert "installing the ONNX Runtime engine" in said and "did not install" in said
+    assert "onnxruntime is not installed in this env" in said  # why, from the host
+    assert "efficientnet-lite0 on mxnet (auto: --engine onnxruntime needs onnxruntime" in said
+    code, out, err = mxlab_cli("run", "--engine", "onnxruntime", *common)
+    assert code != 0
+    assert "the ONNX Runtime engine: installed, but `import onnxruntime, onnx` fails" in out + err
