@@ -274,7 +274,7 @@ def run_classify(args):
             if args.int8:
                 calibration = (lambda spec=entry["input"]: classify.calibration_batch(sources, spec))
             classifiers.append(predict.load(name, entry, files, args.batch_size, context, calibration,
-                                            engine=args.engine, inputs=len(sources)))
+                                            engine=args.engine, input_count=len(sources)))
         startup.mark("models")
         classify.run(sources, classifiers, writer, args.batch_size, args.top_k)
     return EXIT_SOME_FAILED if writer.errors else EXIT_OK

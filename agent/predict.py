@@ -111,14 +111,14 @@ class Classifier(object):
                              ("prob", round(float(probs[i]), 6))]) for i in order]
 
 
-def load(name, entry, files, batch_size, context=None, calibration=None, engine="mxnet", inputs=0):
+def load(name, entry, files, batch_size, context=None, calibration=None, engine="mxnet", input_count=0):
     """A Classifier for a cached model, bound once for batches of ``batch_size`` inputs of its size.
 
     calibration: a callable giving float32 (n, 3, size, size) preprocessed photos -> --int8: the
     INT8 graph where it wins over FP32 (agent.int8_cache: calibrated once, cached; the callable
     is only called when nothing is cached).
-    engine: "mxnet", "onnxruntime" or "auto" (agent.engine_onnx; CPU FP32 only); inputs: how
-    many the run classifies (auto weighs MXNet's start-up against its faster forwards).
+    engine: "mxnet", "onnxruntime" or "auto" (agent.engine_onnx; CPU FP32 only); input_count: how
+    many inputs the run classifies (auto weighs MXNet's start-up against its faster forwards).
     """
     from agent import engine_onnx
     from agent.pipeline import Engine, cpu_cores
@@ -126,7 +126,8 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
     synset = read_synset(files["synset"])
     size = entry["input"]["size"]
     if context.device_type == "cpu" and calibration is None:
-        cached = engine_onnx.cached_engine(name, engine, files, size, batch_size, cpu_cores(), len(synset), inputs)
+        cached = engine_onnx.cached_engine(name, engine, files, size, batch_size, cpu_cores(), len(synset),
+                                           input_count)
         if cached is not None:
             return Classifier(name, entry["input"], cached, synset)
     began = time.time()
@@ -183,7 +184,7 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
     params = dict(arg_params)
     params.update(aux_params)
     bound = engine_onnx.build(name, engine, make_mxnet, symbol, params, inputs[0], size, files, batch_size,
-                              cpu_cores(), classes, inputs, mxnet_import_s)
+                              cpu_cores(), classes, input_count, mxnet_import_s)
     startup.mark("engine")  # MXNet: fused and bound; auto/onnxruntime on a new export: bound on the first batch
     return Classifier(name, entry["input"], bound, synset)
 

@@ -101,6 +101,21 @@ def test_auto_keeps_one_engine_and_says_why_then_remembers_it(tiny_zoo, photos, 
     assert again["reason"].endswith("(remembered)") or "less than MXNet's start-up" in again["reason"]
     assert top1(json_lines(second.stdout)) == top1(json_lines(first.stdout))
 
+    # Where the remembered measurements say MXNet's forwards win back its start-up, auto binds MXNet.
+    [record_path] = [os.path.join(cache, "tiny-softmax", n) for n in os.listdir(os.path.join(cache, "tiny-softmax"))
+                     if n.endswith(".onnx.json")]
+    with open(record_path) as handle:
+        record = json.load(handle)
+    [setting] = list(record["auto"])
+    record["auto"][setting] = dict(REMEMBERED_MXNET, inputs=3, ort_s=100.0, mxnet_s=0.001, mxnet_setup_s=0.5)
+    with open(record_path, "w") as handle:
+        json.dump(record, handle)
+    third, events = classify(tiny_zoo, cache, "--model", "tiny-softmax", "--engine", "auto", photos)
+    assert third.returncode == 0, third.stderr
+    [again] = engine_events(events)
+    assert again["engine"] == "mxnet" and "win back MXNet's 0.50 s start-up" in again["reason"]
+    assert top1(json_lines(third.stdout)) == top1(json_lines(first.stdout))
+
 
 REMEMBERED_MXNET = {"engine": "mxnet", "reason": "auto: forward of 8 inputs", "inputs": 8, "ort_s": 0.060,
                     "mxnet_s": 0.050, "mxnet_setup_s": 2.0}
