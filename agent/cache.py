@@ -89,7 +89,8 @@ def _verify(kind, path):
         if not lines:
             raise ValueError("no labels in it")
         return
-    import mxnet as mx  # lazily: listing models must not pay for it
+    from agent import startup
+    mx = startup.import_mxnet()  # lazily: listing models must not pay for it
     if kind == "symbol":
         mx.sym.load(path).list_arguments()
     else:

@@ -33,7 +33,8 @@ def pick_context(light=False):
     import os
     if light and not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0")):
         return HostCpu()
-    import mxnet as mx
+    from agent import startup
+    mx = startup.import_mxnet()
     try:
         gpus = mx.context.num_gpus()
     except (AttributeError, mx.base.MXNetError):
@@ -130,9 +131,9 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
                                            input_count)
         if cached is not None:
             return Classifier(name, entry["input"], cached, synset)
-    began = time.time()
-    import mxnet as mx
-    mxnet_import_s = time.time() - began  # 0 when already imported; auto weighs it (agent.engine_onnx)
+    from agent import startup
+    mx = startup.import_mxnet()
+    mxnet_import_s = startup.mxnet_import_seconds()  # auto weighs it (agent.engine_onnx)
     if isinstance(context, HostCpu):
         context = mx.cpu()
     try:
@@ -140,7 +141,6 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
         arg_params, aux_params = split_params(mx.nd.load(files["params"]), symbol)
     except mx.base.MXNetError as err:
         raise AgentError("model {0}: cannot load its checkpoint: {1}".format(name, _first_line(err)))
-    from agent import startup
     startup.mark("checkpoint")
     inputs = [arg for arg in symbol.list_arguments() if arg not in arg_params]
     if len(inputs) != 1:

@@ -36,6 +36,21 @@ def _process_started():
 STARTED = _process_started()
 
 
+def import_mxnet():
+    """The mxnet module, and how long its first import took in this process (the part of
+    MXNet's start-up that `--engine auto` weighs; a cached ONNX session never pays it)."""
+    import sys
+    if "mxnet" not in sys.modules:
+        began = time.time()
+        import mxnet  # noqa: F401 (the agent's engine; imported on first need)
+        _state["mxnet_import_s"] = time.time() - began
+    return sys.modules["mxnet"]
+
+
+def mxnet_import_seconds():
+    return _state.get("mxnet_import_s", 0.0)
+
+
 def mark(stage):
     _marks.append((stage, round(time.time() - STARTED, 3)))
 
