@@ -177,7 +177,7 @@ def test_ctrl_c_during_deploy_stops_the_cdk_cli_too(demo):
     run = demo()
     deadline = time.monotonic() + 300
     facts = {}
-    # The login user is chosen just before `cdk deploy` starts; the CLI runs with --output in the state dir.
+    # The login user is known just before `cdk deploy` starts; the CLI runs with --output in the state dir.
     while "lab_user" not in facts or not processes_mentioning(facts["state_dir"] + "/cdk.out"):
         assert run.proc.poll() is None, "demo ended early: %s" % run.err()[-3000:]
         assert time.monotonic() < deadline, "cdk deploy never started"

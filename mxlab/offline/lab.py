@@ -265,7 +265,8 @@ class OfflineLab:
         stack.callback(self.zoo.stop)
         self._fact(zoo_port=self.zoo.port)
 
-        user = pwd.getpwuid(os.getuid()).pw_name
+        user = pwd.getpwuid(os.getuid()).pw_name  # every instance logs in as this user (its own home each)
+        self._fact(lab_user=user)
         deploy_log = log_dir / "deploy.log"
         context = {"ssh_cidr": SSH_CIDR, "ssh_user": user, "stack_name": self.stack,
                    "attendees": str(self.attendees)}
@@ -310,7 +311,6 @@ class OfflineLab:
             # ... and "boots" printing its host keys on the console, as cloud-init does (first boot only).
             self.emulator.set_console_output(self.instance_id(n), host.console_output())
             if n == 1:
-                self._fact(lab_user=user, sshd_pid=host.proc.pid, sshd_address=ip, sshd_port=self.ssh_port,
-                           sshd_dir=str(host.dir))
+                self._fact(sshd_pid=host.proc.pid, sshd_address=ip, sshd_port=self.ssh_port, sshd_dir=str(host.dir))
         stack.callback(ec2_instances.add_listener(self._on_instance))
         return self
