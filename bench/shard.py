@@ -15,11 +15,12 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
+
+from mxlab.offline.sandbox_process import SandboxProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,43 +49,6 @@ def make_photos(folder, count):
     return folder
 
 
-class Sandbox(object):
-    """`mxlab sandbox --attendees N` as a child; its export lines are the environment of the runs."""
-
-    def __init__(self, folder, attendees):
-        self.out_path, self.err_path = os.path.join(folder, "sandbox.out"), os.path.join(folder, "sandbox.err")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MXLAB_"))}
-        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "mxlab", "sandbox", "--attendees", str(attendees)],
-                                         cwd=ROOT, env=env, stdout=out, stderr=err)
-        self.env = dict(env, COLUMNS="200")
-
-    def wait_ready(self, timeout=900):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            with open(self.out_path) as fh:
-                lines = fh.read().splitlines()
-            if "sandbox ready" in lines:
-                for line in lines[:lines.index("sandbox ready")]:
-                    key, _, value = line[len("export "):].partition("=")
-                    self.env[key] = value.strip("'")
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.5)
-        with open(self.err_path) as fh:
-            raise RuntimeError("sandbox not ready: %s" % fh.read()[-1500:])
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(120)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def sharded_run(box, hosts, model, photos, results, chunk_size=None):
     """(seconds, facts) of one `mxlab run --shard` over attendees 1..hosts: results per host, chunks,
     and the model's own time (the agent's ms per image, summed over the hosts)."""
@@ -92,7 +56,7 @@ def sharded_run(box, hosts, model, photos, results, chunk_size=None):
     began = time.time()
     proc = subprocess.run([sys.executable, "-m", "mxlab", "run", "--attendee", attendees, "--shard",
                            "--model", model, "--results", results, photos]
-                          + (["--chunk-size", str(chunk_size)] if chunk_size else []), cwd=ROOT, env=box.env,
+                          + (["--chunk-size", str(chunk_size)] if chunk_size else []), cwd=ROOT, env=box.env(),
                           capture_output=True, text=True, timeout=1800)
     wall = time.time() - began
     if proc.returncode != 0:
@@ -115,7 +79,7 @@ def sharded_run(box, hosts, model, photos, results, chunk_size=None):
 
 def measure(photos_count=48, counts=(1, 2, 4), model="efficientnet-lite0", fixed=12):
     work = tempfile.mkdtemp(prefix="bench-shard-")
-    box = Sandbox(work, max(counts))
+    box = SandboxProcess(work, "--attendees", max(counts))
     try:
         photos = os.path.join(work, "photos")
         os.mkdir(photos)

@@ -1,96 +1,19 @@
-"""`mxlab sandbox` as a user runs it: a child process whose `export` lines point the plain commands at it."""
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
+"""`mxlab sandbox` as a user runs it: a child process whose `export` lines point the plain commands at it
+(mxlab/offline/sandbox_process.py), started per test and always stopped."""
+import socket
 
 import pytest
 
-from mxlab.offline import REPO_ROOT, leftovers
+from mxlab.offline import leftovers
+from mxlab.offline.sandbox_process import SandboxProcess
 
 
-class SandboxProcess:
-    """`mxlab sandbox ARGS` as a child; stdout/stderr to files (a full pipe would stall it)."""
-
-    def __init__(self, folder, *args):
-        folder.mkdir(parents=True, exist_ok=True)
-        self.out_file, self.err_file = folder / "sandbox.out", folder / "sandbox.err"
-        env = dict(os.environ, COLUMNS="200")
-        for key in [k for k in env if k.startswith(("AWS_", "MXLAB_"))]:
-            del env[key]
-        with open(self.out_file, "w") as out, open(self.err_file, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "mxlab", "sandbox"] + [str(a) for a in args],
-                                         cwd=str(REPO_ROOT), env=env, stdout=out, stderr=err)
-        self.variables = {}
-
-    def wait_ready(self, timeout=900):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            lines = self.out_file.read_text().splitlines()
-            if "sandbox ready" in lines:
-                for line in lines[:lines.index("sandbox ready")]:
-                    assert line.startswith("export "), "stdout before 'sandbox ready' is only export lines: %r" % line
-                    key, _, value = line[len("export "):].partition("=")
-                    self.variables[key] = value.strip("'")
-                return self
-            if self.proc.poll() is not None:
-                raise AssertionError("sandbox exited %s before it was ready:\n%s"
-                                     % (self.proc.returncode, self.err_file.read_text()[-3000:]))
-            time.sleep(0.5)
-        raise AssertionError("sandbox not ready in %d s:\n%s" % (timeout, self.err_file.read_text()[-3000:]))
-
-    def env(self):
-        """This process's environment with the sandbox's exports, as after `eval`."""
-        env = dict(os.environ, COLUMNS="200")
-        for key in [k for k in env if k.startswith(("AWS_", "MXLAB_"))]:
-            del env[key]
-        env.update(self.variables)
-        return env
-
-    def mxlab(self, *args, timeout=600, cwd=None):
-        """Run a plain `mxlab ARGS` with the sandbox's variables: CompletedProcess (text)."""
-        return subprocess.run([sys.executable, "-m", "mxlab"] + [str(a) for a in args], env=self.env(),
-                              cwd=str(cwd or REPO_ROOT), capture_output=True, text=True, timeout=timeout)
-
-    def client(self, service):
-        import boto3
-        v = self.variables
-        return boto3.client(service, endpoint_url=v["AWS_ENDPOINT_URL"], region_name=v["AWS_DEFAULT_REGION"],
-                            aws_access_key_id=v["AWS_ACCESS_KEY_ID"], aws_secret_access_key=v["AWS_SECRET_ACCESS_KEY"],
-                            aws_session_token=v.get("AWS_SESSION_TOKEN"))
-
-    def outputs(self):
-        home = Path(self.variables["MXLAB_HOME"])
-        stack = self.variables.get("MXLAB_STACK", "MxnetLab")
-        merged = {}
-        for outputs in json.loads((home / stack / "outputs.json").read_text()).values():
-            merged.update(outputs)
-        return merged
-
-    def records(self):
-        """The leftover records this sandbox wrote: [(record dict)]."""
-        found = []
-        for path in leftovers.records_dir().glob("*.json"):
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if data.get("owner") == self.proc.pid:
-                found.append(data)
-        return found
-
-    def stop(self, sig=signal.SIGINT, timeout=120):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+def port_open(address, port):
+    try:
+        with socket.create_connection((address, port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def pid_alive(pid, ticks=None):

@@ -9,7 +9,6 @@ import json
 import os
 import pwd
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from mxlab.offline import leftovers
+from tests.fixtures_sandbox import port_open
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"}
@@ -82,14 +82,6 @@ def demo(tmp_path):
 def records(run_dir):
     (path,) = Path(run_dir).glob("*.jsonl")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def port_open(address, port):
-    try:
-        with socket.create_connection((address, port), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def assert_all_stopped(facts):

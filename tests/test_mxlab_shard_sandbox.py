@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mxlab.offline import REPO_ROOT
-from tests.fixtures_sandbox import SandboxProcess
+from mxlab.offline.sandbox_process import SandboxProcess
 
 pytestmark = [pytest.mark.slow]
 MODEL = "efficientnet-lite0"

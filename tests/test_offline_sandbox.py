@@ -8,7 +8,6 @@ import os
 import pwd
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,18 +17,11 @@ import pytest
 from agent.contract import REMOTE_ROOT
 from mxlab.offline import REPO_ROOT, sandbox
 from mxlab.offline.sandbox import check_capacity, export_lines
-from tests.fixtures_sandbox import SandboxProcess, pid_alive
+from mxlab.offline.sandbox_process import SandboxProcess
+from tests.fixtures_sandbox import pid_alive, port_open
 
 pytestmark = [pytest.mark.slow]
 PHOTO = str(REPO_ROOT / "build" / "photos" / "chelsea.jpg")
-
-
-def port_open(address, port):
-    try:
-        with socket.create_connection((address, port), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def lab_artifacts(folder):
@@ -193,3 +185,11 @@ def test_capacity_names_the_cost_and_refuses_what_memory_cannot_hold(monkeypatch
     monkeypatch.setattr(sandbox, "available_mb", lambda: 100)
     ok, text = check_capacity(3)
     assert not ok and "100 MB available" in text
+
+
+def test_the_exports_a_sandbox_prints_read_back_as_a_shell_would():
+    from mxlab.offline.sandbox_process import parse_exports
+    values = {"MXLAB_HOME": "/tmp/it's here", "AWS_REGION": "us-east-1"}
+    assert parse_exports(export_lines(values)) == values
+    with pytest.raises(ValueError):
+        parse_exports(["[sandbox] progress on stdout would break eval"])
