@@ -161,10 +161,6 @@ class SshdHost:
     def hostspec(self):
         return "%s:%d" % (self.address, self.port)
 
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def host_key_lines(self):
         """'type base64' for each host key, as cloud-init prints them."""
         return [" ".join((self.dir / name).read_text().split()[:2])
@@ -186,11 +182,6 @@ class SshdHost:
     def authorize(self, public_key_line):
         with open(self.dir / "authorized_keys", "a") as fh:
             fh.write(public_key_line.strip() + "\n")
-
-    def processes(self):
-        """PIDs of everything running on this host (its sshd, sessions, and what they started)."""
-        tree = leftovers.descendants(self.proc.pid) if self.running else []
-        return sorted(set(tree + leftovers.marked_processes(self.mark)))
 
     # ---- life cycle -----------------------------------------------------------------------
     def _make(self):
