@@ -1,9 +1,6 @@
 """boto3 sessions the way the AWS CLI takes profile and region (flags, then environment)."""
 import os
 
-import boto3
-import botocore.exceptions
-
 from mxlab.errors import UsageError
 
 _options = {"profile": None, "region": None}
@@ -25,6 +22,10 @@ def session():
     region would otherwise surface as botocore's NoRegionError from whichever
     call came first.
     """
+    # Imported here, not at the top: start-up time of runs that need no AWS call (boto3 costs ~0.25 s).
+    import boto3
+    import botocore.exceptions
+
     region = _options["region"] or os.environ.get("AWS_REGION") or None
     try:
         sess = boto3.session.Session(profile_name=_options["profile"], region_name=region)

@@ -12,7 +12,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mxlab import aws, catalogue, cdk_cli, hostkeys, html_report, readiness, report, run_facts, shard, targets
+# Modules only some commands need (cdk_cli, shard, html_report, prepare, handout, demo) are imported in
+# those commands: start-up time of one-photo runs. Nothing here may import boto3, botocore, cv2 or numpy
+# (tests/test_mxlab_startup.py).
+from mxlab import aws, catalogue, hostkeys, readiness, report, run_facts, targets
 from mxlab.errors import MxlabError, UsageError
 from mxlab.fleet import run_fleet
 from mxlab.results import ResultStore, new_run_id
@@ -165,6 +168,7 @@ def check_inputs(items):
 # ---- commands ----------------------------------------------------------------------------
 
 def cmd_up(args, out, err):
+    from mxlab import cdk_cli
     path = cdk_cli.up(args.stack, args.context, args.profile, args.region, skip_preflight=args.skip_preflight,
                       say=lambda line: err.print(line, markup=False, highlight=False))
     err.print("outputs written to %s" % path, markup=False)
@@ -172,6 +176,7 @@ def cmd_up(args, out, err):
 
 
 def cmd_down(args, out, err):
+    from mxlab import cdk_cli
     removed = cdk_cli.down(args.stack, args.context, args.profile, args.region)
     err.print("stack %s destroyed; removed %s" % (args.stack, removed), markup=False)
     return 0
@@ -195,6 +200,7 @@ def cmd_hosts(args, out, err):
                 t.state = "down (%s)" % exc
     out.print(report.hosts_table(found, "%s hosts" % (args.stack if not args.host else "direct")))
     if not args.host:
+        from mxlab import cdk_cli
         out.print(cdk_cli.describe_deadline(targets.read_outputs(args.stack, args.outputs)), markup=False)
     return 0
 
@@ -203,6 +209,7 @@ def cmd_run(args, out, err, compare=False):
     models = [m.strip() for m in (args.models if compare else args.model).split(",") if m.strip()]
     catalogue.check_models(models, args.zoo)
     if args.input_list:
+        from mxlab import shard
         args.inputs = list(args.inputs) + shard.read_input_list(args.input_list)
     if not args.inputs:
         raise UsageError("no inputs: give INPUT... (image files, folders, http(s) URLs) or --input-list FILE")
@@ -236,6 +243,7 @@ def cmd_run(args, out, err, compare=False):
 
 def cmd_run_sharded(args, found, spec, name, compare, out, err):
     """--shard: the inputs split across the hosts, each classified once (mxlab/shard.py)."""
+    from mxlab import shard
     run_id = args.resume or new_run_id()
     if args.resume and not (Path(args.results) / name / run_id).is_dir():
         raise UsageError("--resume %s: no run folder %s (expected a run id from an earlier --shard run)"
@@ -252,6 +260,7 @@ def cmd_run_sharded(args, found, spec, name, compare, out, err):
 def write_run_report(run_dir, command, spec, results, started, out, err):
     """run.json and report.html beside the results; a failure here costs the run nothing."""
     try:
+        from mxlab import html_report  # in the try: a report that cannot even be imported costs the run nothing
         run_facts.save_run_facts(run_dir, command, spec, [r.label for r in results], started, time.time())
         out.print("report: %s" % html_report.write_report([run_dir]), markup=False, highlight=False, soft_wrap=True)
     except Exception as exc:  # the results are saved: say so, and how to make the report later
@@ -261,6 +270,7 @@ def write_run_report(run_dir, command, spec, results, started, out, err):
 
 
 def cmd_report(args, out, err):
+    from mxlab import html_report
     out.print("report: %s" % html_report.write_report(args.run_dirs, args.output), markup=False,
               highlight=False, soft_wrap=True)
     return 0

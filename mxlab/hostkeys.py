@@ -11,7 +11,6 @@ import logging
 import re
 import threading
 
-import botocore.exceptions
 import paramiko
 
 from mxlab import backoff
@@ -87,6 +86,8 @@ def load(path):
 def console_output(instance_id):
     """The instance's console text. `Latest` gives recent output within seconds on Nitro types, but Xen
     types (p2, p3, m4, c4, t2, ...) refuse it: there, ask again without it."""
+    import botocore.exceptions  # here, not at the top: start-up time of one-photo runs (botocore costs ~0.2 s)
+
     ec2 = aws_session().client("ec2")
     try:
         return ec2.get_console_output(InstanceId=instance_id, Latest=True).get("Output") or ""

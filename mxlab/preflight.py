@@ -16,8 +16,6 @@ import json
 import re
 from dataclasses import dataclass, field
 
-import botocore.exceptions
-
 from mxlab.errors import MxlabError
 
 # (quota code, quota name as Service Quotas shows it, instance families it counts)
@@ -118,6 +116,8 @@ def _choose_zone(ec2, cfn, config, stack, result):
 
 def _deployed_zone(ec2, cfn, stack):
     """(AZ of the deployed lab's first subnet, whether its template names it literally), or (None, False)."""
+    import botocore.exceptions  # here, not at the top: start-up time of one-photo runs (botocore costs ~0.2 s)
+
     try:
         resource = cfn.describe_stack_resource(StackName=stack, LogicalResourceId=FIRST_SUBNET)
         subnet_id = resource["StackResourceDetail"]["PhysicalResourceId"]
@@ -201,6 +201,8 @@ def _running_elsewhere(ec2, families, stack):
 
 
 def _quota_value(session, region, code):
+    import botocore.exceptions  # here, not at the top: start-up time of one-photo runs (botocore costs ~0.2 s)
+
     quotas = session.client("service-quotas", region_name=region)
     for call in (quotas.get_service_quota, quotas.get_aws_default_service_quota):
         try:

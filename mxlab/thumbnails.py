@@ -5,9 +5,6 @@ A report's size then grows with the thumbnails (a few KB each), not with the ori
 import base64
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 MAX_SIDE = 192  # px: sharp at the report's 96 px cells on a 2x screen
 QUALITY = 80
 
@@ -26,6 +23,11 @@ def thumbnail_jpeg(path, max_side=MAX_SIDE, quality=QUALITY):
 
     Raises ThumbnailError naming the path when the file is missing or is no image OpenCV reads.
     """
+    # cv2 and numpy are imported here, not at the top: start-up time of one-photo runs (~0.2 s), which
+    # import this module (through html_report) long before, if ever, they make a thumbnail.
+    import cv2
+    import numpy as np
+
     path = Path(path)
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
@@ -48,15 +50,14 @@ def thumbnail_jpeg(path, max_side=MAX_SIDE, quality=QUALITY):
     return encoded.tobytes()
 
 
-# libjpeg decodes at 1/8, 1/4 or 1/2 scale for a fraction of the work: a 12 MP photo's thumbnail
-# then costs a tenth of a full decode. Other formats are decoded whole and scaled by OpenCV.
-_REDUCED = (cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_COLOR_2)
-
-
 def _decode_at_least(data, max_side):
     """The image, decoded at the smallest scale whose longer side still reaches `max_side`; None if
     it is no image. The colour modes apply the EXIF orientation, as a viewer would, and drop alpha."""
-    for flag in _REDUCED:
+    import cv2  # see thumbnail_jpeg
+
+    # libjpeg decodes at 1/8, 1/4 or 1/2 scale for a fraction of the work: a 12 MP photo's thumbnail
+    # then costs a tenth of a full decode. Other formats are decoded whole and scaled by OpenCV.
+    for flag in (cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_COLOR_2):
         image = cv2.imdecode(data, flag)
         if image is None:
             return None
