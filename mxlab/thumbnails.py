@@ -23,8 +23,7 @@ def thumbnail_jpeg(path, max_side=MAX_SIDE, quality=QUALITY):
 
     Raises ThumbnailError naming the path when the file is missing or is no image OpenCV reads.
     """
-    # cv2 and numpy are imported here, not at the top: start-up time of one-photo runs (~0.2 s), which
-    # import this module (through html_report) long before, if ever, they make a thumbnail.
+    # Imported here, not at the top: start-up time of one-photo runs (cv2 and numpy cost ~0.2 s).
     import cv2
     import numpy as np
 
