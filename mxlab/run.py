@@ -155,7 +155,10 @@ class RemoteRun:
         # The failure of env activation also has to produce an exit code: wrap in a subshell.
         inner = "( %s ) || { [ -f %s ] || echo %d > %s; }" % (inner, exit_file, contract.EXIT_FATAL, exit_file)
         command_file, pid_file = (shlex.quote(self._path(n)) for n in (contract.COMMAND_FILE, contract.PID_FILE))
-        cmd = ("cd %s && printf '%%s\\n' %s > %s && setsid nohup bash -c %s </dev/null >/dev/null 2>&1 & echo $! > %s"
+        # Only the detached agent goes to the background (braces): with `a && b & c`, bash backgrounds the
+        # whole list in a subshell that keeps this channel open until the agent ends, and no progress is seen.
+        cmd = ("cd %s && printf '%%s\\n' %s > %s && { setsid nohup bash -c %s </dev/null >/dev/null 2>&1 & "
+               "echo $! > %s; }"
                % (shlex.quote(self.run_dir), shlex.quote(" ".join(agent)), command_file, shlex.quote(inner), pid_file))
         self.session.check(cmd, "starting the agent")
         log.info("%s: agent started in %s", self.session.target.label, self.run_dir)

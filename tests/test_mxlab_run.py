@@ -300,3 +300,36 @@ def test_a_slow_liveness_check_is_neither_a_dropped_connection_nor_a_dead_agent(
         assert run._agent_alive() is True  # unknown yet: not "gone"
         assert run.reconnects == 0
         assert session.exec("echo still-connected")[1] == "still-connected\n"
+
+
+def test_start_returns_while_the_agent_still_runs(conda_host):
+    """The start command must not hold its SSH channel until the agent ends (progress comes from polling)."""
+    from mxlab import targets
+    from mxlab.run import RemoteRun, RunSpec
+    from mxlab.session import Session
+    target = targets.direct_target(conda_host.hostspec, conda_host.user, conda_host.identity, conda_host.known_hosts)
+    go = conda_host.home / "go-ahead"
+    with Session(target, timeout=10) as session:
+        session.connect(wait_cloud_init=False)
+        session.check("mkdir -p %s" % (conda_host.home / ".mxlab-agent"), "making the agent's folder")
+        # The "environment" waits for a file that the test writes only once start() has returned.
+        run = RemoteRun(session, RunSpec(models=["efficientnet-lite0"], inputs=[]), "start-returns",
+                        "while [ ! -e %s ]; do sleep 0.05; done" % go)
+        failures = []
+
+        def start():
+            try:
+                run.start()
+            except Exception as exc:  # reported below, not lost in the thread
+                failures.append(exc)
+        starter = threading.Thread(target=start)
+        starter.start()
+        starter.join(60)  # a liveness bound only: a blocking start never returns before go-ahead exists
+        returned = not starter.is_alive()
+        go.write_text("")
+        starter.join()
+        assert not failures, failures
+        assert returned, "start() waited for the agent to finish"
+        # Whatever the agent then makes of no environment and no inputs, the run ends with an exit code.
+        assert isinstance(run.wait(), int)
+        assert (conda_host.home / ".mxlab-agent" / "runs" / "start-returns" / "exit_code").exists()
