@@ -212,7 +212,7 @@ def thumbnails(runs, workers=None):
         except ThumbnailError as exc:
             return {"why": exc.reason}
 
-    # OpenCV decodes outside the GIL: a few threads keep a large run's report quick.
+    # Pillow decodes and resizes outside the GIL: a few threads keep a large run's report quick.
     with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
         made = dict(zip(paths, pool.map(make, paths)))
     url = {"why": "a URL: the host fetched it; there is no local copy to show"}

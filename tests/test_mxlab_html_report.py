@@ -1,8 +1,11 @@
 """mxlab/html_report.py and mxlab/thumbnails.py: the pure pieces, the `mxlab report` command, and
 reports opened in a real headless Chromium (every thumbnail loaded, labels visible, no errors)."""
+import io
 import json
 import re
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -152,9 +155,52 @@ def test_thumbnail_errors_name_the_file(tmp_path):
     with pytest.raises(ThumbnailError, match="not found on this machine: .*gone.jpg"):
         thumbnail_jpeg(tmp_path / "gone.jpg")
     (tmp_path / "text.jpg").write_text("not a JPEG")
-    with pytest.raises(ThumbnailError, match="not an image OpenCV can decode: .*text.jpg") as caught:
+    with pytest.raises(ThumbnailError, match="not an image Pillow can decode: .*text.jpg") as caught:
         thumbnail_jpeg(tmp_path / "text.jpg")
-    assert caught.value.reason == "not an image OpenCV can decode"  # beside the name in the report
+    assert caught.value.reason == "not an image Pillow can decode"  # beside the name in the report
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ThumbnailError, match="not an image Pillow can decode: .*empty.jpg"):
+        thumbnail_jpeg(tmp_path / "empty.jpg")
+    with pytest.raises(ThumbnailError, match="cannot read %s: " % re.escape(str(tmp_path))) as caught:
+        thumbnail_jpeg(tmp_path)  # a folder: open() fails, and says why
+    assert caught.value.reason.startswith("cannot read it: ")
+
+
+def png_header(width, height):
+    """A PNG that only says how large it is: enough for Pillow to open it, not to decode it."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [10_000, 20_000])  # 100 MP: over Pillow's limit; 400 MP: a bomb error
+def test_a_huge_image_gets_a_reason_not_a_crash(tmp_path, side, recwarn):
+    (tmp_path / "huge.png").write_bytes(png_header(side, side))
+    with pytest.raises(ThumbnailError, match="too large to decode safely: .*huge.png") as caught:
+        thumbnail_jpeg(tmp_path / "huge.png")
+    assert caught.value.reason.startswith("too large to decode safely: ")
+    assert not [w for w in recwarn if "decompression bomb" in str(w.message)]  # the reason says it
+
+
+def test_a_truncated_jpeg_gets_a_reason_not_half_a_picture(tmp_path):
+    whole = large_photo(tmp_path / "whole.jpg", 800, 600).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(ThumbnailError, match="cannot decode .*cut.jpg: .*truncated") as caught:
+        thumbnail_jpeg(tmp_path / "cut.jpg")
+    assert caught.value.reason.startswith("cannot decode it: image file is truncated")
+
+
+def test_alpha_palette_and_16_bit_images_become_plain_rgb_thumbnails(tmp_path):
+    from PIL import Image
+    Image.new("RGBA", (400, 100), (10, 200, 10, 0)).save(tmp_path / "alpha.png")
+    Image.new("RGB", (400, 100), (200, 10, 10)).convert("P").save(tmp_path / "palette.gif")
+    Image.new("I;16", (400, 100), 40_000).save(tmp_path / "deep.png")  # 16-bit grey: 40000 / 256 = 156
+    for name, colour in (("alpha.png", (10, 200, 10)), ("palette.gif", (200, 10, 10)),
+                         ("deep.png", (156, 156, 156))):
+        thumb = Image.open(io.BytesIO(thumbnail_jpeg(tmp_path / name)))
+        assert (thumb.format, thumb.mode, thumb.size) == ("JPEG", "RGB", (MAX_SIDE, MAX_SIDE // 4))
+        assert all(abs(a - b) <= 8 for a, b in zip(thumb.getpixel((50, 20)), colour)), name
 
 
 def test_report_size_grows_with_thumbnails_not_originals(tmp_path):
@@ -275,7 +321,7 @@ def test_compare_run_report_renders_in_chromium(conda_host, mxlab_cli, local_zoo
     assert seen["images"] == 4 and seen["broken"] == []
     assert seen["labels"].count("espresso") == 2  # coffee.jpg, one column per model
     assert len(seen["labels"]) == 4 * 2 * 3  # photos x models x top-k, all visible
-    assert seen["placeholders"] == ["not an image OpenCV can decode"]
+    assert seen["placeholders"] == ["not an image Pillow can decode"]
     assert len(seen["errors"]) == 2 and all(e.startswith("error: ") for e in seen["errors"])
     assert (tmp_path / "compare-report.png").stat().st_size > 10_000
 
