@@ -1,4 +1,4 @@
-"""The command line: models, fetch, classify, env.
+"""The command line: models, fetch, classify, serve, env.
 
 stdout carries only results (JSON lines; the models/env listings when asked);
 progress and messages go to stderr, as text or, with --events, as JSON events
@@ -131,7 +131,36 @@ def build_parser():
                                "requirements-onnx.txt); auto: whichever is faster on the first batch (an "
                                "\"engine\" event says which and why)")
     classify.add_argument("--out", help="write results to this file (atomically) instead of stdout")
+    classify.add_argument("--warm", action="store_true",
+                          help="first hand the run to this host's warm agent (`serve`, which `mxlab prepare` "
+                               "starts): models already bound, a one-photo run in well under a second; when it is "
+                               "absent, stale or busy a \"warm\" event says so and this process classifies")
+    classify.add_argument("--warm-socket", metavar="PATH",
+                          help="the warm agent's socket (default ~/{0}/{1}/{2})".format(
+                              contract.REMOTE_ROOT, contract.WARM_DIR, contract.WARM_SOCKET))
     classify.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, directory or http(s) URL")
+
+    serve = commands.add_parser(
+        "serve", parents=[events], help="the warm agent: keep models bound for `classify --warm`",
+        description="Keep models loaded and bound and run `classify --warm` requests of this user over a unix "
+                    "socket (0600, in a 0700 folder). One run at a time (another is declined: it runs fresh); "
+                    "exits after --idle-timeout seconds without a request, on SIGTERM, when asked (--stop), "
+                    "or when the agent's files change (a request from other code finds it stale).")
+    serve.add_argument("--socket", metavar="PATH", help="default ~/{0}/{1}/{2}".format(
+        contract.REMOTE_ROOT, contract.WARM_DIR, contract.WARM_SOCKET))
+    serve.add_argument("--preload", type=model_list, default=[], metavar="M[,M...]",
+                       help="bind these models before listening, as a classify with the same --zoo, --cache, "
+                            "--engine and --batch-size would")
+    network_options(serve)
+    serve.add_argument("--batch-size", type=batch_size, default=8, help="of the preloaded models (default 8)")
+    serve.add_argument("--engine", choices=("mxnet", "onnxruntime", "auto"), default="mxnet",
+                       help="of the preloaded models (default mxnet)")
+    serve.add_argument("--idle-timeout", type=positive_float, default=float(contract.WARM_IDLE_S),
+                       help="exit after this many seconds without a request (default {0})".format(
+                           contract.WARM_IDLE_S))
+    serve.add_argument("--status", action="store_true",
+                       help="print the running warm agent's state as JSON; exit 1 when none answers")
+    serve.add_argument("--stop", action="store_true", help="ask the running warm agent to exit")
 
     env = commands.add_parser("env", parents=[events], help="Python, MXNet version and features, GPUs")
     env.add_argument("--json", action="store_true", help="print as JSON")
@@ -147,12 +176,14 @@ def main(argv=None):
         reporter.use_events()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv[1:]  # the command's own arguments (classify --warm forwards them)
     if not args.command:
-        parser.error("choose a command: models, fetch, classify or env")
+        parser.error("choose a command: models, fetch, classify, serve or env")
     reporter.emit("start", command=args.command, version=__version__)
     code = EXIT_FATAL
     try:
-        code = {"models": run_models, "fetch": run_fetch, "classify": run_classify, "env": run_env}[
+        code = {"models": run_models, "fetch": run_fetch, "classify": run_classify, "env": run_env,
+                "serve": run_serve}[
             args.command](args)
     except AgentError as err:
         reporter.emit("error", message=str(err))
@@ -221,6 +252,11 @@ def run_env(args):
     return EXIT_OK
 
 
+def run_serve(args):
+    from agent import warm_server
+    return warm_server.main(args)
+
+
 def run_fetch(args):
     from agent import cache
     the_zoo, cache_dir, policy = _zoo_and_cache(args)
@@ -246,35 +282,61 @@ def _exit_on_termination():
 
 
 def run_classify(args):
+    if args.warm:
+        from agent import startup, warm_client
+        outcome = warm_client.forward(args.warm_socket or warm_client.default_socket(), _forwarded(args.argv),
+                                      reporter.emit, _write_stdout, startup.STARTED)
+        if outcome is not None:
+            code, _counts["results"], _counts["errors"] = outcome
+            return code
     from agent.pipeline import tune_environment
     tune_environment()  # before mxnet is imported: OpenMP reads it once
     from agent import startup
     startup.mark("python")
-    from agent import cache, classify, inputs, predict
-    from agent.results import ResultWriter
+    from agent.loading import FreshModels
     _exit_on_termination()
+    return classify(args, FreshModels())
+
+
+def _forwarded(argv):
+    """classify's arguments for the warm agent: without --warm/--warm-socket, whose events are ours."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--warm", contract.EVENTS_FLAG):
+            continue
+        elif arg == "--warm-socket":
+            skip = True
+        elif not arg.startswith("--warm-socket="):
+            out.append(arg)
+    return out
+
+
+def _write_stdout(line):
+    sys.stdout.write(line)
+    sys.stdout.flush()
+
+
+def classify(args, models, stdout=None):
+    """The classify run of parsed ``args``; ``models`` (agent.loading) gives the catalogue and bound
+    models; result lines go to --out, else to ``stdout`` (default sys.stdout). Returns the exit code."""
+    from agent import classify as classify_run, inputs, predict, startup
+    from agent.results import ResultWriter
     the_zoo, cache_dir, policy = _zoo_and_cache(args)
-    catalogue = the_zoo.catalogue(cache_dir, policy)
+    catalogue = models.catalogue(the_zoo, cache_dir, policy)
     names = []
     for name in args.model:
         if name not in names:
             names.append(name)
     entries = [(name, catalogue.entry(name)) for name in names]  # all names checked first
     sources = inputs.expand(args.inputs, policy)
-    with ResultWriter(args.out, tally=_counts) as writer:
+    with ResultWriter(args.out, tally=_counts, stdout=stdout) as writer:
         # MXNet is imported only when an engine needs it (not for a cached ONNX Runtime session).
         context = predict.pick_context(light=args.engine != "mxnet" and not args.int8)
         startup.mark("imports")
         reporter.emit("classify", models=names, inputs=len(sources), device=str(context))
-        classifiers = []
-        for name, entry in entries:
-            files = cache.ensure_model(name, entry, the_zoo, cache_dir, policy)
-            # Read only when no calibrated graph is cached (agent.int8_cache).
-            calibration = None
-            if args.int8:
-                calibration = (lambda spec=entry["input"]: classify.calibration_batch(sources, spec))
-            classifiers.append(predict.load(name, entry, files, args.batch_size, context, calibration,
-                                            engine=args.engine, input_count=len(sources)))
+        classifiers = models.classifiers(args, entries, sources, the_zoo, cache_dir, policy, context)
         startup.mark("models")
-        classify.run(sources, classifiers, writer, args.batch_size, args.top_k)
+        classify_run.run(sources, classifiers, writer, args.batch_size, args.top_k)
     return EXIT_SOME_FAILED if writer.errors else EXIT_OK

@@ -28,6 +28,10 @@ LOG_FILE = "agent.log"  # the agent's stderr: events, one JSON object a line
 PID_FILE = "pid"  # the detached run's process id
 EXIT_CODE_FILE = "exit_code"  # written (atomically) when the run has ended
 COMMAND_FILE = "command"  # the agent command line, for a person reading the folder
+WARM_DIR = "warm"  # REMOTE_ROOT/warm/ (0700): the warm agent (`agent serve`) of a prepared host:
+WARM_SOCKET = "agent.sock"  # its unix socket (0600), which `agent classify --warm` tries first
+WARM_LOG = "serve.log"  # its stderr (events)
+WARM_IDLE_S = 4 * 3600  # a warm agent nobody asks for this long exits (mxlab prepare --warm-idle)
 
 
 def results_temp_prefix(out_name):
@@ -68,6 +72,8 @@ EVENTS = OrderedDict([
     ("timing", ("first_result_s", "stages", "engines")),  # once, after the first batch: seconds since the
     # process started at each stage (python, imports, [checkpoint, engine,] models, first_batch_decoded,
     # first_result; checkpoint/engine: MXNet loaded a checkpoint, bound a graph); engines: model -> engine
+    ("warm", ("used", "reason")),  # classify --warm: whether the warm agent ran it; if not, why (a fresh
+    # agent then does); serve: the warm agent is listening (used true) or will not start (used false)
     ("image", ("done", "total", "input")),  # one per input once every model has its record
     ("warning", ("message",)),
     ("log", ("message",)),  # a line of stderr text that is not the agent's (MXNet, Python warnings)

@@ -36,6 +36,15 @@ def use_events():
     _state["capture"] = reader
 
 
+def events_to(stream):
+    """From now on events go as JSON lines to ``stream`` (the warm agent: to the client it runs a
+    classify for); returns the stream they went to before, to be given back."""
+    with _lock:
+        previous = _state["events"]
+        _state["events"] = stream
+    return previous
+
+
 def events_on():
     return _state["events"] is not None
 
@@ -142,6 +151,7 @@ _HUMAN = {
     "engine": lambda evt: _line("{0}: engine {1} ({2})".format(evt["model"], evt["engine"], evt["reason"])),
     "timing": lambda evt: _line("first result after {0:.2f} s ({1})".format(evt["first_result_s"], ", ".join(
         "{0} {1:.2f} s".format(k, v) for k, v in evt["stages"].items()))),
+    "warm": lambda evt: _line(("warm: {0}" if evt["used"] else "not warm: {0}").format(evt["reason"])),
     "image": _image_text,
     "warning": lambda evt: _line("warning: {0}".format(evt["message"])),
     "log": lambda evt: _line(evt["message"]),

@@ -25,9 +25,10 @@ def error_record(image, model, message):
 
 
 class ResultWriter(object):
-    """Writes records; ``tally`` (a dict), when given, always holds "results" and "errors" so far."""
+    """Writes records (to ``out_path``, else to ``stdout`` or sys.stdout); ``tally`` (a dict), when given,
+    always holds "results" and "errors" so far."""
 
-    def __init__(self, out_path=None, tally=None):
+    def __init__(self, out_path=None, tally=None, stdout=None):
         self.out_path = out_path
         self.count = 0
         self.errors = 0
@@ -41,7 +42,7 @@ class ResultWriter(object):
             handle, self._temp = tempfile.mkstemp(dir=folder, prefix=results_temp_prefix(os.path.basename(out_path)))
             self._stream = os.fdopen(handle, "w")
         else:
-            self._stream = sys.stdout
+            self._stream = stdout or sys.stdout  # the warm agent: its client's connection
 
     def write(self, record):
         self._stream.write(json.dumps(record, sort_keys=False) + "\n")

@@ -1,0 +1,379 @@
+"""`agent serve`: the warm agent of a prepared host. Models stay loaded and bound between runs, so
+`agent classify --warm` (agent.warm_client) of one photo costs a connection and a forward pass.
+
+Reachable only by its user: the socket is 0600 in a 0700 folder, and a peer of another uid is refused.
+One run at a time (the run is the process's: its cwd, environment and reporter); a request that comes
+while one runs is declined and runs fresh. A request from other agent code or another Python finds this
+server stale: it says so and exits. It also exits after idle_timeout seconds without a request, on
+SIGTERM/SIGHUP, and when asked (`serve --stop`); with the instance it simply ends.
+Valid Python 2.7 and 3.6+.
+"""
+from __future__ import print_function, division, absolute_import
+
+import errno
+import json
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+
+from agent import contract, reporter, warm_client
+from agent.contract import EXIT_FATAL, EXIT_OK
+from agent.errors import AgentError
+from agent.loading import FreshModels
+
+SO_PEERCRED = getattr(socket, "SO_PEERCRED", 17)  # Linux; Python 2.7 lacks the name
+
+
+class WarmModels(FreshModels):
+    """Catalogues and bound classifiers kept for the server's life; a model file that changed on disk
+    (size or mtime) is loaded again. The catalogue is the zoo's as it was at the first request."""
+
+    def __init__(self):
+        self._catalogues = {}
+        self._classifiers = {}  # key -> (classifier, files, their stat)
+        self.announce = None  # called with each run's bound classifiers (the client times its first result)
+
+    def catalogue(self, the_zoo, cache_dir, policy):
+        key = (str(the_zoo), cache_dir)
+        if key not in self._catalogues:
+            self._catalogues[key] = FreshModels.catalogue(self, the_zoo, cache_dir, policy)
+        return self._catalogues[key]
+
+    def classifiers(self, args, entries, sources, the_zoo, cache_dir, policy, context):
+        from agent import cache
+        out = []
+        for name, entry in entries:
+            key = (name, json.dumps(entry, sort_keys=True), cache_dir, str(context), args.engine, args.batch_size,
+                   bool(args.int8))
+            kept = self._classifiers.get(key)
+            if kept is not None and _stats(kept[1]) == kept[2]:
+                out.append(kept[0])
+                continue
+            files = cache.ensure_model(name, entry, the_zoo, cache_dir, policy)
+            classifier = self.classifier(args, name, entry, files, sources, context)
+            self._classifiers[key] = (classifier, files, _stats(files))
+            out.append(classifier)
+        if self.announce is not None:
+            self.announce(out)
+        return out
+
+    def names(self):
+        return sorted(set(key[0] for key in self._classifiers))
+
+
+def _stats(files):
+    stats = []
+    for kind in sorted(files):
+        try:
+            info = os.stat(files[kind])
+            stats.append((kind, info.st_size, info.st_mtime))
+        except OSError:
+            stats.append((kind, None, None))
+    return stats
+
+
+class _Connection(object):
+    """The client's socket as the run's event stream and stdout: each write is one message."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.lock = threading.Lock()
+
+    def send(self, message):
+        with self.lock:
+            warm_client.send(self.sock, message)
+
+
+class _EventStream(object):
+    def __init__(self, connection):
+        self.connection = connection
+        self.pending = ""
+
+    def write(self, text):
+        self.pending += text
+        while "\n" in self.pending:
+            line, self.pending = self.pending.split("\n", 1)
+            if line.strip():
+                self.connection.send({"event": json.loads(line)})
+
+    def flush(self):
+        pass
+
+
+class _Stdout(_EventStream):
+    def write(self, text):
+        self.pending += text
+        while "\n" in self.pending:
+            line, self.pending = self.pending.split("\n", 1)
+            self.connection.send({"stdout": line + "\n"})
+
+
+class WarmServer(object):
+    def __init__(self, path, idle_timeout, models=None):
+        self.path = path
+        self.idle_timeout = idle_timeout
+        self.models = models or WarmModels()
+        self.identity = warm_client.identity()
+        self.since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.requests = 0
+        self.last_activity = time.time()
+        self.worker = None
+        self.stopping = None  # why it is leaving
+        self.listener = None
+
+    # ---- life ---------------------------------------------------------------------------
+    def bind(self):
+        folder = os.path.dirname(self.path)
+        if not os.path.isdir(folder):
+            os.makedirs(folder, 0o700)
+        os.chmod(folder, 0o700)
+        if os.path.exists(self.path):
+            answer = warm_client.ask(self.path, {"stop": True})
+            if answer is not None:  # a warm agent of this user still runs: it gives way
+                reporter.emit("warning", message="stopping the warm agent that was running (pid {0})".format(
+                    answer.get("stopping")))
+                _wait_gone(self.path)
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        umask = os.umask(0o177)
+        try:
+            _bind(listener, self.path)
+        finally:
+            os.umask(umask)
+        os.chmod(self.path, 0o600)
+        listener.listen(8)
+        self.listener = listener
+
+    def serve(self):
+        """Accept until idle, stopped or stale; returns why it stopped."""
+        self.listener.settimeout(min(self.idle_timeout, 5.0))
+        try:
+            while self.stopping is None:
+                try:
+                    conn, _ = self.listener.accept()
+                except socket.timeout:
+                    if self._idle_for() >= self.idle_timeout:
+                        self.stopping = "idle for {0:.0f} s".format(self._idle_for())
+                    continue
+                self._take(conn)
+        finally:
+            self.close()
+        return self.stopping
+
+    def _idle_for(self):
+        if self.worker is not None and self.worker.is_alive():
+            return 0.0
+        return time.time() - self.last_activity
+
+    def close(self):
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+
+    # ---- requests -----------------------------------------------------------------------
+    def _take(self, conn):
+        try:
+            uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, SO_PEERCRED, struct.calcsize("3i")))[1]
+        except (OSError, socket.error, struct.error):
+            uid = None
+        if uid is not None and uid != os.getuid():
+            conn.close()
+            return
+        conn.settimeout(30.0)
+        try:
+            request = next(warm_client.messages(conn))
+        except (StopIteration, IOError, OSError, ValueError):
+            conn.close()
+            return
+        conn.settimeout(None)
+        if "status" in request:
+            self._answer(conn, {"status": self.status()})
+        elif "stop" in request:
+            self.stopping = "asked to stop"
+            self._answer(conn, {"stopping": os.getpid()})
+        elif self.worker is not None and self.worker.is_alive():
+            self._answer(conn, {"declined": "it is busy with another run"})
+        else:
+            stale = self._stale(request)
+            if stale:
+                self.stopping = "stale: " + stale
+                self._answer(conn, {"stale": stale + "; it exits"})
+                return
+            declined = self._declined(request)
+            if declined:
+                self._answer(conn, {"declined": declined})
+                return
+            self.last_activity = time.time()
+            self.worker = threading.Thread(target=self._run, args=(conn, request))
+            self.worker.daemon = True
+            self.worker.start()
+
+    def _answer(self, conn, message):
+        try:
+            warm_client.send(conn, message)
+        except (IOError, OSError):
+            pass
+        conn.close()
+
+    def status(self):
+        return {"pid": os.getpid(), "since": self.since, "models": self.models.names(), "requests": self.requests,
+                "idle_timeout_s": self.idle_timeout, "fingerprint": self.identity["fingerprint"],
+                "executable": self.identity["executable"], "busy": bool(self.worker and self.worker.is_alive())}
+
+    def _stale(self, request):
+        for what in ("fingerprint", "executable"):
+            if request.get(what) != self.identity[what]:
+                return "its {0} is not the client's (agent files or Python changed since it started)".format(what)
+        return None
+
+    def _declined(self, request):
+        if request.get("fixed_environment") != self.identity["fixed_environment"]:
+            return "it started with other {0}".format(", ".join(warm_client.FIXED_ENVIRONMENT))
+        argv = request.get("argv")
+        if not isinstance(argv, list) or not os.path.isdir(request.get("cwd") or ""):
+            return "a malformed request"
+        return None
+
+    def _run(self, conn, request):
+        from agent import cli
+        connection = _Connection(conn)
+        saved_env = dict((k, os.environ.get(k)) for k in warm_client.REQUEST_ENVIRONMENT)
+        here = os.getcwd()
+        previous, redirected = None, False
+        code = EXIT_FATAL
+        try:
+            args = _parse_classify(request["argv"])
+            if args is None:
+                connection.send({"declined": "not a classify request it can parse"})
+                return
+            for name in warm_client.REQUEST_ENVIRONMENT:
+                os.environ.pop(name, None)
+            os.environ.update(request.get("environment") or {})
+            os.chdir(request["cwd"])
+            connection.send({"accepted": {"pid": os.getpid(), "since": self.since}})
+            previous, redirected = reporter.events_to(_EventStream(connection)), True
+            cli._counts.update(results=0, errors=0)
+            code = self._classify(args, connection)
+        except (IOError, OSError):  # the client went away: nothing to tell it
+            return
+        finally:
+            if redirected:
+                reporter.events_to(previous)
+            os.chdir(here)
+            for name, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            self.requests += 1
+            self.last_activity = time.time()
+        try:
+            connection.send({"exit": code, "results": cli._counts["results"], "errors": cli._counts["errors"]})
+        except (IOError, OSError):
+            pass
+        conn.close()
+
+    def _classify(self, args, connection):
+        from agent import cli
+        self.models.announce = lambda bound: connection.send(
+            {"engines": dict((c.name, getattr(c.engine, "name", "mxnet")) for c in bound)})
+        try:
+            return cli.classify(args, self.models, stdout=_Stdout(connection))
+        except AgentError as err:
+            reporter.emit("error", message=str(err))
+            return err.exit_code
+        except (IOError, OSError) as err:
+            if getattr(err, "errno", None) in (errno.EPIPE, errno.ECONNRESET):
+                raise  # the client went away
+            return cli._unexpected(err)
+        except Exception as err:  # a bug: reported to the client, and the server goes on
+            return cli._unexpected(err)
+        finally:
+            self.models.announce = None
+
+
+def _parse_classify(argv):
+    from agent import cli
+    try:  # the client parsed these already: an error here is a client of another version
+        args = cli.build_parser().parse_args(["classify"] + list(argv))
+    except SystemExit:
+        return None
+    return args if args.command == "classify" else None
+
+
+def _bind(listener, path):
+    if len(path.encode("utf-8")) < 100:
+        listener.bind(path)
+        return
+    here = os.getcwd()  # sun_path holds ~107 bytes: a deep home binds relatively
+    os.chdir(os.path.dirname(path))
+    try:
+        listener.bind(os.path.basename(path))
+    finally:
+        os.chdir(here)
+
+
+def _wait_gone(path, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline and warm_client.ask(path, {"status": True}, timeout=2.0) is not None:
+        time.sleep(0.1)
+
+
+def main(args):
+    """`agent serve`: --status, --stop, or preload and serve until idle/stopped/stale."""
+    path = os.path.abspath(args.socket or warm_client.default_socket())
+    if args.status or args.stop:
+        answer = warm_client.ask(path, {"status": True} if args.status else {"stop": True})
+        if answer is None:
+            reporter.emit("error", message="no warm agent answers at {0}".format(path))
+            return EXIT_FATAL
+        print(json.dumps(answer.get("status", answer), sort_keys=True))
+        if args.stop:
+            _wait_gone(path)
+        return EXIT_OK
+    from agent.pipeline import tune_environment
+    tune_environment()  # before mxnet is imported: OpenMP reads it once
+    from agent import startup
+    startup.report_never()  # its requests' first results are timed by their clients
+    server = WarmServer(path, args.idle_timeout)
+    if args.preload:
+        _preload(server.models, args)
+    server.bind()
+    _stop_on_termination(server)
+    reporter.emit("warm", used=True, reason="listening on {0} (pid {1}; models: {2}; exits after {3:.0f} s idle)"
+                  .format(path, os.getpid(), ", ".join(server.models.names()) or "none yet", args.idle_timeout))
+    why = server.serve()
+    reporter.emit("warm", used=False, reason="the warm agent stopped: {0}".format(why))
+    return EXIT_OK
+
+
+def _preload(models, args):
+    from agent import cli, predict
+    the_zoo, cache_dir, policy = cli._zoo_and_cache(args)
+    catalogue = models.catalogue(the_zoo, cache_dir, policy)
+    entries = [(name, catalogue.entry(name)) for name in args.preload]
+    args.int8 = False
+    context = predict.pick_context(light=args.engine != "mxnet")
+    models.classifiers(args, entries, [], the_zoo, cache_dir, policy, context)
+
+
+def _stop_on_termination(server):
+    import signal
+
+    def stop(signum, frame):
+        server.stopping = "signal {0}".format(signum)
+    for name in ("SIGTERM", "SIGHUP", "SIGINT"):
+        try:
+            signal.signal(getattr(signal, name), stop)
+        except (AttributeError, ValueError):
+            pass
