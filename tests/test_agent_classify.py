@@ -231,3 +231,19 @@ def test_terminated_run_keeps_finished_results_in_out(tiny_zoo, tmp_path, images
     [record] = json_lines(out.read_text())
     assert record["image"] == images["red.png"] and record["top"][0]["label"] == "red"
     assert os.listdir(str(out.parent)) == ["out.jsonl"]
+
+
+def test_a_short_batch_gives_the_probabilities_of_a_full_one(tiny_zoo, tmp_path):
+    """A batch with fewer inputs than --batch-size runs on a reshaped executor (same weights), not padded."""
+    folder = tmp_path / "four"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / ("%d.png" % i)), textured(GREEN, 7))
+    full = run_classify(tiny_zoo, tmp_path / "cache", "--model", "tiny-softmax", "--batch-size", "4", str(folder))
+    short = run_classify(tiny_zoo, tmp_path / "cache", "--model", "tiny-softmax", "--batch-size", "4",
+                         str(folder / "0.png"))
+    assert full.returncode == 0 and short.returncode == 0, full.stderr + short.stderr
+    (alone,) = json_lines(short.stdout)
+    in_full = json_lines(full.stdout)[0]
+    assert alone["image"] == in_full["image"]
+    assert alone["top"] == in_full["top"]
