@@ -12,14 +12,6 @@ import re
 import socket
 import time
 
-try:  # Python 3
-    from urllib.request import Request, urlopen  # novermin
-    from urllib.error import HTTPError, URLError  # novermin
-    from http.client import HTTPException  # novermin
-except ImportError:  # Python 2.7
-    from urllib2 import Request, urlopen, HTTPError, URLError  # novermin
-    from httplib import HTTPException  # novermin
-
 from agent import reporter
 from agent.errors import FetchError
 
@@ -153,7 +145,21 @@ def _attempt(url, part_path, policy, model, name):
         response.close()
 
 
+def _http():
+    """(Request, urlopen, HTTPError, URLError, HTTPException), imported on first use: mxlab imports this
+    module for Policy on every run, and urllib costs ~50 ms of a one-photo run's start-up."""
+    try:  # Python 3
+        from urllib.request import Request, urlopen  # novermin
+        from urllib.error import HTTPError, URLError  # novermin
+        from http.client import HTTPException  # novermin
+    except ImportError:  # Python 2.7
+        from urllib2 import Request, urlopen, HTTPError, URLError  # novermin
+        from httplib import HTTPException  # novermin
+    return Request, urlopen, HTTPError, URLError, HTTPException
+
+
 def _open(url, policy, headers):
+    Request, urlopen, HTTPError, URLError, HTTPException = _http()
     all_headers = {"User-Agent": USER_AGENT}
     all_headers.update(headers)
     request = Request(url, headers=all_headers)
@@ -177,6 +183,7 @@ def _open(url, policy, headers):
 
 
 def _read(response, url):
+    HTTPException = _http()[4]
     try:
         return response.read(CHUNK)
     except socket.timeout:
