@@ -22,11 +22,9 @@ def run_one(target, spec, run_id, timeout, on_progress, say, start=False):
     result = HostResult(label=target.label, address=target.address)
     session = Session(target, timeout=timeout)
     try:
-        on_progress(None, None, "waiting for the host")
-        readiness.ready(target, timeout, start=start)
-        result.address = target.address  # the live one (a restarted instance has a new address)
         on_progress(None, None, "connecting")
-        session.connect()
+        readiness.reach(target, session, timeout, start=start)
+        result.address = target.address  # the live one (a restarted instance has a new address)
         on_progress(None, None, "uploading agent")
         install.upload_agent(session)
         on_progress(None, None, "preparing environment")

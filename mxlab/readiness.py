@@ -5,7 +5,7 @@ private key, its SSH server answering, its host keys pinned. Separate from the S
 import logging
 import socket
 
-from mxlab import backoff, hostkeys, keys
+from mxlab import address_book, backoff, hostkeys, keys
 from mxlab.aws import session as aws_session
 from mxlab.errors import HostUnreachable, MxlabError
 
@@ -129,3 +129,33 @@ def ready(target, timeout, start=False):
     if target.pin_from_console:
         hostkeys.pin_from_console(target, timeout)
     return target
+
+
+QUICK_TIMEOUT_S = 3  # a running host answers SSH in well under this; a released address never does
+
+
+def reach(target, session, timeout, start=False):
+    """ready() and session.connect(), first trying the instance's last known address (address_book)
+    without asking AWS: a one-photo run should cost a connection, not an API call. Whatever fails on that
+    try (nobody there, another machine's host key) falls back to the full path, which says what is wrong
+    and, once connected there, remembers the address. Returns "remembered" or "ready" (the path taken)."""
+    remembered = address_book.lookup(target.instance_id)
+    if remembered and target.instance_id and hostkeys.lookup(target) is not None:
+        stale_host, target.host = target.host, remembered
+        try:
+            keys.ensure_key(target)
+            # Remembered only once cloud-init had finished there (below); an address survives a reboot,
+            # never a stop and start, and a reboot re-runs none of the lab's first-boot set-up.
+            session.connect(wait_cloud_init=False, quick_timeout=QUICK_TIMEOUT_S)
+            return "remembered"
+        except HostUnreachable:
+            raise  # connected, but cloud-init failed: the full path would say the same
+        except Exception as exc:  # nobody there, another machine's host key, a cut handshake: ask AWS
+            session.close()
+            log.info("%s: not reachable at its last address %s (%s); asking AWS", target.label, remembered,
+                     exc or type(exc).__name__)
+            target.host = stale_host
+    ready(target, timeout, start)
+    session.connect()
+    address_book.remember(target.instance_id, target.host)
+    return "ready"

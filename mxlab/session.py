@@ -37,14 +37,15 @@ class Session:
         self._sftp = None
 
     # ---- connection ---------------------------------------------------------------------
-    def connect(self, wait_cloud_init=True):
-        """Open the connection to a target readiness.ready() has made ready; wait for cloud-init."""
-        self._open()
+    def connect(self, wait_cloud_init=True, quick_timeout=None):
+        """Open the connection to a target readiness.ready() has made ready; wait for cloud-init.
+        quick_timeout: one attempt bounded by these seconds, no retries (readiness.reach's guess)."""
+        self._open(quick_timeout)
         if wait_cloud_init:
             self.wait_cloud_init()
         return self
 
-    def _open(self):
+    def _open(self, quick_timeout=None):
         t = self.target
         pkey = load_identity(t.identity)
         client = paramiko.SSHClient()  # no host keys of its own: PinnedKeyPolicy checks every key
@@ -60,12 +61,16 @@ class Session:
         def _connect():
             try:
                 client.connect(t.host, port=t.port, username=t.user, pkey=pkey, look_for_keys=False,
-                               allow_agent=False, timeout=15, banner_timeout=30, auth_timeout=30)
+                               allow_agent=False, timeout=quick_timeout or 15, banner_timeout=quick_timeout or 30,
+                               auth_timeout=quick_timeout or 30)
             except paramiko.AuthenticationException as exc:
                 raise MxlabError("%s (%s): authentication as %r with key %s failed (%s): is it the key for "
                                  "this host and user?" % (t.label, t.address, t.user, t.identity, exc))
-        backoff.retry(attempt, min(self.timeout, 60), "%s (%s): SSH connection" % (t.label, t.address),
-                      retry_on=(OSError, EOFError, paramiko.SSHException))
+        if quick_timeout:
+            attempt()
+        else:
+            backoff.retry(attempt, min(self.timeout, 60), "%s (%s): SSH connection" % (t.label, t.address),
+                          retry_on=(OSError, EOFError, paramiko.SSHException))
         transport = client.get_transport()
         transport.set_keepalive(5)  # notice a dead peer while streaming progress
         self.client = client

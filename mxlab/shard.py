@@ -322,11 +322,9 @@ class _Host:
 
 
 def _prepare(session, target, spec, timeout, start, say, host):
-    host.state = "waiting for the host"
-    readiness.ready(target, timeout, start=start)
-    host.result.address = target.address
     host.state = "connecting"
-    session.connect()
+    readiness.reach(target, session, timeout, start=start)
+    host.result.address = target.address
     host.state = "uploading agent"
     install.upload_agent(session)
     host.state = "preparing environment"

@@ -4,6 +4,7 @@ plain commands (mxlab, boto3 as the AWS CLI would), stopped with Ctrl-C, swept a
 One flow (each sandbox deploys the real CDK app, about a minute here): a sandbox is killed with SIGKILL,
 a second one (3 attendees) sweeps what it left and is used for everything else, then Ctrl-C'd.
 """
+import json
 import os
 import pwd
 import re
@@ -82,6 +83,23 @@ def test_exports_and_plain_commands(flow):
         assert re.search(r"attendee-%d .* ok " % n, run.stdout), run.stdout
     ssh = box.mxlab("ssh", "--attendee", "3", "--", "echo", "hello-from-3")
     assert ssh.returncode == 0 and "hello-from-3" in ssh.stdout, ssh.stderr
+
+
+@pytest.mark.aws_behaviour
+def test_a_remembered_address_now_another_instances_is_refused_by_the_pins(flow):
+    """Runs reach a host at its remembered address without asking AWS. Real AWS hands a released public IP
+    to another instance, so that address may now be another lab host: the keys pinned for the instance id
+    refuse it, and the run asks AWS for the live address and goes on there."""
+    box = flow["box"]
+    book = Path(box.variables["MXLAB_HOME"]) / "addresses.json"
+    first, second = (describe(box, instance(box, n))["PublicIpAddress"] for n in (1, 2))
+    assert json.loads(book.read_text())[instance(box, 2)] == second, "the earlier run remembered it"
+    book.write_text(json.dumps({instance(box, 2): first}))
+    run = box.mxlab("run", "--attendee", "2", "-v", "--model", "efficientnet-lite0", PHOTO)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "not reachable at its last address %s" % first in run.stderr and "HOST KEY MISMATCH" in run.stderr
+    assert re.search(r"attendee-2 .*%s.* ok " % re.escape(second), run.stdout), run.stdout
+    assert json.loads(book.read_text())[instance(box, 2)] == second
 
 
 def test_lab_hosts_keep_to_their_own_homes(flow):
