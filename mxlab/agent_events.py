@@ -39,6 +39,8 @@ def describe(evt):
         return "classified %d/%d" % (evt["done"], evt["total"])
     if kind == "engine":
         return "%s on %s (%s)" % (evt["model"], evt["engine"], evt["reason"])
+    if kind == "warm":
+        return ("warm agent: %s" if evt["used"] else "fresh agent: %s") % evt["reason"]
     if kind in ("warning", "error"):
         return "%s: %s" % (kind, evt["message"])
     if kind == "done":
@@ -60,6 +62,7 @@ class AgentLog:
         self.finished = None  # the "done" event, once the agent has written it
         self.errors = []  # the "error" events' messages
         self.warnings = []
+        self.warm = None  # the "warm" event: did the host's warm agent run it (used), and if not, why
         self.tail = deque(maxlen=TAIL_LINES)  # text worth showing on failure: errors, warnings, log, non-JSON
 
     def feed(self, data):
@@ -89,6 +92,8 @@ class AgentLog:
             self.errors.append(evt["message"])
         elif kind == "warning":
             self.warnings.append(evt["message"])
+        elif kind == "warm":
+            self.warm = evt
         if kind in ("error", "warning", "log"):
             self.tail.append(evt["message"] if kind == "log" else describe(evt))
         line = describe(evt)

@@ -15,6 +15,7 @@ from rich.console import Console
 # Modules only some commands need (cdk_cli, shard, html_report, prepare, handout, demo) are imported in
 # those commands: start-up time of one-photo runs. Nothing here may import boto3, botocore, cv2 or numpy
 # (tests/test_mxlab_startup.py).
+from agent import contract
 from mxlab import aws, catalogue, hostkeys, readiness, report, run_facts, targets
 from mxlab.errors import MxlabError, UsageError
 from mxlab.fleet import run_fleet
@@ -118,6 +119,11 @@ def build_parser():
     pr.add_argument("--workspace", action="store_true",
                     help="lay out the attendee's seed exercise in ~/mxnet-lab/ on each host")
     pr.add_argument("--parallel", type=_positive, default=8, help="hosts at once (default %(default)s)")
+    pr.add_argument("--no-warm", dest="warm", action="store_false",
+                    help="leave no warm agent on the hosts (by default each keeps the models bound, reachable "
+                         "only by its login user, so that a one-photo `mxlab run` answers in about a second)")
+    pr.add_argument("--warm-idle", type=_positive, default=contract.WARM_IDLE_S, metavar="SECONDS",
+                    help="a warm agent nobody uses for this long exits (default %(default)s)")
     ho = sub.add_parser("handout", parents=[common], help="one folder per attendee: key, pinned host keys, "
                         "ssh_config, instructions; and an organiser's index.html")
     ho.add_argument("--out", required=True, metavar="DIR", help="folder to write (must be empty, or --force)")
@@ -301,7 +307,8 @@ def cmd_prepare(args, out, err):
     models = catalogue.check_models([m.strip() for m in args.models.split(",") if m.strip()], args.zoo)
     found = resolve_targets(args)
     results = prepare.prepare_fleet(found, models, err, zoo=args.zoo, env=args.env, lay_out=args.workspace,
-                                    timeout=args.timeout, start=args.start, parallel=args.parallel)
+                                    timeout=args.timeout, start=args.start, parallel=args.parallel,
+                                    warm_idle=args.warm_idle if args.warm else None)
     out.print(prepare.readiness_table(results, models, "%s readiness" % (found[0].label if args.host else args.stack)))
     saved = prepare.save_readiness(args.stack if not args.host else found[0].label, results, models)
     return prepare.report(results, saved, out, err)

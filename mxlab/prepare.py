@@ -2,7 +2,8 @@
 
 On each host, in parallel: wait until it is ready, upload the agent, ensure its environment, fetch the
 models into the host's cache (the agent's own `fetch`, whose events say how many bytes moved: a second
-prepare moves none), then classify one bundled photo with each model (the smoke test); optionally lay out
+prepare moves none), then leave a warm agent with those models bound (agent serve; --no-warm: none) and classify one bundled
+photo with each model through it (the smoke test); optionally lay out
 the attendee's workspace (workspace.py). The readiness of each host is kept in ~/.mxlab/<stack>/prepare.json
 for `mxlab handout`'s organiser page.
 """
@@ -52,6 +53,8 @@ class HostReadiness:
     bytes_moved: int = 0  # model bytes the fetch transferred
     files_fetched: int = 0
     smoke: Dict[str, str] = field(default_factory=dict)  # model -> top-1 label of the smoke photo
+    warm_agent: Optional[dict] = None  # the warm agent's `serve --status` (pid, models, since, ...) when it runs
+    warm_error: Optional[str] = None  # why none was left running (the host is ready all the same)
     workspace: Optional[str] = None
     workspace_models: List[dict] = field(default_factory=list)  # workspace.model_facts of each model
     seconds: float = 0.0
@@ -113,6 +116,7 @@ class HostPreparer:
         self.env_prefix = env_prefix
         self.zoo = zoo
         self.root = posixpath.join(session.home(), contract.REMOTE_ROOT)
+        self.smoke_warm = None  # the smoke classification's "warm" event
 
     def agent(self, args, what, timeout):
         """(stdout, stderr event lines) of `python -m agent ARGS --events` in the environment."""
@@ -140,8 +144,48 @@ class HostPreparer:
         moved, fetched = bytes_moved(events)
         return files, moved, fetched
 
+    def start_warm(self, models, idle_s, timeout=SMOKE_TIMEOUT_S):
+        """Start the warm agent (`agent serve`, detached, replacing a running one) with `models` bound;
+        returns its status once it answers. Raises RemoteCommandError if it ends or never answers."""
+        label = self.session.target.label
+        folder = posixpath.join(self.root, contract.WARM_DIR)
+        serve = ["python", "-m", "agent", "serve", contract.EVENTS_FLAG, "--preload", ",".join(models),
+                 "--idle-timeout", str(idle_s)] + (["--zoo", self.zoo] if self.zoo else [])
+        # The inner shell starts in the login directory (bash reads .bashrc under sshd): cd again.
+        inner = "cd %s && { %s; } >/dev/null 2>&1 && exec %s" % (
+            shlex.quote(self.root), self.env_prefix, " ".join(shlex.quote(a) for a in serve))
+        log_file = shlex.quote(posixpath.join(folder, contract.WARM_LOG))
+        out = self.session.check(
+            "cd %s && mkdir -p %s && chmod 700 %s && { setsid nohup bash -c %s </dev/null >%s 2>&1 & echo $!; }"
+            % (shlex.quote(self.root), contract.WARM_DIR, contract.WARM_DIR, shlex.quote(inner), log_file),
+            "starting the warm agent")
+        pid = int(out.strip())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rc, out, _ = self.session.exec(
+                "cd %s && { %s; } >/dev/null 2>&1 && python -m agent serve --status 2>/dev/null || "
+                "{ kill -0 %d 2>/dev/null && echo starting || echo gone; }"
+                % (shlex.quote(self.root), self.env_prefix, pid), timeout=60)
+            lines = json_lines(out)
+            if lines and lines[0].get("pid") == pid:
+                return lines[0]
+            if out.strip().endswith("gone"):
+                _, tail, _ = self.session.exec("tail -n 5 %s" % log_file)
+                raise RemoteCommandError("%s: the warm agent ended while binding %s: %s" % (
+                    label, ",".join(models), agent_failure(tail.splitlines(), "nothing in %s" % log_file)))
+            time.sleep(0.5)
+        raise RemoteCommandError("%s: the warm agent did not answer within %d s (its log: ~/%s/%s/%s)"
+                                 % (label, timeout, contract.REMOTE_ROOT, contract.WARM_DIR, contract.WARM_LOG))
+
+    def stop_warm(self):
+        """Stop the warm agent if one runs (prepare --no-warm): its memory back, every run fresh."""
+        rc, out, _ = self.session.exec("cd %s && { %s; } >/dev/null 2>&1 && python -m agent serve --stop 2>/dev/null"
+                                       % (shlex.quote(self.root), self.env_prefix), timeout=120)
+        return rc == 0
+
     def smoke(self, models):
-        """{model: top-1 label} of the bundled photo; an error record fails the host."""
+        """{model: top-1 label} of the bundled photo (through the warm agent when one runs: proving it);
+        an error record fails the host."""
         sftp = self.session.sftp()
         folder = posixpath.join(self.root, PREPARE_DIR)
         try:
@@ -150,8 +194,10 @@ class HostPreparer:
             pass  # exists
         photo = posixpath.join(folder, workspace.SMOKE_PHOTO)
         sftp.put(str(workspace.photo_path()), photo)
-        out, _ = self.agent(["classify", "--model", ",".join(models), "--top-k", "1", photo],
-                            "the smoke classification", SMOKE_TIMEOUT_S)
+        out, events = self.agent(["classify", "--warm", "--model", ",".join(models), "--top-k", "1", photo],
+                                 "the smoke classification", SMOKE_TIMEOUT_S)
+        self.smoke_warm = next((evt for evt in map(contract.parse, events) if evt and evt["event"] == "warm"),
+                               None)
         top = {}
         for rec in json_lines(out):
             if "error" in rec:
@@ -179,19 +225,18 @@ class HostPreparer:
 
 
 def prepare_one(target, models, zoo=None, env=None, lay_out=False, timeout=600, start=False,
-                on_progress=None, say=None):
-    """Make one host ready; never raises: a failure is the HostReadiness's error."""
+                on_progress=None, say=None, warm_idle=contract.WARM_IDLE_S):
+    """Make one host ready; never raises: a failure is the HostReadiness's error. `warm_idle`: seconds a
+    warm agent waits for work (None: leave none)."""
     on_progress = on_progress or (lambda message: None)
     began = time.monotonic()
     result = HostReadiness(label=target.label, address=target.address, attendee=target.attendee,
                            instance_id=target.instance_id)
     session = Session(target, timeout=timeout)
     try:
-        on_progress("waiting for the host")
-        readiness.ready(target, timeout, start=start)
-        result.address = target.address
         on_progress("connecting")
-        session.connect()
+        readiness.reach(target, session, timeout, start=start)
+        result.address = target.address
         on_progress("uploading the agent")
         install.upload_agent(session)
         on_progress("preparing the environment")
@@ -202,8 +247,21 @@ def prepare_one(target, models, zoo=None, env=None, lay_out=False, timeout=600, 
         on_progress("fetching %s" % ",".join(models))
         files, result.bytes_moved, result.files_fetched = host.fetch(models)
         result.models = [m for m in models if m in files]
+        if warm_idle:
+            on_progress("binding %s in the warm agent" % ",".join(models))
+            try:
+                result.warm_agent = host.start_warm(models, warm_idle)
+            except RemoteCommandError as exc:  # runs still work, each with a fresh agent
+                result.warm_error = str(exc)
+                log.warning("%s", exc)
+        elif host.stop_warm():
+            log.info("%s: stopped the warm agent (--no-warm)", target.label)
         on_progress("smoke classification")
         result.smoke = host.smoke(models)
+        if result.warm_agent and not (host.smoke_warm and host.smoke_warm["used"]):
+            result.warm_error = "the smoke classification did not run in the warm agent: %s" % (
+                host.smoke_warm["reason"] if host.smoke_warm else "the agent did not say why")
+            result.warm_agent = None
         if lay_out:
             on_progress("laying out ~/%s" % workspace.WORKSPACE_DIR)
             result.workspace, result.workspace_models = workspace.lay_out(session, session.home(), result.activate,
@@ -224,7 +282,7 @@ def prepare_one(target, models, zoo=None, env=None, lay_out=False, timeout=600, 
 
 
 def prepare_fleet(targets, models, console, zoo=None, env=None, lay_out=False, timeout=600, start=False,
-                  parallel=8):
+                  parallel=8, warm_idle=contract.WARM_IDLE_S):
     """prepare_one on every target, `parallel` at once, a progress line each; HostReadiness in order."""
     lock = threading.Lock()
     progress = Progress(TextColumn("{task.fields[host]:>14}"), TimeElapsedColumn(),
@@ -238,7 +296,7 @@ def prepare_fleet(targets, models, console, zoo=None, env=None, lay_out=False, t
                 progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
         res = prepare_one(target, models, zoo, env, lay_out, timeout, start,
-                          lambda message: progress.update(task, description=escape(message[:70])), say)
+                          lambda message: progress.update(task, description=escape(message[:70])), say, warm_idle)
         progress.update(task, description="ready" if res.ready else escape("NOT READY: " + (res.error or "")[:60]))
         return res
 
@@ -258,15 +316,17 @@ def human_bytes(n):
 
 def readiness_table(results, models, title="readiness"):
     table = Table(title=title)
-    for col in ("host", "address", "env", "models cached", "fetched", "smoke top-1", "workspace", "seconds",
-                "ready"):
+    for col in ("host", "address", "env", "models cached", "fetched", "smoke top-1", "warm agent", "workspace",
+                "seconds", "ready"):
         table.add_column(col, justify="right" if col in ("seconds", "fetched") else "left")
     for r in results:
         smoke = "; ".join("%s: %s" % (m, r.smoke[m]) for m in models if m in r.smoke) or "-"
         table.add_row(escape(r.label), escape(r.address), escape(r.environment or "-"),
                       "%d/%d" % (len(r.models), len(models)),
                       human_bytes(r.bytes_moved) if r.ready or r.bytes_moved else "-",
-                      escape(smoke), "~/%s" % workspace.WORKSPACE_DIR if r.workspace else "-", "%.0f" % r.seconds,
+                      escape(smoke), "pid %d" % r.warm_agent["pid"] if r.warm_agent else
+                      ("[yellow]none[/]" if r.warm_error else "-"),
+                      "~/%s" % workspace.WORKSPACE_DIR if r.workspace else "-", "%.0f" % r.seconds,
                       "ready" if r.ready else "[bold red]NOT READY[/]")
     return table
 
@@ -309,6 +369,10 @@ def report(results, saved, out, err):
                                                                sum(r.files_fetched for r in results)),
                   markup=False, highlight=False)
     out.print("readiness saved to %s (for `mxlab handout`)" % saved, markup=False, highlight=False, soft_wrap=True)
+    for r in results:
+        if r.ready and r.warm_error:
+            err.print("mxlab: %s is ready but has no warm agent (runs there start a fresh one): %s"
+                      % (r.label, r.warm_error), markup=False, highlight=False, soft_wrap=True)
     failed = [r for r in results if not r.ready]
     if not failed:
         out.print("all %d host(s) ready" % len(results), markup=False, highlight=False)

@@ -65,6 +65,8 @@ def summary_table(results, saved_dir):
         table.add_column(col)
     for r in results:
         note = r.error or ("env %s" % r.environment if r.environment else "")
+        if r.warm_agent:
+            note += " (warm agent)"
         if r.reconnects:
             note += " (reconnected %d×)" % r.reconnects
         style = {"ok": "green", "partial": "yellow"}.get(r.status, "red")

@@ -11,11 +11,12 @@ MERGED_FILE = "results.jsonl"  # a sharded run's merged results (no host is call
 
 def summary_entry(result):
     """One host's line of summary.json. partial_results: the records were recovered from the agent's
-    temporary file (it was killed before it could finish), so inputs may be missing."""
+    temporary file (it was killed before it could finish), so inputs may be missing. warm_agent: the host's
+    warm agent (mxlab prepare) ran it; warm_reason: which, or why a fresh agent did."""
     return {"host": result.label, "address": result.address, "status": result.status,
             "exit_code": result.exit_code, "results": len(result.records), "partial_results": result.partial_results,
             "error": result.error, "environment": result.environment, "remote_run_dir": result.run_dir,
-            "reconnects": result.reconnects}
+            "reconnects": result.reconnects, "warm_agent": result.warm_agent, "warm_reason": result.warm_reason}
 
 
 def new_run_id():

@@ -61,6 +61,8 @@ class HostResult:
     run_dir: Optional[str] = None
     reconnects: int = 0
     partial_results: bool = False  # records recovered from the agent's temporary file: the run did not finish
+    warm_agent: Optional[bool] = None  # the host's warm agent (mxlab prepare) ran it; None: no word from the agent
+    warm_reason: Optional[str] = None  # which warm agent, or why a fresh agent ran instead
 
 
 def plan_uploads(inputs):
@@ -87,7 +89,7 @@ class RemoteRun:
     """Drives one agent run on an open Session. `on_progress(done, total, message)` gets live updates."""
 
     def __init__(self, session, spec, run_id, env_prefix, on_progress=None, reconnect_timeout=120,
-                 poll=0.3, liveness_every=3.0, liveness_timeout=60):
+                 poll=0.3, liveness_every=3.0, liveness_timeout=60, first_poll=0.04):
         self.session = session
         self.spec = spec
         self.run_id = run_id
@@ -95,6 +97,7 @@ class RemoteRun:
         self.on_progress = on_progress or (lambda done, total, msg: None)
         self.reconnect_timeout = reconnect_timeout
         self.poll = poll
+        self.first_poll = first_poll  # a warm agent's one-photo run ends in ~0.2 s: look often for 1 s, then less
         self.liveness_every = liveness_every  # seconds between checks that the agent's pid still runs
         self.liveness_timeout = liveness_timeout
         self.vanished = False  # the agent's process went away without writing exit_code
@@ -139,7 +142,8 @@ class RemoteRun:
                 args.append(remote)
             else:
                 args.append(arg)
-        agent = ["python", "-m", "agent", "classify", contract.EVENTS_FLAG, "--model", ",".join(self.spec.models),
+        # --warm: the host's warm agent (mxlab prepare) runs it if it can, else this process does.
+        agent = ["python", "-m", "agent", "classify", contract.EVENTS_FLAG, "--warm", "--model", ",".join(self.spec.models),
                  "--top-k", str(self.spec.top_k), "--out", self._path(contract.RESULTS_FILE)]
         if self.spec.batch_size:
             agent += ["--batch-size", str(self.spec.batch_size)]
@@ -229,6 +233,7 @@ class RemoteRun:
         with `vanished` set, instead of waiting for an exit code that will never come.
         """
         next_check = time.monotonic() + self.liveness_every
+        interval, began = self.first_poll, time.monotonic()
         while True:
             try:
                 code = self._poll_once()
@@ -244,7 +249,9 @@ class RemoteRun:
                 continue
             if code is not None:
                 return code
-            time.sleep(self.poll)
+            time.sleep(interval)
+            if time.monotonic() - began > 1.0:  # not a warm one-photo run: back off to `poll`
+                interval = min(self.poll, interval * 2)
 
     # ---- collect ------------------------------------------------------------------------
     def _read_results(self):
@@ -304,6 +311,8 @@ def run_on_host(session, spec, run_id, env_prefix, environment, on_progress=None
     result.records, complete = run.collect()
     result.partial_results = not complete
     result.reconnects = run.reconnects
+    if run.agent_log.warm is not None:
+        result.warm_agent, result.warm_reason = run.agent_log.warm["used"], run.agent_log.warm["reason"]
     errors = sum(1 for r in result.records if "error" in r)
     if run.vanished:
         result.status = "failed"

@@ -16,6 +16,7 @@ import pytest
 
 from mxlab import prepare, workspace
 from mxlab.offline import REPO_ROOT
+from tests.fixtures_sandbox import pid_alive
 
 pytestmark = [pytest.mark.slow]
 MODELS = ("efficientnet-lite0", "efficientnet-lite1")
@@ -83,6 +84,10 @@ def test_prepare_makes_every_host_ready(lab):
         assert entry["ready"] and entry["models"] == list(MODELS) and entry["bytes_moved"] > 40_000_000
         assert all(any(cat in entry["smoke"][m] for cat in CATS) for m in MODELS), entry["smoke"]
         assert entry["activate"].endswith("mxnet_p36") and entry["workspace"].endswith("/mxnet-lab")
+        # A warm agent per host, both models bound; the smoke classification ran in it.
+        assert entry["warm_agent"]["models"] == sorted(MODELS) and entry["warm_error"] is None, entry
+        assert pid_alive(entry["warm_agent"]["pid"])
+        assert "pid %d" % entry["warm_agent"]["pid"] in proc.stdout
 
 
 def test_a_second_prepare_moves_no_model_bytes_and_says_so(lab):
@@ -126,6 +131,56 @@ def test_run_after_prepare_fetches_nothing_from_the_zoo(lab, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert model_requests(lab.zoo) == [], model_requests(lab.zoo)
     assert model_bytes(lab.zoo) == 0
+
+
+def summary_of(results):
+    (path,) = results.rglob("summary.json")
+    (entry,) = json.loads(path.read_text())
+    return entry
+
+
+def test_a_prepared_host_runs_in_its_warm_agent(lab, tmp_path):
+    warm = readiness_file(lab)["attendee-2"]["warm_agent"]
+    proc = mxlab(lab, "run", "--attendee", "2", "--model", MODELS[0], "--results", tmp_path, PHOTO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    entry = summary_of(tmp_path)
+    assert entry["warm_agent"] is True and "pid %d" % warm["pid"] in entry["warm_reason"], entry
+    assert "(warm agent)" in proc.stdout
+    (records,) = [f.read_text() for f in tmp_path.rglob("attendee-2.jsonl")]
+    assert any(cat in json.loads(records)["top"][0]["label"] for cat in CATS)
+
+
+@pytest.mark.aws_behaviour
+def test_a_stop_ends_the_warm_agent_and_runs_go_on_fresh_until_prepare(lab, tmp_path):
+    """The lunch break: the warm agent ends with the instance; the next run says so and classifies fresh;
+    the next prepare leaves a warm agent again."""
+    ec2 = lab.emulator.boto3_client("ec2")
+    iid = lab.instance_id(1)
+    pid = readiness_file(lab)["attendee-1"]["warm_agent"]["pid"]
+    ec2.stop_instances(InstanceIds=[iid])
+    assert not pid_alive(pid)
+    ec2.start_instances(InstanceIds=[iid])
+    proc = mxlab(lab, "run", "--attendee", "1", "--model", MODELS[0], "--results", tmp_path / "fresh", PHOTO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    entry = summary_of(tmp_path / "fresh")
+    assert entry["warm_agent"] is False and "not running" in entry["warm_reason"], entry
+    proc = mxlab(lab, "prepare", "--attendee", "1", "--models", ",".join(MODELS))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = mxlab(lab, "run", "--attendee", "1", "--model", MODELS[0], "--results", tmp_path / "warm", PHOTO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert summary_of(tmp_path / "warm")["warm_agent"] is True
+
+
+def test_prepare_no_warm_leaves_no_warm_agent(lab, tmp_path):
+    before = readiness_file(lab)["attendee-2"]["warm_agent"]["pid"]
+    proc = mxlab(lab, "prepare", "--attendee", "2", "--models", MODELS[0], "--no-warm")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    entry = readiness_file(lab)["attendee-2"]
+    assert entry["warm_agent"] is None and entry["warm_error"] is None and entry["ready"]
+    assert not pid_alive(before)
+    run = mxlab(lab, "run", "--attendee", "2", "--model", MODELS[0], "--results", tmp_path, PHOTO)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert summary_of(tmp_path)["warm_agent"] is False
 
 
 def test_a_host_that_is_not_ready_is_named_with_why(lab, tmp_path):
@@ -186,3 +241,13 @@ def test_handout_connects_each_attendee_with_strict_checking(lab, tmp_path):
     assert again.returncode == 2 and "not empty" in again.stderr and "--force" in again.stderr
     forced = mxlab(lab, "handout", "--attendee", "2", "--out", out, "--force")
     assert forced.returncode == 0, forced.stderr
+
+
+@pytest.mark.aws_behaviour
+def test_down_ends_every_warm_agent(lab):
+    """Last in this module: `mxlab down` terminates the lab's instances, and the warm agents with them."""
+    pids = [entry["warm_agent"]["pid"] for entry in readiness_file(lab).values() if entry.get("warm_agent")]
+    assert pids and all(pid_alive(pid) for pid in pids)
+    proc = mxlab(lab, "down")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not any(pid_alive(pid) for pid in pids)
