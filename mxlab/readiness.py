@@ -135,25 +135,29 @@ QUICK_TIMEOUT_S = 3  # a running host answers SSH in well under this; a released
 
 
 def reach(target, session, timeout, start=False):
-    """ready() and session.connect(), first trying the instance's last known address (address_book)
-    without asking AWS: a one-photo run should cost a connection, not an API call. Whatever fails on that
-    try (nobody there, another machine's host key) falls back to the full path, which says what is wrong
-    and, once connected there, remembers the address. Returns "remembered" or "ready" (the path taken)."""
-    remembered = address_book.lookup(target.instance_id)
-    if remembered and target.instance_id and hostkeys.lookup(target) is not None:
-        stale_host, target.host = target.host, remembered
+    """ready() and session.connect(), first one quick connection: to a lab instance's last known address
+    (address_book) without asking AWS, to a direct host without probing its banner first. A one-photo run
+    should cost a connection, not an API call. Whatever fails on that try (nobody there, another machine's
+    host key) falls back to the full path, which says what is wrong and, once connected there, remembers a
+    lab instance's address. Returns "remembered", "direct" or "ready" (the path taken)."""
+    lab = bool(target.instance_id)
+    guess = address_book.lookup(target.instance_id) if lab else target.host  # a direct host: its own
+    if guess and hostkeys.lookup(target) is not None:
+        stale_host, target.host = target.host, guess
         try:
-            keys.ensure_key(target)
-            # Remembered only once cloud-init had finished there (below); an address survives a reboot,
-            # never a stop and start, and a reboot re-runs none of the lab's first-boot set-up.
-            session.connect(wait_cloud_init=False, quick_timeout=QUICK_TIMEOUT_S)
-            return "remembered"
+            if lab:
+                keys.ensure_key(target)
+            # A lab address is remembered only once cloud-init had finished there (below); it survives a
+            # reboot, never a stop and start, and a reboot re-runs none of the lab's first-boot set-up.
+            session.connect(wait_cloud_init=not lab, quick_timeout=QUICK_TIMEOUT_S)
+            return "remembered" if lab else "direct"
         except HostUnreachable:
             raise  # connected, but cloud-init failed: the full path would say the same
         except Exception as exc:  # nobody there, another machine's host key, a cut handshake: ask AWS
             session.close()
-            log.info("%s: not reachable at its last address %s (%s); asking AWS", target.label, remembered,
-                     exc or type(exc).__name__)
+            log.info("%s: not reachable at %s (%s); %s", target.label,
+                     "its last address %s" % guess if lab else guess, exc or type(exc).__name__,
+                     "asking AWS" if lab else "waiting for it")
             target.host = stale_host
     ready(target, timeout, start)
     session.connect()
