@@ -106,6 +106,8 @@ def build_parser():
     p.add_argument("--photos", default=os.path.join(ROOT, "build", "photos"), help="sample photos folder")
     p.add_argument("--build", default=os.path.join(ROOT, "build", "bench"), help="cache folder")
     p.add_argument("--fanout", choices=("auto", "skip"), default="auto", help="measure mxlab run fan-out")
+    p.add_argument("--one-photo", choices=("auto", "skip"), default="auto",
+                   help="measure a one-photo `mxlab run` process, fresh and on a prepared (warm) host")
     p.add_argument("--no-measure-peak", action="store_true", help="nominal peak only (no FMA loop, no sgemm)")
     p.add_argument("--agent-dir", help="time the agent/ inside this folder instead (e.g. a proposed patch)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per measurement process")
@@ -117,7 +119,7 @@ def main(argv=None):
     sys.path.insert(0, ROOT)
     if args.agent_dir:
         os.environ["BENCH_AGENT_DIR"] = os.path.abspath(args.agent_dir)
-    from bench import fanout, machine, models, photos, report
+    from bench import fanout, machine, models, one_photo, photos, report
     names = [n.strip() for n in (args.models or ",".join(models.ORDER)).split(",") if n.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [n for n in names if n not in models.ORDER] + [m for m in methods if m not in METHODS]
@@ -148,7 +150,9 @@ def main(argv=None):
                 for round_ in range(repeat)]  # whole-process figures in the first round only
         results[model["name"]] = _best(runs)
     fan = fanout.measure(ROOT, args.build, paths) if args.fanout == "auto" else {"note": "skipped (--fanout skip)"}
-    data = report.summary(results, info, fan)
+    one = one_photo.measure(ROOT, args.build, paths[0], runs=3 if args.quick else 5) if args.one_photo == "auto" \
+        else {"note": "skipped (--one-photo skip)"}
+    data = report.summary(results, info, fan, one)
     data["quick"] = bool(args.quick)
     data["seconds"] = round(time.time() - started, 1)
     print(report.table(data))

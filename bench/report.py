@@ -25,7 +25,7 @@ def _int8_verdict(r):
     return not use, reason
 
 
-def summary(results, machine, fanout):
+def summary(results, machine, fanout, one_photo=None):
     """The issue's JSON shape, with per-method details under "details"."""
     models = {}
     for name, r in results.items():
@@ -61,7 +61,9 @@ def summary(results, machine, fanout):
             "fanout": {"sequential_8_s": sequential.get("8"), "parallel_8_s": parallel.get("8"),
                        "host_cores": machine["cores"]},
             "fanout_s": fanout.get("parallel", {}), "fanout_sequential_s": fanout.get("sequential", {}),
-            "fanout_note": fanout.get("note"), "note": "timings from a shared 2-core machine: compare within one run"}
+            "fanout_note": fanout.get("note"),
+            "one_photo_run_s": one_photo or {"note": "not measured"},
+            "note": "timings from a shared 2-core machine: compare within one run"}
 
 
 def _fmt(value, pattern="%.1f"):
@@ -96,6 +98,10 @@ def targets(data):
     if fan.get("1") and fan.get("8"):
         ratio = fan["8"] / fan["1"]
         rows.append(("8-host fan-out <= 2x 1-host", "%.2fx" % ratio, ratio <= 2.0))
+    one = data.get("one_photo_run_s") or {}
+    if one.get("warm"):
+        rows.append(("one-photo mxlab run on a prepared host <= 1 s", "%.2fs" % one["warm"],
+                     one["warm"] <= 1.0 and one.get("warm_used")))
     f = data.get("fanout") or {}
     speedup = _ratio(f.get("sequential_8_s"), f.get("parallel_8_s"))
     if speedup:
@@ -168,6 +174,11 @@ def table(data):
         ", ".join("%s hosts %.1fs" % (k, v) for k, v in sorted(fan.items(), key=lambda kv: int(kv[0])))
         + "; sequential 8 hosts: %s" % _fmt((data.get("fanout_sequential_s") or {}).get("8"), "%.1fs")
         if fan else "not measured: %s" % (data.get("fanout_note") or "skipped"))]
+    one = data.get("one_photo_run_s") or {}
+    lines += ["", "one photo, whole `mxlab run` process (loopback sshd host): " + (
+        "fresh agent %.2fs, warm agent %.2fs (median of %d; warm agent used: %s)" % (
+            one["fresh"], one["warm"], one["runs"], one["warm_used"]) if "warm" in one
+        else one.get("note", "not measured"))]
     lines += ["", "targets:"]
     for what, value, met in targets(data):
         lines.append("  [%s] %-42s %s" % ("met " if met else "MISS", what, value))

@@ -18,7 +18,7 @@ def test_quick_bench_writes_the_issue_json_shape(tmp_path):
     proc = subprocess.run(
         [str(ROOT / "scripts" / "bench"), "--quick", "--models", "inception-bn", "--methods",
          "seed,agent,agent_ort,int8,whole", "--images", "6", "--whole-photos", "3", "--fanout", "skip",
-         "--no-measure-peak", "--build", str(tmp_path / "build"),
+         "--one-photo", "skip", "--no-measure-peak", "--build", str(tmp_path / "build"),
          "--photos", str(tmp_path / "photos"), "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -91,3 +91,15 @@ def test_pad_folded_into_convolution_gives_the_same_output():
     assert reachable == []
     assert folded_args["dw_weight"].shape == (4, 1, 6, 6)
     np.testing.assert_allclose(run(folded, folded_args), run(net, args), rtol=1e-5, atol=1e-5)
+
+
+def test_one_photo_measures_a_fresh_and_a_warm_mxlab_run(tmp_path, sample_photos):
+    from bench import one_photo
+    figures = one_photo.measure(str(ROOT), str(tmp_path), str(sample_photos / "coffee.jpg"), runs=1)
+    assert "note" not in figures, figures
+    assert figures["fresh"] > 0 and figures["warm"] > 0 and figures["runs"] == 1
+    assert figures["warm_used"] is True  # the prepared host's warm agent ran every timed warm run
+    from bench import report
+    rows = dict((what, met) for what, _, met in report.targets({"peak_gflops": 1.0, "models": {},
+                                                                "one_photo_run_s": figures}))
+    assert "one-photo mxlab run on a prepared host <= 1 s" in rows
