@@ -132,8 +132,9 @@ def test_the_socket_is_the_users_alone(serve, tmp_path):
     agent = serve().wait_listening()
     assert stat.S_IMODE(os.stat(agent.socket).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(agent.socket)).st_mode) == 0o700
-    if os.getuid() == 0 and shutil.which("setpriv"):  # as another user: the folder already keeps it out
-        probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+    # As another user (the system Python: this checkout may sit in a folder only root enters): refused.
+    if os.getuid() == 0 and shutil.which("setpriv") and os.path.exists("/usr/bin/python3"):
+        probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
                                 "import socket; s = socket.socket(socket.AF_UNIX); s.connect(%r)" % agent.socket],
                                capture_output=True, text=True, timeout=60)
         assert probe.returncode != 0 and "PermissionError" in probe.stderr
