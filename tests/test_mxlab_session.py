@@ -118,3 +118,14 @@ def test_exec_reads_stdout_and_a_large_stderr_together(conda_host):
             session.exec("sleep 30", timeout=1)
         assert not isinstance(slow.value, OSError)
         assert session.exec("echo still")[1] == "still\n"
+
+
+def test_the_connection_sends_small_writes_at_once(conda_host):
+    """TCP_NODELAY: paramiko writes an SFTP request in pieces; with Nagle on, the last piece waited for the
+    server's delayed ACK (~40 ms a request: every poll of a run, every upload)."""
+    import socket
+    with _direct_session(conda_host) as session:
+        session.connect(wait_cloud_init=False)
+        sock = session.client.get_transport().sock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert session.sftp().normalize(".")  # and it is the connection everything goes over
