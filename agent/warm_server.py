@@ -353,6 +353,8 @@ def main(args):
     reporter.emit("warm", used=True, reason="listening on {0} (pid {1}; models: {2}; exits after {3:.0f} s idle)"
                   .format(path, os.getpid(), ", ".join(server.models.names()) or "none yet", args.idle_timeout))
     why = server.serve()
+    from agent import cli
+    cli._counts.update(results=0, errors=0)  # its own "done" event: the runs it served counted theirs
     reporter.emit("warm", used=False, reason="the warm agent stopped: {0}".format(why))
     return EXIT_OK
 

@@ -193,6 +193,7 @@ def test_status_stop_and_idle(serve, tmp_path):
     idle = serve("--idle-timeout", "0.5").wait_listening()
     assert idle.wait_exit(timeout=60) == 0  # nobody asked: it left by itself
     assert "idle" in last_word(idle) and not os.path.exists(idle.socket)
+    assert agent.events()[-1] == {"event": "done", "results": 0, "errors": 0, "exit": 0}
 
 
 def test_a_second_serve_replaces_the_first(serve, tmp_path):
