@@ -301,9 +301,11 @@ def run_classify(args):
 def _forwarded(argv):
     """classify's arguments for the warm agent: without --warm/--warm-socket, whose events are ours."""
     out, skip = [], False
-    for arg in argv:
+    for i, arg in enumerate(argv):
         if skip:
             skip = False
+        elif arg == "--":  # inputs follow, whatever their names
+            return out + argv[i:]
         elif arg in ("--warm", contract.EVENTS_FLAG):
             continue
         elif arg == "--warm-socket":

@@ -69,8 +69,12 @@ class Session:
                                allow_agent=False, timeout=quick_timeout or 15, banner_timeout=quick_timeout or 30,
                                auth_timeout=quick_timeout or 30, sock=sock)
             except paramiko.AuthenticationException as exc:
+                sock.close()
                 raise MxlabError("%s (%s): authentication as %r with key %s failed (%s): is it the key for "
                                  "this host and user?" % (t.label, t.address, t.user, t.identity, exc))
+            except BaseException:
+                sock.close()  # also when paramiko failed before its transport took the socket over
+                raise
         if quick_timeout:
             attempt()
         else:

@@ -213,3 +213,17 @@ def test_a_second_serve_replaces_the_first(serve, tmp_path):
     finally:
         second.terminate()
         second.wait(30)
+
+
+def test_inputs_after_a_double_dash_reach_the_warm_agent_whatever_their_names(serve, tiny_zoo, tmp_path, photos):
+    agent = serve("--preload", "tiny-softmax").wait_listening()
+    odd = photos / "--warm"
+    (photos / "red.png").rename(odd)
+    result = subprocess.run([sys.executable, "-m", "agent", "classify", "--events", "--warm", "--warm-socket",
+                             agent.socket, "--zoo", tiny_zoo, "--cache", str(tmp_path / "cache"), "--model",
+                             "tiny-softmax", "--", "--warm"], cwd=str(photos), capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=REPO_ROOT), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert warm_event(result)["used"] is True
+    (record,) = json_lines(result.stdout)
+    assert record["image"] == "--warm" and record["top"][0]["label"] == "red"
