@@ -123,6 +123,7 @@ class WarmServer(object):
         self.worker = None
         self.stopping = None  # why it is leaving
         self.listener = None
+        self.inode = None  # of the socket this server bound
 
     # ---- life ---------------------------------------------------------------------------
     def bind(self):
@@ -147,6 +148,7 @@ class WarmServer(object):
         finally:
             os.umask(umask)
         os.chmod(self.path, 0o600)
+        self.inode = os.stat(self.path).st_ino
         listener.listen(8)
         self.listener = listener
 
@@ -172,13 +174,17 @@ class WarmServer(object):
         return time.time() - self.last_activity
 
     def close(self):
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
-            try:
+        """Unlink the socket, then stop listening: in that order, and only while the path is still this
+        server's, so a server that replaced it (and bound the same path) keeps its socket."""
+        if self.listener is None:
+            return
+        try:
+            if os.stat(self.path).st_ino == self.inode:
                 os.remove(self.path)
-            except OSError:
-                pass
+        except OSError:
+            pass
+        self.listener.close()
+        self.listener = None
 
     # ---- requests -----------------------------------------------------------------------
     def _take(self, conn):
