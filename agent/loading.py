@@ -12,7 +12,7 @@ class FreshModels(object):
 
     def classifiers(self, args, entries, sources, the_zoo, cache_dir, policy, context):
         """One bound classifier per (name, catalogue entry), fetching what the cache lacks."""
-        from agent import cache, classify, predict
+        from agent import cache
         classifiers = []
         for name, entry in entries:
             files = cache.ensure_model(name, entry, the_zoo, cache_dir, policy)

@@ -54,20 +54,25 @@ def identity():
             "fixed_environment": dict((k, os.environ.get(k)) for k in FIXED_ENVIRONMENT)}
 
 
+def at_socket_path(operation, path):
+    """``operation(path)`` (a socket's bind or connect); sun_path holds ~107 bytes, so a path in a deep
+    home is reached from its folder, by its name."""
+    if len(path.encode("utf-8")) < 100:
+        return operation(path)
+    here = os.getcwd()
+    os.chdir(os.path.dirname(path))
+    try:
+        return operation(os.path.basename(path))
+    finally:
+        os.chdir(here)
+
+
 def connect(path, timeout=None):
-    """A socket connected to the unix socket ``path`` (a path too long for sun_path is reached relatively)."""
+    """A socket connected to the unix socket ``path``."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        if len(path.encode("utf-8")) < 100:
-            sock.connect(path)
-        else:
-            here = os.getcwd()
-            os.chdir(os.path.dirname(path))
-            try:
-                sock.connect(os.path.basename(path))
-            finally:
-                os.chdir(here)
+        at_socket_path(sock.connect, path)
     except Exception:
         sock.close()
         raise

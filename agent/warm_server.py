@@ -87,9 +87,13 @@ class _Connection(object):
             warm_client.send(self.sock, message)
 
 
-class _EventStream(object):
-    def __init__(self, connection):
+class _Lines(object):
+    """A text stream whose each complete line goes to the client as one message (``message(line)``):
+    the run's events (reporter) and its result lines (stdout)."""
+
+    def __init__(self, connection, message):
         self.connection = connection
+        self.message = message
         self.pending = ""
 
     def write(self, text):
@@ -97,18 +101,10 @@ class _EventStream(object):
         while "\n" in self.pending:
             line, self.pending = self.pending.split("\n", 1)
             if line.strip():
-                self.connection.send({"event": json.loads(line)})
+                self.connection.send(self.message(line))
 
     def flush(self):
         pass
-
-
-class _Stdout(_EventStream):
-    def write(self, text):
-        self.pending += text
-        while "\n" in self.pending:
-            line, self.pending = self.pending.split("\n", 1)
-            self.connection.send({"stdout": line + "\n"})
 
 
 class WarmServer(object):
@@ -144,7 +140,7 @@ class WarmServer(object):
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         umask = os.umask(0o177)
         try:
-            _bind(listener, self.path)
+            warm_client.at_socket_path(listener.bind, self.path)
         finally:
             os.umask(umask)
         os.chmod(self.path, 0o600)
@@ -267,7 +263,8 @@ class WarmServer(object):
             os.environ.update(request.get("environment") or {})
             os.chdir(request["cwd"])
             connection.send({"accepted": {"pid": os.getpid(), "since": self.since}})
-            previous, redirected = reporter.events_to(_EventStream(connection)), True
+            events = _Lines(connection, lambda line: {"event": json.loads(line)})
+            previous, redirected = reporter.events_to(events), True
             cli._counts.update(results=0, errors=0)
             code = self._classify(args, connection)
         except (IOError, OSError):  # the client went away: nothing to tell it
@@ -294,7 +291,7 @@ class WarmServer(object):
         self.models.announce = lambda bound: connection.send(
             {"engines": dict((c.name, getattr(c.engine, "name", "mxnet")) for c in bound)})
         try:
-            return cli.classify(args, self.models, stdout=_Stdout(connection))
+            return cli.classify(args, self.models, stdout=_Lines(connection, lambda line: {"stdout": line + "\n"}))
         except AgentError as err:
             reporter.emit("error", message=str(err))
             return err.exit_code
@@ -315,18 +312,6 @@ def _parse_classify(argv):
     except SystemExit:
         return None
     return args if args.command == "classify" else None
-
-
-def _bind(listener, path):
-    if len(path.encode("utf-8")) < 100:
-        listener.bind(path)
-        return
-    here = os.getcwd()  # sun_path holds ~107 bytes: a deep home binds relatively
-    os.chdir(os.path.dirname(path))
-    try:
-        listener.bind(os.path.basename(path))
-    finally:
-        os.chdir(here)
 
 
 def _wait_gone(path, timeout=30.0):
