@@ -2,9 +2,9 @@
 
 On each host, in parallel: wait until it is ready, upload the agent, ensure its environment, fetch the
 models into the host's cache (the agent's own `fetch`, whose events say how many bytes moved: a second
-prepare moves none), then leave a warm agent with those models bound (agent serve; --no-warm: none) and classify one bundled
-photo with each model through it (the smoke test); optionally lay out
-the attendee's workspace (workspace.py). The readiness of each host is kept in ~/.mxlab/<stack>/prepare.json
+prepare moves none), then leave a warm agent with those models bound (agent serve; --no-warm: none)
+and classify one bundled photo with each model through it (the smoke test); optionally lay out the
+attendee's workspace (workspace.py). The readiness of each host is kept in ~/.mxlab/<stack>/prepare.json
 for `mxlab handout`'s organiser page.
 """
 import json
@@ -118,14 +118,18 @@ class HostPreparer:
         self.root = posixpath.join(session.home(), contract.REMOTE_ROOT)
         self.smoke_warm = None  # the smoke classification's "warm" event
 
+    def in_env(self, argv, exec_=False):
+        """The shell command that runs `argv` in the agent's folder with the environment activated
+        (`exec_`: in place of the shell, for a detached process whose pid is the shell's)."""
+        return "cd %s && { %s; } >/dev/null 2>&1 && %s%s" % (
+            shlex.quote(self.root), self.env_prefix, "exec " if exec_ else "", " ".join(shlex.quote(a) for a in argv))
+
     def agent(self, args, what, timeout):
         """(stdout, stderr event lines) of `python -m agent ARGS --events` in the environment."""
         argv = ["python", "-m", "agent"] + args[:1] + [contract.EVENTS_FLAG] + args[1:]
         if self.zoo:
             argv += ["--zoo", self.zoo]
-        cmd = "cd %s && { %s; } >/dev/null 2>&1 && %s" % (
-            shlex.quote(self.root), self.env_prefix, " ".join(shlex.quote(a) for a in argv))
-        rc, out, err = self.session.exec(cmd, timeout=timeout)
+        rc, out, err = self.session.exec(self.in_env(argv), timeout=timeout)
         lines = err.splitlines()
         if rc != 0:
             raise RemoteCommandError("%s: %s failed (agent exit %d, %s): %s" % (
@@ -151,9 +155,8 @@ class HostPreparer:
         folder = posixpath.join(self.root, contract.WARM_DIR)
         serve = ["python", "-m", "agent", "serve", contract.EVENTS_FLAG, "--preload", ",".join(models),
                  "--idle-timeout", str(idle_s)] + (["--zoo", self.zoo] if self.zoo else [])
-        # The inner shell starts in the login directory (bash reads .bashrc under sshd): cd again.
-        inner = "cd %s && { %s; } >/dev/null 2>&1 && exec %s" % (
-            shlex.quote(self.root), self.env_prefix, " ".join(shlex.quote(a) for a in serve))
+        # The inner shell starts in the login directory (bash reads .bashrc under sshd): in_env cds again.
+        inner = self.in_env(serve, exec_=True)
         log_file = shlex.quote(posixpath.join(folder, contract.WARM_LOG))
         out = self.session.check(
             "cd %s && mkdir -p %s && chmod 700 %s && { setsid nohup bash -c %s </dev/null >%s 2>&1 & echo $!; }"
@@ -163,9 +166,8 @@ class HostPreparer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             rc, out, _ = self.session.exec(
-                "cd %s && { %s; } >/dev/null 2>&1 && python -m agent serve --status 2>/dev/null || "
-                "{ kill -0 %d 2>/dev/null && echo starting || echo gone; }"
-                % (shlex.quote(self.root), self.env_prefix, pid), timeout=60)
+                "%s 2>/dev/null || { kill -0 %d 2>/dev/null && echo starting || echo gone; }"
+                % (self.in_env(["python", "-m", "agent", "serve", "--status"]), pid), timeout=60)
             lines = json_lines(out)
             if lines and lines[0].get("pid") == pid:
                 return lines[0]
@@ -179,8 +181,8 @@ class HostPreparer:
 
     def stop_warm(self):
         """Stop the warm agent if one runs (prepare --no-warm): its memory back, every run fresh."""
-        rc, out, _ = self.session.exec("cd %s && { %s; } >/dev/null 2>&1 && python -m agent serve --stop 2>/dev/null"
-                                       % (shlex.quote(self.root), self.env_prefix), timeout=120)
+        rc, out, _ = self.session.exec(self.in_env(["python", "-m", "agent", "serve", "--stop"]) + " 2>/dev/null",
+                                       timeout=120)
         return rc == 0
 
     def smoke(self, models):
