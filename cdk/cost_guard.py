@@ -1,4 +1,10 @@
-"""Cost guard: stop each instance after auto_stop_minutes of low CPU."""
+"""Cost guard: stop each instance after auto_stop_minutes of low CPU.
+
+Low means the busiest minute of every 5-minute period stayed under IDLE_CPU_PERCENT: EC2's basic
+monitoring reports each period as five 1-minute samples, and their Average hides an attendee's short
+bursts (a cell run, a pip install on 8 vCPUs) while their Maximum shows them, so an interactive
+session is not stopped mid-lab.
+"""
 from aws_cdk import Fn, aws_cloudwatch as cloudwatch
 from constructs import Construct
 
@@ -25,7 +31,7 @@ class LabCostGuard(Construct):
                 metric_name="CPUUtilization",
                 dimensions=[cloudwatch.CfnAlarm.DimensionProperty(
                     name="InstanceId", value=instance.ref)],
-                statistic="Average",
+                statistic="Maximum",
                 period=PERIOD_SECONDS,
                 evaluation_periods=config.idle_periods,
                 threshold=IDLE_CPU_PERCENT,

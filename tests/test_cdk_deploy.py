@@ -1,4 +1,5 @@
 """`npx cdk deploy` / `destroy` for real, into the AWS emulator on 127.0.0.1."""
+import datetime
 import io
 import ipaddress
 import json
@@ -120,6 +121,36 @@ def test_a_second_deploy_keeps_the_instances(deployed, emulator, cdk, tmp_path):
         {"Name": "instance-state-name", "Values": ["running", "pending"]}])
     ids = {i["InstanceId"] for r in running["Reservations"] for i in r["Instances"]}
     assert ids == {before["Attendee1InstanceId"], before["Attendee2InstanceId"]}
+
+
+def _publish_cpu(cloudwatch, instance_id, periods, busiest_minute, quiet=1.0):
+    """As EC2's basic monitoring does: one statistic set per 5 minutes of five 1-minute samples."""
+    now = datetime.datetime.now(datetime.timezone.utc).replace(second=0, microsecond=0)
+    for k in range(periods, 0, -1):
+        cloudwatch.put_metric_data(Namespace="AWS/EC2", MetricData=[{
+            "MetricName": "CPUUtilization", "Unit": "Percent",
+            "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
+            "Timestamp": now - datetime.timedelta(minutes=5 * k),
+            "StatisticValues": {"SampleCount": 5, "Sum": 4 * quiet + busiest_minute,
+                                "Minimum": quiet, "Maximum": busiest_minute}}])
+
+
+@pytest.mark.aws_behaviour
+# after the second deploy: the idle host stays stopped (a new public IP once started)
+def test_the_idle_stop_spares_an_attendee_with_short_bursts_and_stops_an_idle_one(deployed, emulator):
+    """Two hours of CPU as an interactive attendee makes it (one busy minute in five: 12 %, else 1 %,
+    an Average of 3.2 %) against an idle host (2 % at most): only the idle one is stopped. With the
+    alarm on Average, both were (the finding: working attendees stopped mid-lab)."""
+    outputs = deployed["outputs"]
+    working, idle = outputs["Attendee1InstanceId"], outputs["Attendee2InstanceId"]
+    cloudwatch, ec2 = emulator.boto3_client("cloudwatch"), emulator.boto3_client("ec2")
+    periods = 120 // 5
+    _publish_cpu(cloudwatch, working, periods, busiest_minute=12.0)
+    _publish_cpu(cloudwatch, idle, periods, busiest_minute=2.0)
+    states = {i["InstanceId"]: i["State"]["Name"] for r in ec2.describe_instances(
+        InstanceIds=[working, idle])["Reservations"] for i in r["Instances"]}
+    assert states[idle] in ("stopping", "stopped")
+    assert states[working] == "running"
 
 
 def test_destroy_removes_the_lab(deployed, emulator, cdk):

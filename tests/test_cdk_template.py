@@ -120,7 +120,7 @@ def test_idle_instances_are_stopped_by_an_alarm(lab_stacks):
         template.has_resource_properties("AWS::CloudWatch::Alarm", {
             "Namespace": "AWS/EC2", "MetricName": "CPUUtilization",
             "Dimensions": [{"Name": "InstanceId", "Value": {"Ref": "Attendee%dInstance" % n}}],
-            "Period": 300, "EvaluationPeriods": 24,
+            "Period": 300, "EvaluationPeriods": 24, "Statistic": "Maximum",
             "ComparisonOperator": "LessThanThreshold",
             "AlarmActions": [{"Fn::Sub": "arn:${AWS::Partition}:automate:${AWS::Region}:ec2:stop"}],
         })

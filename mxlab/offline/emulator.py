@@ -13,6 +13,7 @@ Extensions (each a gap between moto 5.2.5 and AWS, found by deploying the real C
 - EC2 instances as AWS runs them (ec2_instances.py): loopback public IPs, a new one after
   stop/start, host keys on the console at first boot only, no `Latest` console on Xen
   types, the cost-guard alarm's stop action carried out.
+- CloudWatch alarms evaluated against the metric data put to them (cloudwatch_alarms.py).
 
 Standalone: `python -m mxlab.offline.emulator --port P` prints the endpoint, stays up
 until SIGTERM/Ctrl-C.
@@ -315,8 +316,8 @@ def _install_patches():
     backend_class.describe_change_set = describe_change_set
     backend_class.execute_change_set = execute_change_set
 
-    from mxlab.offline import cloudformation_rules, quotas  # more that moto lacks, one module each
-    for extension in (cloudformation_rules, quotas, scheduler):
+    from mxlab.offline import cloudformation_rules, cloudwatch_alarms, quotas  # more that moto lacks, one module each
+    for extension in (cloudformation_rules, cloudwatch_alarms, quotas, scheduler):
         extension.install()
 
 
