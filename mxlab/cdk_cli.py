@@ -37,7 +37,10 @@ DEFAULT_STACK = _cdk_config().DEFAULT_STACK_NAME
 # `down` synthesizes the app, which needs an ssh_cidr, though destroy never reads it:
 # from a machine without the saved context, a documentation address (TEST-NET-1).
 DESTROY_SSH_CIDR = "192.0.2.1/32"
-DESTROY_KEYS = ("stack_name", "attendees", "region")
+DESTROY_KEYS = ("stack_name", "attendees", "region", "cfn_role_arn")
+# -c cfn_role_arn=...: CloudFormation acts as this service role (`cdk deploy/destroy --role-arn`), not
+# with the organiser's own permissions (README: Permissions; `mxlab policy --cfn-role`).
+_ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 
 
 def parse_context(items, stack):
@@ -57,6 +60,12 @@ def command(action, stack, context_items, outputs_file=None, profile=None, saved
     extra = ["--all"] + (["--profile", profile] if profile else [])
     context = dict(saved or {})
     context.update(parse_context(context_items, stack))
+    role = context.get("cfn_role_arn")
+    if role:
+        if not _ROLE_ARN_RE.match(role):
+            raise UsageError("-c cfn_role_arn=%r: expected an IAM role ARN, e.g. "
+                             "arn:aws:iam::123456789012:role/mxlab-cloudformation" % role)
+        extra += ["--role-arn", role]
     try:
         return _cdk_cli().cdk_argv(action, context=context,
                                    outputs_file=outputs_file, extra=extra)

@@ -5,6 +5,7 @@ Exit status: 0 success · 1 a host or command failed · 2 bad input · 3 some in
 import argparse
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -128,6 +129,22 @@ def build_parser():
                         "ssh_config, instructions; and an organiser's index.html")
     ho.add_argument("--out", required=True, metavar="DIR", help="folder to write (must be empty, or --force)")
     ho.add_argument("--force", action="store_true", help="write into a non-empty DIR (replacing what is there)")
+
+    po = sub.add_parser("policy", help="the least-privilege IAM policy an organiser needs for every mxlab command "
+                        "(see README: Permissions)")
+    po.add_argument("--stack", default=os.environ.get("MXLAB_STACK", targets.DEFAULT_STACK),
+                    help="the lab's stack name (default %(default)s)")
+    po.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+                    help="the lab's region (default $AWS_REGION, else any region: *)")
+    po.add_argument("--account", default="*", metavar="ID", help="the account id in the ARNs (default *)")
+    po.add_argument("--json", action="store_true", help="the policy document(s) only, as JSON")
+    po.add_argument("--cfn-role", nargs="?", const=True, metavar="ROLE",
+                    help="deploying through a CloudFormation service role (-c cfn_role_arn=...): the narrower "
+                         "organiser policy; ROLE: its ARN or name (default mxlab-cloudformation)")
+    po.add_argument("--service-role", action="store_true",
+                    help="the permissions policy (and trust policy) of that CloudFormation service role")
+    po.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    po.set_defaults(profile=None)
 
     sub.add_parser("sandbox", help="the whole lab offline on this machine, for the other commands to use "
                                    "(see `mxlab sandbox --help`)")
@@ -325,6 +342,31 @@ def cmd_handout(args, out, err):
                         start=args.start, out=out, err=err)
 
 
+def cmd_policy(args, out, err):
+    import json
+
+    from mxlab import iam_policy
+    if args.account != "*" and not re.match(r"^\d{12}$", args.account):
+        raise UsageError("--account %r: expected a 12-digit AWS account id" % args.account)
+    lab = iam_policy.Lab(args.stack, args.region or "*", args.account)
+    if args.service_role:
+        documents = iam_policy.split(iam_policy.service_role_policy(lab))
+        notes = ["the service role's trust policy: %s"
+                 % json.dumps(iam_policy.service_role_trust(lab), separators=(",", ":"))]
+    else:
+        documents = iam_policy.split(iam_policy.organiser_policy(lab, cfn_role=args.cfn_role))
+        notes = iam_policy.explain(lab, cfn_role=args.cfn_role)
+    if len(documents) > 1:
+        notes.append("%d documents: more than one managed policy holds (%d characters each at most)"
+                     % (len(documents), iam_policy.MANAGED_POLICY_LIMIT))
+    if not args.json:
+        for line in notes:
+            err.print("# " + line, markup=False, highlight=False, soft_wrap=True)
+    text = json.dumps(documents[0] if len(documents) == 1 else documents, indent=None if args.json else 2)
+    print(text)
+    return 0
+
+
 def setup_logging(verbose):
     """mxlab's own logger to the current stderr (replacing an earlier call's handler)."""
     logger = logging.getLogger("mxlab")
@@ -360,7 +402,7 @@ def main(argv=None):
     out, err = Console(), Console(stderr=True)
     commands = {"up": cmd_up, "down": cmd_down, "hosts": cmd_hosts, "run": cmd_run,
                 "compare": lambda a, o, e: cmd_run(a, o, e, compare=True), "ssh": cmd_ssh,
-                "report": cmd_report, "prepare": cmd_prepare, "handout": cmd_handout}
+                "report": cmd_report, "prepare": cmd_prepare, "handout": cmd_handout, "policy": cmd_policy}
     try:
         return commands[args.command](args, out, err)
     except MxlabError as exc:
