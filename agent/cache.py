@@ -7,6 +7,12 @@ pins fetches again. A download goes to CACHE/<model>/.<file>.part (kept across
 runs so that it can be resumed), is checked (sha256 when pinned; the params must
 load with mx.nd.load, the symbol must parse, the synset must be text), and only
 then renamed into place; a file in the cache is therefore always a verified one.
+
+A file may still change after it was verified (a full disk that cut a copy, a bit
+flip, a person editing it): the sha256 it had when verified is kept beside it
+(CACHE/<model>/.<file>.sha256) and every use hashes the file against it (or
+against its pin). A file that no longer matches is said so in a warning, removed
+and fetched once more; a refetch that does not verify either fails the run.
 """
 from __future__ import print_function, division, absolute_import
 
@@ -47,14 +53,39 @@ def ensure_model(name, entry, zoo, cache_dir, policy):
             dest = os.path.join(model_dir, rel.split("/")[-1])
             pin = (pins.get(kind) or "").lower() or None
             if os.path.isfile(dest):
-                if pin is None or sha256_of(dest) == pin:
+                if _still_verified(name, dest, pin):
                     paths[kind] = dest
                     continue
-                reporter.emit("warning", message="{0}: cached {1} does not match its pinned sha256; "
-                                                 "fetching it again".format(name, dest))
+                os.remove(dest)
             _fetch_one(name, kind, rel, dest, pin, zoo, policy)
             paths[kind] = dest
     return paths
+
+
+def record_path(dest):
+    """Where the sha256 a cached file had when it was verified is kept."""
+    return os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + ".sha256")
+
+
+def _still_verified(name, dest, pin):
+    """Whether the cached ``dest`` is the file that was verified: its sha256 is its pin, else the one
+    recorded when it was verified. False (after a warning saying so) when it changed since."""
+    record = record_path(dest)
+    recorded = (_read_text(record) or "").strip() or None
+    actual = sha256_of(dest)
+    expected, source = (pin, "pinned") if pin else (recorded, "recorded when it was verified")
+    if expected is None:
+        # Cached by an agent that kept no record: it was verified then; from now on it is held to this hash.
+        _write_text(record, actual)
+        return True
+    if actual == expected:
+        if recorded != actual:
+            _write_text(record, actual)
+        return True
+    reporter.emit("warning", message="{0}: cached {1} is corrupted or changed since it was verified ({2} bytes, "
+                                     "sha256 {3}, not the {4} sha256 {5}); fetching it again"
+                  .format(name, dest, os.path.getsize(dest), actual[:16], source, expected[:16]))
+    return False
 
 
 def _fetch_one(name, kind, rel, dest, pin, zoo, policy):
@@ -77,6 +108,9 @@ def _fetch_one(name, kind, rel, dest, pin, zoo, policy):
         _discard(part, stamp)
         raise FetchError("{0} (from {1}) is not a usable {2} file: {3}; the file was not cached"
                          .format(os.path.basename(dest), origin, kind, _first_line(err)))
+    # The record first: a kill between the two leaves a record without its file (fetched again), never a
+    # file held to a record of other bytes.
+    _write_text(record_path(dest), actual)
     os.rename(part, dest)  # same folder: atomic
     _discard(stamp)
     reporter.emit("verified", model=name, file=os.path.basename(dest), sha256=actual)
@@ -118,8 +152,10 @@ def _read_text(path):
 
 
 def _write_text(path, text):
-    with open(path, "wb") as handle:
+    temp = path + ".tmp"
+    with open(temp, "wb") as handle:
         handle.write(text.encode("utf-8"))
+    os.rename(temp, path)  # never a half-written record
 
 
 class _Lock(object):

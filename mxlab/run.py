@@ -199,6 +199,9 @@ class RemoteRun:
             self._fetch_quarters[evt["file"]] = quarter
         elif evt["event"] not in _LOGGED_EVENTS:
             return
+        if evt["event"] == "warning":  # something to know (a corrupted cache refetched, ...): shown without -v
+            log.warning("%s: %s", self.session.target.label, agent_log.message)
+            return
         log.info("%s: %s", self.session.target.label, agent_log.message)
 
     def _reconnect(self):

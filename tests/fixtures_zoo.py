@@ -4,6 +4,8 @@ MXNet, and real sample photos, under the repo's git-ignored build/ folder.
 scripts/setup pre-builds both there; the builder is a no-op on a complete build from
 the same inputs, so a test session only pays for hashing the inputs.
 """
+import json
+import os
 import pathlib
 
 import cv2
@@ -23,6 +25,20 @@ def local_zoo():
     """Path of a complete local zoo (synset.txt, efficientnet-lite{0,1,2}/, catalogue.json)."""
     zoo = BUILD_DIR / "zoo"
     build_zoo(zoo)
+    return zoo
+
+
+@pytest.fixture(scope="session")
+def unpinned_zoo(local_zoo, tmp_path_factory):
+    """The local zoo as the MXNet model zoo is: the same files (links), a catalogue without sha256 pins."""
+    zoo = tmp_path_factory.mktemp("unpinned-zoo")
+    for entry in os.listdir(str(local_zoo)):
+        if entry != "catalogue.json":
+            os.symlink(str(local_zoo / entry), str(zoo / entry))
+    document = json.loads((local_zoo / "catalogue.json").read_text())
+    for model in document["models"].values():
+        model["sha256"] = {"symbol": None, "params": None, "synset": None}
+    (zoo / "catalogue.json").write_text(json.dumps(document, indent=2))
     return zoo
 
 
