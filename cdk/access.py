@@ -43,9 +43,10 @@ class LabAccess(Construct):
             description="mxlab: SSH from the operator CIDR only",
             allow_all_outbound=True,
         )
-        # IPv4 only: the lab has no IPv6 (config.py refuses an IPv6 ssh_cidr).
-        self.security_group.add_ingress_rule(
-            ec2.Peer.ipv4(config.ssh_cidr), ec2.Port.tcp(22), "SSH")
+        # IPv4 only: the lab has no IPv6 (config.py refuses an IPv6 ssh_cidr). Inline rules: a
+        # changed list updates the group in place (no host is touched).
+        for cidr in config.ssh_cidrs:
+            self.security_group.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(22), "SSH")
         # Short ids: every instance refers to these (template size limit).
         self.security_group.node.default_child.override_logical_id("LabSshSecurityGroup")
         if config.world_ssh:

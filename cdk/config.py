@@ -48,6 +48,9 @@ PRE_TURING_GPU = {
 # lab_stack.py): <stack_name> (network + attendees 1-20), <stack_name>-2 (21-40)...
 ATTENDEES_PER_STACK = 20
 MAX_ATTENDEES = 100
+# Security groups hold 60 inbound rules by default; the room's network, the organiser's own address
+# and a few spares fit well within that and within the template size.
+MAX_SSH_CIDRS = 10
 DEFAULT_STACK_NAME = "MxnetLab"  # the one spelling; mxlab imports it from here
 
 KEYS = (
@@ -111,8 +114,13 @@ class LabConfig:
     warnings: tuple = field(default=(), compare=False)
 
     @property
+    def ssh_cidrs(self):
+        """ssh_cidr's networks: it holds one, or several separated by commas."""
+        return tuple(self.ssh_cidr.split(","))
+
+    @property
     def world_ssh(self):
-        return ipaddress.ip_network(self.ssh_cidr).prefixlen == 0
+        return any(ipaddress.ip_network(c).prefixlen == 0 for c in self.ssh_cidrs)
 
     @property
     def shards(self):
@@ -164,28 +172,7 @@ def validate(raw, now=None):
             "e.g. -c ssh_cidr=203.0.113.7/32"
         )
     cfg["allow_world_ssh"] = _bool(raw, "allow_world_ssh")
-    try:
-        net = ipaddress.ip_network(str(raw["ssh_cidr"]), strict=True)
-    except ValueError as exc:
-        raise ConfigError(
-            "ssh_cidr=%r is not a valid IPv4 CIDR (%s); expected e.g. "
-            "203.0.113.7/32" % (raw["ssh_cidr"], exc)
-        ) from None
-    if net.version == 6:
-        # The VPC, subnet and instances have no IPv6 addresses: an IPv6 rule
-        # would be the only way in, and it admits nobody.
-        raise ConfigError(
-            "ssh_cidr=%s is IPv6, but the lab's VPC, subnet and instances are "
-            "IPv4-only: an IPv6 SSH rule would lock everyone out. Give the IPv4 "
-            "address you connect from, e.g. -c ssh_cidr=203.0.113.7/32 "
-            "(`curl -4 https://checkip.amazonaws.com` shows it)" % net
-        )
-    if net.prefixlen == 0 and not cfg["allow_world_ssh"]:
-        raise ConfigError(
-            "ssh_cidr=%s opens SSH to the whole internet; give your own address "
-            "range, or add -c allow_world_ssh=true to accept that" % net
-        )
-    cfg["ssh_cidr"] = str(net)
+    cfg["ssh_cidr"] = ",".join(_ssh_cidrs(raw["ssh_cidr"], cfg["allow_world_ssh"]))
 
     itype = str(raw.get("instance_type", default("instance_type")))
     match = _INSTANCE_TYPE.match(itype)
@@ -263,6 +250,45 @@ def validate(raw, now=None):
     cfg.update(_deadline(raw, now))
 
     return LabConfig(warnings=tuple(warnings), **cfg)
+
+
+def _ssh_cidrs(value, allow_world):
+    """The CIDRs allowed to SSH in: one, or a comma-separated list (the room's network and the
+    organiser's own address, say), each a valid IPv4 network; at most MAX_SSH_CIDRS."""
+    listed = value if isinstance(value, (list, tuple)) else str(value).split(",")  # cdk.json: a list
+    items = [str(item).strip() for item in listed]
+    if not all(items):
+        raise ConfigError("ssh_cidr=%r has an empty entry; expected e.g. "
+                          "203.0.113.7/32 or 203.0.113.7/32,198.51.100.0/24" % value)
+    if len(items) > MAX_SSH_CIDRS:
+        raise ConfigError("ssh_cidr has %d entries; at most %d fit the lab's security group rules "
+                          "(use a wider CIDR that covers several)" % (len(items), MAX_SSH_CIDRS))
+    out = []
+    for item in items:
+        try:
+            net = ipaddress.ip_network(item, strict=True)
+        except ValueError as exc:
+            raise ConfigError(
+                "ssh_cidr=%r is not a valid IPv4 CIDR (%s); expected e.g. "
+                "203.0.113.7/32" % (item, exc)
+            ) from None
+        if net.version == 6:
+            # The VPC, subnet and instances have no IPv6 addresses: an IPv6 rule
+            # would be the only way in, and it admits nobody.
+            raise ConfigError(
+                "ssh_cidr=%s is IPv6, but the lab's VPC, subnet and instances are "
+                "IPv4-only: an IPv6 SSH rule would lock everyone out. Give the IPv4 "
+                "address you connect from, e.g. -c ssh_cidr=203.0.113.7/32 "
+                "(`curl -4 https://checkip.amazonaws.com` shows it)" % net
+            )
+        if net.prefixlen == 0 and not allow_world:
+            raise ConfigError(
+                "ssh_cidr=%s opens SSH to the whole internet; give your own address "
+                "range, or add -c allow_world_ssh=true to accept that" % net
+            )
+        if str(net) not in out:
+            out.append(str(net))
+    return out
 
 
 def _check_gpu_generation(match, default_ami, warnings):

@@ -19,6 +19,11 @@ OK = {"ssh_cidr": "203.0.113.7/32"}
     ({"ssh_cidr": "lab"}, r"ssh_cidr='lab' is not a valid IPv4 CIDR"),
     ({"ssh_cidr": "0.0.0.0/0"}, r"ssh_cidr=0.0.0.0/0 opens SSH .*allow_world_ssh=true"),
     ({"ssh_cidr": "::/0"}, r"ssh_cidr=::/0 is IPv6"),
+    ({"ssh_cidr": "203.0.113.7/32,198.51.100.0/24"}, None),  # the room and the organiser
+    ({"ssh_cidr": "203.0.113.7/32,"}, r"ssh_cidr='203.0.113.7/32,' has an empty entry"),
+    ({"ssh_cidr": "203.0.113.7/32,lab"}, r"ssh_cidr='lab' is not a valid IPv4 CIDR"),
+    ({"ssh_cidr": "203.0.113.7/32,0.0.0.0/0"}, r"ssh_cidr=0.0.0.0/0 opens SSH"),
+    ({"ssh_cidr": ",".join("203.0.113.%d/32" % i for i in range(11))}, r"ssh_cidr has 11 entries; at most 10"),
     ({"ssh_cidr": "0.0.0.0/0", "allow_world_ssh": "maybe"}, r"allow_world_ssh='maybe' must be true or false"),
     ({"instance_type": "m5"}, r"instance_type='m5' is not an EC2 instance type"),
     ({"instance_type": "M5.2XLARGE"}, r"instance_type='M5.2XLARGE'"),

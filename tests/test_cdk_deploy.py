@@ -136,6 +136,37 @@ def _publish_cpu(cloudwatch, instance_id, periods, busiest_minute, quiet=1.0):
 
 
 @pytest.mark.aws_behaviour
+@pytest.mark.aws_behaviour
+def test_a_changed_ssh_cidr_list_updates_the_security_group_in_place(deployed, emulator, tmp_path):
+    """The organiser's own address added beside the room's: the same group, its rules now both
+    CIDRs, every host kept (id and address). moto replaced the group (and so the hosts) on any
+    change; AWS updates the rules in place."""
+    ec2 = emulator.boto3_client("ec2")
+    before = deployed["outputs"]
+
+    cloudformation = emulator.boto3_client("cloudformation")
+
+    def lab_group():
+        return cloudformation.describe_stack_resource(
+            StackName=STACK, LogicalResourceId="LabSshSecurityGroup")[
+            "StackResourceDetail"]["PhysicalResourceId"]
+    group = lab_group()
+    outputs_file = tmp_path / "outputs.json"
+    context = dict(CONTEXT, ssh_cidr="203.0.113.7/32,198.51.100.0/24")
+    result = emulator.run_cdk("deploy", context, outputs_file=outputs_file, stack=STACK,
+                              extra=["--output", str(tmp_path / "cdk.out")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    after = json.loads(outputs_file.read_text())[STACK]
+    assert lab_group() == group
+    (described,) = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"]
+    allowed = {r["CidrIp"] for p in described["IpPermissions"] if p.get("FromPort") == 22
+               for r in p["IpRanges"]}
+    assert allowed == {"203.0.113.7/32", "198.51.100.0/24"}
+    for n in (1, 2):
+        for key in ("Attendee%dInstanceId" % n, "Attendee%dPublicIp" % n):
+            assert after[key] == before[key]
+
+
 # after the second deploy: the idle host stays stopped (a new public IP once started)
 def test_the_idle_stop_spares_an_attendee_with_short_bursts_and_stops_an_idle_one(deployed, emulator):
     """Two hours of CPU as an interactive attendee makes it (one busy minute in five: 12 %, else 1 %,

@@ -80,6 +80,13 @@ def test_ssh_only_from_the_given_cidr(lab_stacks):
     assert "CidrIpv6" not in text  # IPv4 only: config.py refuses an IPv6 ssh_cidr
 
 
+def test_ssh_from_each_cidr_of_a_list(lab_stacks):
+    template = lab_stacks.template(ssh_cidr="203.0.113.7/32, 198.51.100.0/24,203.0.113.7/32")
+    (group,) = template.find_resources("AWS::EC2::SecurityGroup").values()
+    assert [r["CidrIp"] for r in group["Properties"]["SecurityGroupIngress"]] == [
+        "203.0.113.7/32", "198.51.100.0/24"]  # a repeated entry once
+
+
 def test_world_ssh_needs_the_explicit_switch(lab_stacks):
     template = lab_stacks.template(ssh_cidr="0.0.0.0/0", allow_world_ssh="true")
     (group,) = template.find_resources("AWS::EC2::SecurityGroup").values()

@@ -9,6 +9,11 @@
   updated/deleted as it is in use by Y") nor by deleting that stack. moto lets
   both through.
 
+- An AWS::EC2::SecurityGroup whose rules change is updated in place (its id and every instance
+  that uses it stay), as AWS does; only a new GroupName, GroupDescription or VpcId replaces it.
+  moto deletes and recreates it on every update, which replaced the lab's hosts for a changed
+  ssh_cidr.
+
 - Stack tags (the lab's project/stack, cdk/lab_stack.py) go on every EC2
   resource the stack creates, with CloudFormation's own aws:cloudformation:*
   tags; moto does that only for CreateStack, not for change sets (`cdk deploy`).
@@ -44,6 +49,8 @@ def install():
         return
     _installed = True
     from moto.cloudformation import models as cf_models
+
+    _update_security_groups_in_place()
 
     backend_class = cf_models.CloudFormationBackend
     original_execute = backend_class.execute_change_set
@@ -97,6 +104,48 @@ def install():
         original_map_update(self, template, parameters)
         _tag_created(self, [k for k in self._parsed_resources if k not in before])
     parsing.ResourceMap.update = update
+
+
+# Properties whose change replaces an AWS::EC2::SecurityGroup (CloudFormation docs).
+SECURITY_GROUP_REPLACING = ("GroupName", "GroupDescription", "VpcId")
+
+
+def _update_security_groups_in_place():
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.security_groups import SecurityGroup
+
+    original = SecurityGroup.update_from_cloudformation_json.__func__
+
+    def update_from_cloudformation_json(cls, original_resource, new_resource_name,
+                                        cloudformation_json, account_id, region_name):
+        properties = cloudformation_json["Properties"]
+        old = getattr(original_resource, "_mxlab_properties", None)
+        if old is None or any(old.get(k) != properties.get(k) for k in SECURITY_GROUP_REPLACING):
+            group = original(cls, original_resource, new_resource_name, cloudformation_json,
+                             account_id, region_name)
+        else:
+            group = original_resource
+            backend = ec2_backends[account_id][region_name]
+            group.ingress_rules = []
+            for rule in properties.get("SecurityGroupIngress", []):
+                backend.authorize_security_group_ingress(
+                    group_name_or_id=group.id, ip_protocol=rule["IpProtocol"],
+                    from_port=rule["FromPort"], to_port=rule["ToPort"],
+                    ip_ranges=rule.get("CidrIp", []), source_groups=[], vpc_id=group.vpc_id)
+        group._mxlab_properties = dict(properties)
+        return group
+
+    original_create = SecurityGroup.create_from_cloudformation_json.__func__
+
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id,
+                                        region_name, **kwargs):
+        group = original_create(cls, resource_name, cloudformation_json, account_id, region_name,
+                                **kwargs)
+        group._mxlab_properties = dict(cloudformation_json["Properties"])
+        return group
+
+    SecurityGroup.update_from_cloudformation_json = classmethod(update_from_cloudformation_json)
+    SecurityGroup.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
 
 
 def _tag_created(resource_map, logical_ids):
