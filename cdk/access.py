@@ -3,7 +3,7 @@
 LabAccess (first stack) holds the security group, role and profile and the
 key pairs of the first stack's attendees; shard stacks call attendee_key_pairs.
 """
-from aws_cdk import aws_ec2 as ec2, aws_iam as iam
+from aws_cdk import Fn, aws_ec2 as ec2, aws_iam as iam
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
@@ -59,6 +59,10 @@ class LabAccess(Construct):
         self.key_pairs = attendee_key_pairs(self, config, config.shards[0][1])
 
         # One role and profile shared by all instances, so Session Manager works.
+        # AmazonSSMManagedInstanceCore allows ssm:GetParameter(s) on every parameter, the other
+        # attendees' private keys (/ec2/keypair/<id>) among them: an explicit Deny, which no
+        # Allow overrides, keeps them from the instance (each attendee has their own as a file).
+        keys = Fn.sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/ec2/keypair/*")
         self.role = iam.Role(
             self,
             "InstanceRole",
@@ -67,6 +71,8 @@ class LabAccess(Construct):
                 iam.ManagedPolicy.from_aws_managed_policy_name(
                     "AmazonSSMManagedInstanceCore")
             ],
+            inline_policies={"keys": iam.PolicyDocument(statements=[iam.PolicyStatement(
+                effect=iam.Effect.DENY, actions=["ssm:GetParameter*"], resources=[keys])])},
         )
         NagSuppressions.add_resource_suppressions(self.role, [{
             "id": "AwsSolutions-IAM4",

@@ -18,7 +18,9 @@ from cdk.config import LabConfig
 # expiry_action -> the EC2 API the universal target calls, and its IAM action
 ACTIONS = {"stop": ("stopInstances", "ec2:StopInstances"),
            "terminate": ("terminateInstances", "ec2:TerminateInstances")}
-TARGET_ARN = "arn:aws:scheduler:::aws-sdk:ec2:%s"
+# The universal target in the stack's own partition (aws-cn, aws-us-gov: a literal "aws" ARN is
+# refused there): resolved by CloudFormation, one Fn::Sub.
+TARGET_ARN = "arn:${AWS::Partition}:scheduler:::aws-sdk:ec2:%s"
 
 
 class LabDeadline(Construct):
@@ -58,7 +60,7 @@ class LabDeadline(Construct):
             schedule_expression="at(%s)" % config.deadline,
             flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
             target=scheduler.CfnSchedule.TargetProperty(
-                arn=TARGET_ARN % api, role_arn=role.attr_arn,
+                arn=Fn.sub(TARGET_ARN % api), role_arn=role.attr_arn,
                 input=Fn.sub('{"InstanceIds":[%s]}' % ",".join('"${%s}"' % i for i in ids))),
         )
         self.schedule.override_logical_id("LabExpiry")

@@ -115,7 +115,7 @@ def test_lifetime_hours_synthesizes_a_schedule_and_no_lambda(worst_case_synth):
         deadline = datetime.datetime.strptime(expression, "at(%Y-%m-%dT%H:%M:%S)")
         # from the synth's own clock: 8 hours after the synth began, not before
         assert deadline >= earliest and deadline - earliest < datetime.timedelta(hours=1)
-        assert schedule["Properties"]["Target"]["Arn"] == "arn:aws:scheduler:::aws-sdk:ec2:stopInstances"
+        assert schedule["Properties"]["Target"]["Arn"] == {"Fn::Sub": "arn:${AWS::Partition}:scheduler:::aws-sdk:ec2:stopInstances"}
         assert not [r for r in resources if r["Type"].startswith(("AWS::Lambda", "Custom::"))]
         assert templates[name]["Outputs"]["LabDeadline"]["Value"] == \
             deadline.strftime("%Y-%m-%dT%H:%M:%SZ stop")

@@ -38,7 +38,7 @@ def test_each_stack_stops_its_own_instances_at_the_deadline(lab_stacks, shard):
     assert props.get("ScheduleExpressionTimezone", "UTC") == "UTC"
     assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}
     target = props["Target"]
-    assert target["Arn"] == "arn:aws:scheduler:::aws-sdk:ec2:stopInstances"
+    assert target["Arn"] == {"Fn::Sub": "arn:${AWS::Partition}:scheduler:::aws-sdk:ec2:stopInstances"}
     # the input is the API call's parameters: exactly this stack's instances
     body = target["Input"]["Fn::Sub"]
     parameters = json.loads(re.sub(r"\$\{(\w+)\}", r"\1", body))
@@ -70,8 +70,8 @@ def test_the_schedules_role_may_only_stop_those_instances(lab_stacks):
 def test_terminate_instead_of_stop(lab_stacks):
     template = lab_stacks.template(ssh_cidr=CIDR, expiry_action="terminate").to_json()
     (schedule,) = _resources(template, "AWS::Scheduler::Schedule").values()
-    assert schedule["Properties"]["Target"]["Arn"] == \
-        "arn:aws:scheduler:::aws-sdk:ec2:terminateInstances"
+    assert schedule["Properties"]["Target"]["Arn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:scheduler:::aws-sdk:ec2:terminateInstances"}
     (policy,) = template["Resources"]["LabExpiryRole"]["Properties"]["Policies"]
     assert policy["PolicyDocument"]["Statement"][0]["Action"] == "ec2:TerminateInstances"
     assert template["Outputs"]["LabDeadline"]["Value"].endswith("Z terminate")
@@ -97,3 +97,16 @@ def test_the_deadline_needs_no_lambda_asset_or_custom_resource(lab_stacks):
         text = json.dumps(lab_stacks.template(shard=shard, **THIRTY).to_json())
         assert "AWS::Lambda" not in text and "Custom::" not in text
         assert "AWS::CloudFormation::CustomResource" not in text
+
+
+@pytest.mark.aws_behaviour
+@pytest.mark.parametrize("partition", ["aws", "aws-cn", "aws-us-gov"])
+def test_the_schedules_target_is_in_the_stacks_own_partition(lab_stacks, partition):
+    """Outside `aws` (China, GovCloud) a literal arn:aws:scheduler target is refused: the ARN is
+    CloudFormation's ${AWS::Partition}, resolved where the stack is deployed."""
+    template = lab_stacks.template(ssh_cidr=CIDR).to_json()
+    (schedule,) = _resources(template, "AWS::Scheduler::Schedule").values()
+    arn = schedule["Properties"]["Target"]["Arn"]["Fn::Sub"]
+    assert arn.replace("${AWS::Partition}", partition) == \
+        "arn:%s:scheduler:::aws-sdk:ec2:stopInstances" % partition
+    assert "arn:aws:" not in json.dumps(template)

@@ -312,3 +312,18 @@ def test_a_hundred_attendees_make_five_stacks(lab_stacks):
         assert len(outputs) <= 200
         assert "Attendee%dInstanceId" % (20 * index + 1) in outputs
         assert "Attendee%dInstanceId" % (20 * index + 20) in outputs
+
+
+@pytest.mark.aws_behaviour
+def test_the_instance_role_may_not_read_the_private_keys(lab_stacks):
+    """AmazonSSMManagedInstanceCore allows ssm:GetParameter on every parameter: without an explicit
+    Deny, any attendee could read every other attendee's private key (/ec2/keypair/<id>) from their host."""
+    template = lab_stacks.template(ssh_cidr=CIDR).to_json()
+    (role,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"
+               and "ec2.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])]
+    (policy,) = role["Properties"]["Policies"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Action"] == "ssm:GetParameter*"  # GetParameter, GetParameters, ...History, ...ByPath
+    assert statement["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/ec2/keypair/*"}
