@@ -79,6 +79,9 @@ _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 # 24 characters (the longest today are 21): a literal in the size-limited template
 _AZ = re.compile(r"^(?=.{4,24}$)[a-z]{2}(-[a-z0-9]+)+[a-z]$")
 _DEADLINE_FORMAT = "%Y-%m-%dT%H:%M:%S"  # EventBridge Scheduler's at(...) form, UTC
+# An explicit deadline must be at least this far ahead of the synth: one in the
+# past (or as good as) would stop the lab the moment the deploy is done.
+DEADLINE_LEAD = datetime.timedelta(minutes=5)
 
 
 class ConfigError(ValueError):
@@ -331,19 +334,23 @@ def _deadline(raw, now):
             % (value, MAX_LIFETIME_HOURS))
     out["lifetime_hours"] = hours
     if raw.get("deadline"):
-        text = str(raw["deadline"]).rstrip("Z")
-        try:
-            moment = datetime.datetime.strptime(text, _DEADLINE_FORMAT)
-        except ValueError:
-            raise ConfigError(
-                "deadline=%r is not a UTC time; expected yyyy-mm-ddThh:mm:ss, "
-                "e.g. 2030-06-01T18:00:00" % raw["deadline"]) from None
+        moment = deadline_moment(raw["deadline"])
         out["deadline"] = moment.strftime(_DEADLINE_FORMAT)
     elif hours:
         start = now or datetime.datetime.now(datetime.timezone.utc)
         moment = start.replace(tzinfo=None, microsecond=0) + datetime.timedelta(hours=hours)
         out["deadline"] = moment.strftime(_DEADLINE_FORMAT)
     return out
+
+
+def deadline_moment(value):
+    """The `deadline` value as a naive UTC datetime, or ConfigError naming it."""
+    try:
+        return datetime.datetime.strptime(str(value).strip().rstrip("Z"), _DEADLINE_FORMAT)
+    except ValueError:
+        raise ConfigError(
+            "deadline=%r is not a UTC time; expected yyyy-mm-ddThh:mm:ss, "
+            "e.g. 2030-06-01T18:00:00" % value) from None
 
 
 def _matching(raw, key, pattern, problem):

@@ -83,44 +83,82 @@ def _run(argv, region):
         raise MxlabError("npx not found: install Node.js (>=18) and run ./scripts/setup")
 
 
-def _deployed_stacks(outputs_file, stack):
-    """The lab's stack names as last deployed from here (outputs file), or None."""
+def _deployed_outputs(stack):
+    """The deployed lab's merged outputs (the outputs file here, else DescribeStacks), or None."""
+    import botocore.exceptions
+
+    from mxlab import targets
     try:
-        first = json.loads(Path(outputs_file).read_text())[stack]
-    except (OSError, ValueError, KeyError):
+        return targets.read_outputs(stack)
+    except UsageError:
+        return None  # never deployed (or not findable: the pre-flight says why)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
         return None
-    return [n for n in first.get("LabStacks", stack).split(",") if n]
 
 
-def up(stack, context=(), profile=None, region=None, skip_preflight=False, say=None):
-    """Deploy the lab; `say(line)` hears the pre-flight and the deadline. Returns the outputs file."""
+def up(stack, context=(), profile=None, region=None, skip_preflight=False, say=None, force=False):
+    """Deploy the lab; `say(line)` hears the pre-flight and the deadline. Returns the outputs file.
+
+    A deployed lab keeps every key left out of `context` as it was deployed (context.json);
+    a change that destroys or replaces hosts needs `force` (mxlab/redeploy.py).
+    """
+    from mxlab import redeploy
     say = say or log.info
-    context = list(context)
+    given = parse_context(list(context), stack)
     outputs = statedir.outputs_file(stack)
-    deployed = _deployed_stacks(outputs, stack)
-    wanted = parse_context(list(context), stack)
-    if deployed and "attendees" in wanted and wanted["attendees"].isdigit():
-        # A shard stack left out of the new app would still import the first stack's
-        # exports, and CloudFormation refuses that update halfway: say so up front.
-        per_stack = _cdk_config().ATTENDEES_PER_STACK
-        needed = max(1, -(-int(wanted["attendees"]) // per_stack))
-        if needed < len(deployed):
-            raise UsageError("lab %s is deployed as %d stacks (%s); %s attendees need %d: "
-                             "run `mxlab down` first to shrink it"
-                             % (stack, len(deployed), ", ".join(deployed), wanted["attendees"], needed))
+    deployed = _deployed_outputs(stack)
+    saved = statedir.read_context(stack)
+    if deployed is not None:
+        _refuse_fewer_stacks(stack, deployed, given.get("attendees", saved.get("attendees")))
+    chosen = redeploy.plan(_cdk_config(), stack, saved, given, deployed, force=force)
+    for line in chosen.notes:
+        say(line)
+    wanted = chosen.context
     if not skip_preflight:
-        context += ["%s=%s" % item for item in _preflight(stack, wanted, say).items()]
-    sdir = statedir.stack_dir(stack)
-    rc = _run(command("deploy", stack, context, outputs, profile), region)
+        wanted.update(_preflight(stack, wanted, say))
+    statedir.stack_dir(stack)
+    rc = _run(command("deploy", stack, [], outputs, profile, wanted), region)
     if rc != 0:
         raise MxlabError("cdk deploy %s failed (exit %d)" % (stack, rc))
-    # `down` synthesizes the same app: it needs the same context (e.g. ssh_cidr).
-    (sdir / "context.json").write_text(json.dumps(parse_context(context, stack), indent=2) + "\n")
+    # The next `up` starts from it, and `down` synthesizes the same app (e.g. its shards).
+    statedir.write_context(stack, wanted)
     try:
         say(describe_deadline(_merged_outputs(outputs)))
     except (OSError, ValueError):
         pass  # no outputs file: cdk said why
     return outputs
+
+
+def _refuse_fewer_stacks(stack, deployed, attendees):
+    """A shard stack left out of the new app would still import the first stack's exports, and
+    CloudFormation refuses that update halfway: say so up front (even with --force)."""
+    if not str(attendees or "").isdigit():
+        return  # the default (1) or a bad value: synth names it
+    from mxlab import targets
+    stacks = targets.lab_stacks(stack, deployed)
+    needed = max(1, -(-int(attendees) // _cdk_config().ATTENDEES_PER_STACK))
+    if needed < len(stacks):
+        raise UsageError("lab %s is deployed as %d stacks (%s); %s attendees need %d: "
+                         "run `mxlab down` first to shrink it"
+                         % (stack, len(stacks), ", ".join(stacks), attendees, needed))
+
+
+def extend(stack, hours, profile=None, region=None, skip_preflight=False, say=None, now=None):
+    """Push the lab's deadline `hours` later (from now if it has passed); nothing else changes."""
+    from mxlab import targets
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    outputs = _deployed_outputs(stack)
+    if outputs is None:
+        raise UsageError("no lab %s deployed from here: `mxlab up` first" % stack)
+    value = outputs.get("LabDeadline")
+    if not value:
+        raise UsageError("lab %s has no deadline (lifetime_hours=0): nothing to extend; "
+                         "`mxlab up -c lifetime_hours=N` sets one" % stack)
+    targets.attendee_count(outputs, stack)  # a lab, not some other stack
+    current = datetime.datetime.strptime(value.split()[0], "%Y-%m-%dT%H:%M:%SZ")
+    moment = max(current, now.replace(tzinfo=None, microsecond=0)) + datetime.timedelta(hours=hours)
+    return up(stack, ["deadline=%s" % moment.strftime("%Y-%m-%dT%H:%M:%S")], profile, region,
+              skip_preflight=skip_preflight, say=say)
 
 
 def _preflight(stack, wanted, say):
@@ -166,14 +204,13 @@ def describe_deadline(outputs, now=None):
     span = "%d h %02d min" % divmod(minutes, 60)
     when = ("in %s" % span) if left.total_seconds() >= 0 else ("%s ago" % span)
     verb = {"stop": "stop", "terminate": "are terminated"}.get(action, action or "stop")
-    return ("lab deadline: the instances %s at %s (%s UTC), %s; `mxlab up` moves it "
-            "(-c lifetime_hours=N, 0: no deadline)"
+    return ("lab deadline: the instances %s at %s (%s UTC), %s; `mxlab extend --hours N` or "
+            "`mxlab up` moves it (-c lifetime_hours=N, 0: no deadline)"
             % (verb, local.strftime("%Y-%m-%d %H:%M %Z"), utc.strftime("%Y-%m-%d %H:%M"), when))
 
 
 def down(stack, context=(), profile=None, region=None):
-    saved_file = statedir.home() / stack / "context.json"
-    saved = json.loads(saved_file.read_text()) if saved_file.is_file() else {}
+    saved = statedir.read_context(stack)
     # Destroy synthesizes the app only to name the lab's stacks: what decides them
     # is all it takes from the saved context (an old value that synth now refuses,
     # e.g. an IPv6 ssh_cidr, must not keep a lab from going away).

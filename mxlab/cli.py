@@ -36,6 +36,16 @@ def _positive(text):
     return value
 
 
+def _positive_hours(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:  # NaN fails too
+        raise argparse.ArgumentTypeError("expected a number of hours above 0 (e.g. 2 or 1.5), got %r" % text)
+    return value
+
+
 def _attendees(text):
     try:
         nums = [int(x) for x in text.split(",") if x.strip()]
@@ -80,6 +90,13 @@ def build_parser():
     up.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE", help="CDK context")
     up.add_argument("--skip-preflight", action="store_true",
                     help="deploy without first checking the vCPU quota and the AZ's instance type offerings")
+    up.add_argument("--force", action="store_true",
+                    help="deploy even when the change destroys or replaces hosts (fewer attendees, another "
+                         "volume_gb, AMI or instance_type); without it such a change is refused, naming them")
+    ex = sub.add_parser("extend", parents=[common], help="move the lab's deadline later, nothing else changed")
+    ex.add_argument("--hours", type=_positive_hours, required=True, metavar="N",
+                    help="this many hours after the current deadline (after now, if it has passed)")
+    ex.add_argument("--skip-preflight", action="store_true", help="as for `mxlab up`")
     down = sub.add_parser("down", parents=[common], help="destroy the lab stack and remove local keys")
     down.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE", help="CDK context")
     sub.add_parser("hosts", parents=[common], help="list the lab's hosts")
@@ -193,8 +210,15 @@ def check_inputs(items):
 def cmd_up(args, out, err):
     from mxlab import cdk_cli
     path = cdk_cli.up(args.stack, args.context, args.profile, args.region, skip_preflight=args.skip_preflight,
-                      say=lambda line: err.print(line, markup=False, highlight=False))
+                      say=lambda line: err.print(line, markup=False, highlight=False), force=args.force)
     err.print("outputs written to %s" % path, markup=False)
+    return 0
+
+
+def cmd_extend(args, out, err):
+    from mxlab import cdk_cli
+    cdk_cli.extend(args.stack, args.hours, args.profile, args.region, skip_preflight=args.skip_preflight,
+                   say=lambda line: err.print(line, markup=False, highlight=False))
     return 0
 
 
@@ -400,7 +424,7 @@ def main(argv=None):
         return 2
     aws.configure(args.profile, args.region)
     out, err = Console(), Console(stderr=True)
-    commands = {"up": cmd_up, "down": cmd_down, "hosts": cmd_hosts, "run": cmd_run,
+    commands = {"up": cmd_up, "extend": cmd_extend, "down": cmd_down, "hosts": cmd_hosts, "run": cmd_run,
                 "compare": lambda a, o, e: cmd_run(a, o, e, compare=True), "ssh": cmd_ssh,
                 "report": cmd_report, "prepare": cmd_prepare, "handout": cmd_handout, "policy": cmd_policy}
     try:

@@ -1,6 +1,14 @@
-"""Where mxlab keeps per-lab state on the operator machine: ~/.mxlab/<stack>/ (or $MXLAB_HOME)."""
+"""Where mxlab keeps per-lab state on the operator machine: ~/.mxlab/<stack>/ (or $MXLAB_HOME).
+
+- outputs.json: the stacks' outputs, as `cdk deploy --outputs-file` writes them;
+- context.json: the CDK context the lab was last deployed with (`mxlab up` starts from it,
+  so a key left out of a later `up` keeps its value instead of going back to its default).
+"""
+import json
 import os
 from pathlib import Path
+
+from mxlab.errors import UsageError
 
 
 def home():
@@ -18,3 +26,25 @@ def stack_dir(stack, create=True):
 
 def outputs_file(stack):
     return home() / stack / "outputs.json"
+
+
+def context_file(stack):
+    return home() / stack / "context.json"
+
+
+def read_context(stack):
+    """The context the lab was last deployed with from here ({} when none is saved)."""
+    path = context_file(stack)
+    if not path.is_file():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError as exc:
+        raise UsageError("%s: not JSON (%s): fix or remove it (it is the context `mxlab up` "
+                         "starts from)" % (path, exc)) from None
+    return {str(k): str(v) for k, v in saved.items()}
+
+
+def write_context(stack, context):
+    stack_dir(stack)
+    context_file(stack).write_text(json.dumps(context, indent=2, sort_keys=True) + "\n")

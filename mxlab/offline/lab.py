@@ -286,6 +286,8 @@ class OfflineLab:
             tail = deploy_log.read_text(errors="replace").strip().splitlines()[-15:]
             raise RuntimeError("cdk deploy failed (exit %d); last lines of %s:\n%s"
                                % (code, deploy_log, "\n".join(tail)))
+        # ... and the context, as `mxlab up` saves it: a later `mxlab up` starts from it (mxlab/redeploy.py).
+        (outputs_file.parent / "context.json").write_text(json.dumps(context, indent=2, sort_keys=True) + "\n")
         every = json.loads(outputs_file.read_text())
         self.outputs = {}
         for outputs in every.values():  # shard stacks: attendee outputs are numbered lab-wide
