@@ -96,9 +96,10 @@ def changes(before, after):
     if after.instance_type != before.instance_type:
         refused.append("would stop and start every host: what runs on them ends, and each gets a new "
                        "public address (instance_type %s -> %s)" % (before.instance_type, after.instance_type))
-    if after.ssh_cidr != before.ssh_cidr:
+    dropped = [c for c in before.ssh_cidrs if c not in after.ssh_cidrs]
+    if dropped:  # updated in place, nothing destroyed: told, not refused
         notes.append("ssh_cidr %s -> %s: SSH from %s stops working when the deploy is done"
-                     % (before.ssh_cidr, after.ssh_cidr, before.ssh_cidr))
+                     % (before.ssh_cidr, after.ssh_cidr, ", ".join(dropped)))
     return refused, notes
 
 

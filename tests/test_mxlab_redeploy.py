@@ -169,3 +169,12 @@ def test_extend_needs_a_deadline(cdk_runs, tmp_path, mxlab_cli):
     for bad in ("0", "-1", "nan", "two"):
         with pytest.raises(argparse.ArgumentTypeError, match="expected a number of hours above 0"):
             cli._positive_hours(bad)
+
+
+def test_dropping_an_ssh_range_is_told_not_refused(cdk_runs, tmp_path, mxlab_cli):
+    _deployed_here(tmp_path, {"ssh_cidr": "127.0.0.1/32,198.51.100.0/24", "attendees": "3", "stack_name": "Lab"})
+    code, out, err = mxlab_cli("up", "--stack", "Lab", "--skip-preflight", "-c", "ssh_cidr=127.0.0.1/32")
+    assert code == 0, err
+    assert "SSH from 198.51.100.0/24 stops working" in err
+    (argv,) = cdk_runs
+    assert _context(argv)["ssh_cidr"] == "127.0.0.1/32"
