@@ -333,11 +333,19 @@ def _deadline(raw, now):
             "lifetime_hours=%r must be a number of hours from 0 (no deadline) to %d"
             % (value, MAX_LIFETIME_HOURS))
     out["lifetime_hours"] = hours
+    start = now or datetime.datetime.now(datetime.timezone.utc)
     if raw.get("deadline"):
         moment = deadline_moment(raw["deadline"])
+        earliest = start.replace(tzinfo=None, microsecond=0) + DEADLINE_LEAD
+        if moment < earliest:
+            raise ConfigError(
+                "deadline=%s is in the past or less than %d minutes away (now %s UTC): the lab "
+                "would stop as soon as it is deployed. Give a later UTC time (yyyy-mm-ddThh:mm:ss, "
+                "from %s), or lifetime_hours=N instead"
+                % (raw["deadline"], DEADLINE_LEAD.seconds // 60,
+                   start.strftime(_DEADLINE_FORMAT), earliest.strftime(_DEADLINE_FORMAT)))
         out["deadline"] = moment.strftime(_DEADLINE_FORMAT)
     elif hours:
-        start = now or datetime.datetime.now(datetime.timezone.utc)
         moment = start.replace(tzinfo=None, microsecond=0) + datetime.timedelta(hours=hours)
         out["deadline"] = moment.strftime(_DEADLINE_FORMAT)
     return out

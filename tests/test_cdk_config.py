@@ -1,6 +1,7 @@
 """Context validation: every bad value fails synth with a message naming the key."""
 import datetime
 import json
+import re
 
 import pytest
 
@@ -142,9 +143,22 @@ def test_the_deadline_is_lifetime_hours_from_the_synth_in_utc():
     assert validate(dict(OK, lifetime_hours="8"), now=now).deadline == "2030-06-01T17:30:15"
     assert validate(dict(OK, lifetime_hours="0.01"), now=now).deadline == "2030-06-01T09:30:51"
     assert validate(dict(OK, lifetime_hours="0"), now=now).deadline == ""
-    fixed = validate(dict(OK, deadline="2030-01-02T03:04:05Z"), now=now)
-    assert (fixed.deadline, fixed.expiry_action) == ("2030-01-02T03:04:05", "stop")
+    fixed = validate(dict(OK, deadline="2030-06-02T03:04:05Z"), now=now)
+    assert (fixed.deadline, fixed.expiry_action) == ("2030-06-02T03:04:05", "stop")
     assert validate(dict(OK, expiry_action="terminate")).expiry_action == "terminate"
+
+
+@pytest.mark.aws_behaviour
+@pytest.mark.parametrize("deadline", ["2030-06-01T09:00:00", "2030-06-01T09:34:00Z", "2020-01-01T00:00:00"])
+def test_a_deadline_in_the_past_or_within_five_minutes_is_refused(deadline):
+    """EventBridge Scheduler would run an at() that has passed at once: the lab would stop (or be
+    terminated) the moment the deploy is done."""
+    now = datetime.datetime(2030, 6, 1, 9, 30, 15, tzinfo=datetime.timezone.utc)
+    with pytest.raises(ConfigError, match=r"deadline=%s is in the past or less than 5 minutes away "
+                                          r"\(now 2030-06-01T09:30:15 UTC\).*from 2030-06-01T09:35:15"
+                                          % re.escape(deadline)):
+        validate(dict(OK, deadline=deadline), now=now)
+    assert validate(dict(OK, deadline="2030-06-01T09:35:15"), now=now).deadline == "2030-06-01T09:35:15"
 
 
 def test_ami_choices_are_exclusive_and_default_to_the_dlami_parameter():
