@@ -23,6 +23,7 @@ import os
 
 from agent import reporter
 from agent.catalogue import FILE_KINDS
+from agent.disk import DiskFull
 from agent.errors import FetchError
 from agent.zoo import make_dirs
 
@@ -62,6 +63,21 @@ def ensure_model(name, entry, zoo, cache_dir, policy):
     return paths
 
 
+def missing_bytes(name, entry, cache_dir):
+    """Bytes still to fetch for ``name`` by its catalogue ``sizes`` (files cached count 0, partial ones
+    what they lack); a file the catalogue gives no size counts 0 (its download is checked when it starts)."""
+    sizes = entry.get("sizes") or {}
+    missing = 0
+    for kind in FILE_KINDS:
+        dest = os.path.join(cache_dir, name, entry[kind].split("/")[-1])
+        if os.path.isfile(dest):
+            continue
+        part = os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + ".part")
+        have = os.path.getsize(part) if os.path.isfile(part) else 0
+        missing += max(0, int(sizes.get(kind) or 0) - have)
+    return missing
+
+
 def record_path(dest):
     """Where the sha256 a cached file had when it was verified is kept."""
     return os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + ".sha256")
@@ -96,7 +112,11 @@ def _fetch_one(name, kind, rel, dest, pin, zoo, policy):
     if os.path.exists(part) and _read_text(stamp) != origin:
         os.remove(part)
     _write_text(stamp, origin)
-    zoo.fetch_to(rel, part, policy, name)
+    try:
+        zoo.fetch_to(rel, part, policy, name)
+    except DiskFull:
+        _discard(part, stamp)  # nothing of it stays: a full disk needs every byte back
+        raise
     actual = sha256_of(part)
     if pin is not None and actual != pin:
         _discard(part, stamp)

@@ -3,7 +3,9 @@
 agent/catalogue.json is the one data file that describes the models (the operator
 side reads it too). A zoo may add or pin models with a catalogue.json at its root
 holding ``{"models": {NAME: ENTRY}}``; its entries update the built-in ones field by
-field, so a zoo can pin only ``sha256`` or add whole new models.
+field, so a zoo can pin only ``sha256`` or add whole new models. ``sizes`` (bytes of each
+file: exact for the local zoo's models, rounded for the MXNet zoo's) is what a fetch checks
+the free disk space against before it starts.
 """
 from __future__ import print_function, division, absolute_import
 
@@ -88,6 +90,11 @@ def validate_entry(name, entry, source):
                 or (key == "std" and any(v == 0 for v in values))):
             raise AgentError("{0}: input.{1} must be a list of 3 numbers{2}, got {3!r}"
                              .format(where, key, " (non-zero)" if key == "std" else "", values))
+    sizes = entry.get("sizes") or {}
+    if not isinstance(sizes, dict) or not all(
+            isinstance(sizes.get(kind, 0), int) and not isinstance(sizes.get(kind, 0), bool)
+            and sizes.get(kind, 0) >= 0 for kind in FILE_KINDS):
+        raise AgentError("{0}: sizes must map symbol/params/synset to byte counts, got {1!r}".format(where, sizes))
     pins = entry.get("sha256") or {}
     if not isinstance(pins, dict):
         raise AgentError("{0}: sha256 must be an object with symbol/params/synset".format(where))

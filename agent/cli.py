@@ -262,6 +262,10 @@ def run_fetch(args):
     the_zoo, cache_dir, policy = _zoo_and_cache(args)
     catalogue = the_zoo.catalogue(cache_dir, policy)
     entries = [(name, catalogue.entry(name)) for name in args.models]  # all names checked first
+    # Room for all of them before the first byte moves (catalogue sizes): a full disk fails now, whole.
+    from agent import disk
+    disk.need(cache_dir, sum(cache.missing_bytes(name, entry, cache_dir) for name, entry in entries),
+              ", ".join(name for name, _ in entries))
     for name, entry in entries:
         paths = cache.ensure_model(name, entry, the_zoo, cache_dir, policy)
         print(json.dumps({"model": name, "files": paths}, sort_keys=True))

@@ -39,6 +39,24 @@ def results_temp_prefix(out_name):
     return "." + out_name + "."
 
 
+# ---- a full disk ----------------------------------------------------------------------
+DISK_FULL = "disk full"  # how the agent's error message about a full disk starts (mxlab names the host in it)
+
+
+def disk_full_message(need_bytes, free_bytes, where, what):
+    """The agent's words for a full disk: 'disk full: need X MB, Y MB free in WHERE (WHAT)'."""
+    return "{0}: need {1:.1f} MB, {2:.1f} MB free in {3} ({4})".format(
+        DISK_FULL, need_bytes / 1e6, max(free_bytes, 0) / 1e6, where, what)
+
+
+def on_host(message, label):
+    """``message`` with a disk-full error of the agent's naming the host: 'disk full on attendee-3: need ...'."""
+    marker = DISK_FULL + ":"
+    if message and marker in message:
+        return message.replace(marker, "{0} on {1}:".format(DISK_FULL, label), 1)
+    return message
+
+
 # ---- exit codes ---------------------------------------------------------------------
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 EXIT_SIGNAL_BASE = 128  # 128 + N: ended by signal N (SIGTERM, SIGHUP: results so far are kept)

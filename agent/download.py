@@ -12,7 +12,7 @@ import re
 import socket
 import time
 
-from agent import reporter
+from agent import disk, reporter
 from agent.errors import FetchError
 
 CHUNK = 64 * 1024
@@ -125,18 +125,25 @@ def _attempt(url, part_path, policy, model, name):
                                 .format(response.info().get("Content-Range")))
         length = _content_length(response)
         total = offset + length if length is not None else None
+        if length is not None:  # before a byte is written: a file that cannot fit fails here
+            disk.need(os.path.dirname(part_path) or ".", length, "{0} {1}".format(model, name))
         if offset:
             reporter.emit("resume", model=model, file=name, offset=offset)
         reporter.fetch(model, name, offset, total)
         received = 0
-        with open(part_path, mode) as out:
-            while True:
-                chunk = _read(response, url)
-                if not chunk:
-                    break
-                out.write(chunk)
-                received += len(chunk)
-                reporter.fetch(model, name, offset + received, total)
+        try:
+            with open(part_path, mode) as out:
+                while True:
+                    chunk = _read(response, url)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    received += len(chunk)
+                    reporter.fetch(model, name, offset + received, total)
+        except (IOError, OSError) as err:
+            if not disk.is_full(err):
+                raise
+            raise disk.full_while_writing(part_path, total or offset + received, "{0} {1}".format(model, name))
         if length is not None and received < length:
             raise Transient("body truncated: got {0} of {1} bytes".format(offset + received, total))
         reporter.fetch(model, name, offset + received, total, last=True)

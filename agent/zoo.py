@@ -19,7 +19,7 @@ except ImportError:  # Python 2.7
     from urllib import quote, url2pathname  # novermin
     from urlparse import urlparse  # novermin
 
-from agent import download, reporter
+from agent import disk, download, reporter
 from agent.catalogue import load_builtin, merged, Catalogue
 from agent.errors import AgentError, FetchError, UsageError
 
@@ -67,12 +67,18 @@ class Zoo(object):
             raise FetchError("{0} not found in zoo {1}".format(rel, self.root))
         total = os.path.getsize(source)
         copied = 0
+        disk.need(os.path.dirname(part_path), total, "{0} {1}".format(model, name))
         reporter.fetch(model, name, copied, total)
-        with open(source, "rb") as src, open(part_path, "wb") as dst:
-            for block in iter(lambda: src.read(download.CHUNK), b""):
-                dst.write(block)
-                copied += len(block)
-                reporter.fetch(model, name, copied, total)
+        try:
+            with open(source, "rb") as src, open(part_path, "wb") as dst:
+                for block in iter(lambda: src.read(download.CHUNK), b""):
+                    dst.write(block)
+                    copied += len(block)
+                    reporter.fetch(model, name, copied, total)
+        except (IOError, OSError) as err:
+            if not disk.is_full(err):
+                raise
+            raise disk.full_while_writing(part_path, total, "{0} {1}".format(model, name))
         reporter.fetch(model, name, copied, total, last=True)
         return copied
 

@@ -132,9 +132,13 @@ class HostPreparer:
         rc, out, err = self.session.exec(self.in_env(argv), timeout=timeout)
         lines = err.splitlines()
         if rc != 0:
+            failure = agent_failure(lines, "no output")
+            if contract.DISK_FULL + ":" in failure:  # what to do is the operator's: say that first, naming the host
+                raise RemoteCommandError("%s (%s stopped; nothing half-written is kept: free space there and "
+                                         "run it again)" % (contract.on_host(failure, self.session.target.label),
+                                                            what))
             raise RemoteCommandError("%s: %s failed (agent exit %d, %s): %s" % (
-                self.session.target.label, what, rc, contract.exit_meaning(rc),
-                agent_failure(lines, "no output")))
+                self.session.target.label, what, rc, contract.exit_meaning(rc), failure))
         return out, lines
 
     def fetch(self, models):

@@ -324,8 +324,11 @@ def run_on_host(session, spec, run_id, env_prefix, environment, on_progress=None
                                                                run.run_dir))
     elif code not in (contract.EXIT_OK, contract.EXIT_SOME_FAILED):
         result.status = "failed"
-        result.error = "agent exited %d (%s): %s" % (code, contract.exit_meaning(code),
-                                                    run.agent_log.failure() or "no output in agent.log")
+        failure = run.agent_log.failure() or "no output in agent.log"
+        if contract.DISK_FULL + ":" in failure:  # named first, with the host: the operator has to free space there
+            result.error = "%s; agent exited %d" % (contract.on_host(failure, target.label), code)
+        else:
+            result.error = "agent exited %d (%s): %s" % (code, contract.exit_meaning(code), failure)
         if result.partial_results and result.records:
             result.error += "; %d partial result(s) recovered" % len(result.records)
     elif result.partial_results:  # it said it finished, but its results never reached their name

@@ -10,6 +10,8 @@ a matching If-Modified-Since, counts the body bytes it sends (total and per path
   ``keep`` body bytes, then close the connection.
 - ``("stall", N, seconds)``: wait ``seconds`` before answering (past a client timeout).
 - ``("no_range", N, None)``: ignore Range headers (answer 200 with the whole file).
+- ``("slow", N, bytes_per_s)``: send the body at about that rate (a slow link: a download still in
+  progress while a test does something else on the host, such as filling its disk).
 
 Run by hand (the demo serves the local zoo with it):
 ``python -m mxlab.offline.zoo_server DIR [--port P]``.
@@ -65,7 +67,7 @@ class ZooServer:
 
     def add_fault(self, path, kind, times, value=None):
         """Inject ``kind`` for the next ``times`` requests of URL path ``path`` (e.g. '/a/b.params')."""
-        if kind not in ("status", "truncate", "stall", "no_range"):
+        if kind not in ("status", "truncate", "stall", "no_range", "slow"):
             raise ValueError("unknown fault kind {!r}".format(kind))
         with self.lock:
             self.faults.setdefault(path, []).append([kind, times, value])
@@ -169,6 +171,8 @@ def _handler_for(server):
                         break
                     server.count(path, len(chunk))
                     remaining -= len(chunk)
+                    if kind == "slow":
+                        time.sleep(len(chunk) / float(value))
             if kind == "truncate":
                 self.wfile.flush()
                 self.close_connection = True

@@ -1,0 +1,125 @@
+"""Faults of a lab day, made in the sandbox: a host's disk fills up, two organisers work at once, the operator's
+laptop goes away mid-run.
+
+The lab (2 attendees: the real CDK app in the emulator, a real sshd per instance, the local zoo over HTTP)
+runs in this process, so the tests can read the zoo's request log and reach into a host's home; the commands
+are plain `mxlab` child processes with the lab's variables, killed and signalled as a laptop would be.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mxlab.offline import REPO_ROOT
+from mxlab.offline.small_disk import SmallDisk, SmallDiskUnavailable
+
+pytestmark = [pytest.mark.fault, pytest.mark.slow]
+MODEL = "efficientnet-lite0"
+PARAMS = "efficientnet-lite0-0000.params"
+PHOTO = str(REPO_ROOT / "build" / "photos" / "chelsea.jpg")
+CATS = ("tabby", "tiger cat", "Egyptian cat")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    from mxlab.offline import sandbox
+    from mxlab.offline.lab import OfflineLab
+
+    sandbox.quiet_emulator()
+    with OfflineLab(attendees=2, say=lambda text: None, log_dir=tmp_path_factory.mktemp("lab-log")) as lab:
+        yield lab
+
+
+def lab_env(lab):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MXLAB_"))}
+    env.update(lab.variables(), COLUMNS="250")
+    return env
+
+
+def mxlab(lab, *args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "mxlab"] + [str(a) for a in args], env=lab_env(lab),
+                          cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=timeout)
+
+
+def mxlab_started(lab, *args, log):
+    """`mxlab ARGS` running in the background, its stdout and stderr to `log`."""
+    handle = open(str(log), "w")
+    return subprocess.Popen([sys.executable, "-m", "mxlab"] + [str(a) for a in args], env=lab_env(lab),
+                            cwd=str(REPO_ROOT), stdout=handle, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(what, condition, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "waited %d s for %s" % (timeout, what)
+        time.sleep(0.1)
+
+
+def params_gets(zoo):
+    return [r for r in zoo.requests if r[0] == "GET" and r[1].endswith("/" + PARAMS)]
+
+
+def cache_dir(host):
+    return host.home / ".mxlab" / "models" / MODEL
+
+
+@pytest.fixture
+def small_disk(lab):
+    """attendee-1's home on a 64 MB tmpfs (as root; skipped with the reason otherwise), put back after."""
+    disk = SmallDisk(lab.host(1), 64)
+    try:
+        disk.mount()
+    except SmallDiskUnavailable as exc:
+        pytest.skip("no small filesystem for a host's home here: %s" % exc)
+    yield disk
+    disk.unmount()
+
+
+# ---- 1. a full disk on a host ------------------------------------------------------------------------------
+
+def test_a_full_disk_is_named_with_what_is_needed_and_leaves_nothing_half_written(lab, small_disk, tmp_path):
+    host = lab.host(1)
+    # Before fetching: prepare checks the catalogue's sizes against the free space, and moves no model byte.
+    small_disk.fill(leave_bytes=5 * 10**6)
+    lab.zoo.reset_counters()
+    proc = mxlab(lab, "prepare", "--all", "--models", MODEL, "--no-warm")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert re.search(r"attendee-1 not ready: disk full on attendee-1: need 18\.9 MB, [45]\.\d MB free", proc.stderr), \
+        proc.stderr
+    assert re.search(r"attendee-2 .*ready", proc.stdout), proc.stdout
+    assert len(params_gets(lab.zoo)) == 1, "only attendee-2 fetched: %s" % lab.zoo.requests
+    assert not cache_dir(host).exists() or not [p for p in cache_dir(host).iterdir() if "params" in p.name]
+
+    # While fetching: the disk fills up under a download (a slow link, something else writing): the partial
+    # file goes, the error says so, the other host's results are saved.
+    small_disk.release()
+    lab.zoo.add_fault("/%s/%s" % (MODEL, PARAMS), "slow", 1, 4 * 10**6)
+    part = cache_dir(host) / (".%s.part" % PARAMS)
+    run = mxlab_started(lab, "run", "--all", "--model", MODEL, "--results", tmp_path / "full", PHOTO,
+                        log=tmp_path / "full.log")
+    try:
+        wait_for("the download to start", lambda: part.exists() and part.stat().st_size > 2 * 10**6)
+        small_disk.fill(leave_bytes=0)
+        assert run.wait(600) == 1
+    finally:
+        run.kill()
+        run.wait()
+    out = (tmp_path / "full.log").read_text()
+    assert re.search(r"disk full on attendee-1: need 18\.8 MB, \d+\.\d MB free in \S+ \(efficientnet-lite0 %s; "
+                     r"the partial file was removed\)" % re.escape(PARAMS), out), out
+    assert sorted(p.name for p in cache_dir(host).iterdir() if PARAMS in p.name) == [], "nothing half-written"
+    (saved,) = list((tmp_path / "full").rglob("attendee-2.jsonl"))
+    assert any(cat in json.loads(saved.read_text())["top"][0]["label"] for cat in CATS)
+    summary = {e["host"]: e for e in json.loads(next((tmp_path / "full").rglob("summary.json")).read_text())}
+    assert summary["attendee-2"]["status"] == "ok" and "disk full on attendee-1" in summary["attendee-1"]["error"]
+
+    # Room again: the next run fetches the whole file afresh and classifies.
+    small_disk.release()
+    proc = mxlab(lab, "run", "--attendee", "1", "--model", MODEL, "--results", tmp_path / "room", PHOTO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (cache_dir(host) / PARAMS).stat().st_size == 18793983
