@@ -14,8 +14,7 @@ Deploy and destroy with `--all` (the app only ever holds one lab's stacks).
 Outputs, in every stack: `LabAttendees` (the lab's total), `LabStacks` (all its
 stack names, comma-separated, deploy order), `LabSshUser`, and for each attendee
 that stack holds, numbered globally, `Attendee{n}InstanceId`, `…PublicIp`,
-`…PublicDns`, `…KeyPairId`, `…PrivateKeyParameter`, `…SshCommand`,
-`…SsmCommand`. A sharded first stack also has `LabSubnetId`,
+`…PublicDns`, `…KeyPairId`, `…PrivateKeyParameter`. A sharded first stack also has `LabSubnetId`,
 `LabSecurityGroupId`, `LabInstanceProfile` (`LabImageTemplateId`): the exports
 (`LabSubnetId2` too from 60 attendees). `LabDeadline`: when the instances stop.
 

@@ -68,7 +68,12 @@ _INSTANCE_TYPE = re.compile(
     r"(nano|micro|small|medium|large|\d*xlarge|metal(-\d+xl)?)$"
 )
 _AMI_ID = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
-_SSM_NAME = re.compile(r"^/?[a-zA-Z0-9_.\-/]{1,2047}$")
+# AWS allows 2,047 characters; capped (the public DLAMI parameters are ~90): the name is written
+# into the size-limited first stack.
+_SSM_NAME = re.compile(r"^/?[a-zA-Z0-9_.\-/]{1,511}$")
+# The longest EC2 type today has 20 characters (u7inh-32tb.480xlarge); each instance's launch
+# data carries it, against the template size limit.
+MAX_INSTANCE_TYPE_LENGTH = 32
 # Capped at 32 (CloudFormation allows 128): the name recurs in every
 # attendee's key name and ssh command, against the template size limit.
 _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
@@ -178,7 +183,7 @@ def validate(raw, now=None):
     cfg["ssh_cidr"] = ",".join(_ssh_cidrs(raw["ssh_cidr"], cfg["allow_world_ssh"]))
 
     itype = str(raw.get("instance_type", default("instance_type")))
-    match = _INSTANCE_TYPE.match(itype)
+    match = _INSTANCE_TYPE.match(itype) if len(itype) <= MAX_INSTANCE_TYPE_LENGTH else None
     if not match:
         raise ConfigError(
             "instance_type=%r is not an EC2 instance type; expected "
@@ -214,8 +219,8 @@ def validate(raw, now=None):
         param = str(raw.get("ami_ssm_parameter", DEFAULT_AMI_SSM_PARAMETER))
         if not _SSM_NAME.match(param) or "//" in param:
             raise ConfigError(
-                "ami_ssm_parameter=%r is not an SSM parameter name; expected "
-                "a path like %s" % (param, DEFAULT_AMI_SSM_PARAMETER)
+                "ami_ssm_parameter=%r is not an SSM parameter name of at most 512 "
+                "characters; expected a path like %s" % (param, DEFAULT_AMI_SSM_PARAMETER)
             )
         cfg["ami_ssm_parameter"] = param
     _check_gpu_generation(match, cfg.get("ami_ssm_parameter") == DEFAULT_AMI_SSM_PARAMETER,

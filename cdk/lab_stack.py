@@ -25,7 +25,8 @@ Outputs contract, in every stack of the lab:
   when that stack's instances are stopped/terminated by its schedule (deadline.py);
 - per attendee held by THAT stack, with the GLOBAL number n:
   `Attendee{n}InstanceId`, `…PublicIp`, `…PublicDns`, `…KeyPairId`,
-  `…PrivateKeyParameter`, `…SshCommand`, `…SsmCommand`.
+  `…PrivateKeyParameter` (`mxlab ssh --attendee n` is the ssh command: the ready-made
+  command outputs cost ~5 kB of the size-limited template).
 So `cdk deploy --all --outputs-file F` writes
 {"MxnetLab": {…Attendee1..20…}, "MxnetLab-2": {…Attendee21..40…}}.
 """
@@ -99,11 +100,6 @@ class _LabStackBase(Stack):
             CfnOutput(self, prefix + "KeyPairId", value=key.key_pair_id)
             CfnOutput(self, prefix + "PrivateKeyParameter",
                       value=Fn.sub("/ec2/keypair/${%s.KeyPairId}" % key.node.default_child.logical_id))
-            CfnOutput(self, prefix + "SshCommand", value=Fn.sub(
-                "ssh -i %s-attendee%d.pem %s@${%s.PublicIp}"
-                % (config.stack_name, n, config.ssh_user, inst)))
-            CfnOutput(self, prefix + "SsmCommand", value=Fn.sub(
-                "aws ssm start-session --target ${%s} --region ${AWS::Region}" % inst))
 
 
 class LabStack(_LabStackBase):

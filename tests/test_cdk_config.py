@@ -27,6 +27,8 @@ OK = {"ssh_cidr": "203.0.113.7/32"}
     ({"ssh_cidr": ",".join("203.0.113.%d/32" % i for i in range(11))}, r"ssh_cidr has 11 entries; at most 10"),
     ({"ssh_cidr": "0.0.0.0/0", "allow_world_ssh": "maybe"}, r"allow_world_ssh='maybe' must be true or false"),
     ({"instance_type": "m5"}, r"instance_type='m5' is not an EC2 instance type"),
+    ({"instance_type": "m" * 30 + ".large"}, r"instance_type='m+\.large' is not an EC2 instance type"),
+    ({"ami_ssm_parameter": "/" + "p" * 512}, r"is not an SSM parameter name of at most 512 characters"),
     ({"instance_type": "M5.2XLARGE"}, r"instance_type='M5.2XLARGE'"),
     ({"instance_type": "m5.huge"}, r"instance_type='m5.huge'"),
     ({"attendees": "0"}, r"attendees=0 is out of range; allowed 1 to 100"),

@@ -53,10 +53,6 @@ def test_outputs_file_holds_every_attendee(deployed, emulator):
         (instance,) = reservation["Instances"]
         assert instance["PublicIpAddress"] == ip
         assert outputs["Attendee%dPublicDns" % n] == instance["PublicDnsName"]
-        assert outputs["Attendee%dSshCommand" % n] == \
-            "ssh -i MxnetLab-attendee%d.pem ubuntu@%s" % (n, ip)
-        assert outputs["Attendee%dSsmCommand" % n] == (
-            "aws ssm start-session --target %s --region us-east-1" % instance["InstanceId"])
         tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
         assert (tags["project"], tags["stack"], tags["attendee"]) == ("mxlab", STACK, str(n))
         assert instance["KeyName"] == "MxnetLab-attendee%d" % n

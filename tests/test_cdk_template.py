@@ -12,7 +12,7 @@ from cdk.lab_stack import LabShardStack, LabStack, build_lab
 CIDR = "203.0.113.7/32"
 CASES = [(1, "m5.2xlarge"), (3, "m5.2xlarge"), (1, "g4dn.xlarge"), (3, "g4dn.xlarge")]
 PER_ATTENDEE_OUTPUTS = ("InstanceId", "PublicIp", "PublicDns", "KeyPairId",
-                        "PrivateKeyParameter", "SshCommand", "SsmCommand")
+                        "PrivateKeyParameter")
 
 
 def _ctx(attendees, itype, **extra):
@@ -114,11 +114,6 @@ def test_outputs_are_the_deploy_step_contract(lab_stacks, attendees, itype):
         "Fn::GetAtt": ["Attendee%dKeyPair" % n, "KeyPairId"]}
     assert outputs["Attendee%dPrivateKeyParameter" % n]["Value"] == {
         "Fn::Sub": "/ec2/keypair/${Attendee%dKeyPair.KeyPairId}" % n}
-    assert outputs["Attendee%dSshCommand" % n]["Value"] == {
-        "Fn::Sub": "ssh -i MxnetLab-attendee%d.pem ubuntu@${Attendee%dInstance.PublicIp}"
-                   % (n, n)}
-    assert "aws ssm start-session --target ${Attendee%dInstance}" % n in \
-        outputs["Attendee%dSsmCommand" % n]["Value"]["Fn::Sub"]
 
 
 def test_idle_instances_are_stopped_by_an_alarm(lab_stacks):
@@ -283,8 +278,6 @@ def test_shard_outputs_are_numbered_globally(lab_stacks):
     assert set(second) - {k for k in second if k.startswith("Attendee")} == {
         "LabAttendees", "LabStacks", "LabSshUser", "LabDeadline"}
     assert second["Attendee25InstanceId"]["Value"] == {"Ref": "Attendee25Instance"}
-    assert second["Attendee25SshCommand"]["Value"] == {
-        "Fn::Sub": "ssh -i MxnetLab-attendee25.pem ubuntu@${Attendee25Instance.PublicIp}"}
     assert second["Attendee25PrivateKeyParameter"]["Value"] == {
         "Fn::Sub": "/ec2/keypair/${Attendee25KeyPair.KeyPairId}"}
     template = lab_stacks.template(shard=1, **THIRTY)
