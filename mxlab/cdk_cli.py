@@ -102,9 +102,12 @@ def up(stack, context=(), profile=None, region=None, skip_preflight=False, say=N
     A deployed lab keeps every key left out of `context` as it was deployed (context.json);
     a change that destroys or replaces hosts needs `force` (mxlab/redeploy.py).
     """
-    from mxlab import redeploy
+    from mxlab import redeploy, targets
     say = say or log.info
     given = parse_context(list(context), stack)
+    # A deployed lab stays where it is: another region is refused, naming both.
+    targets.use_lab_region(stack, given.get("region"), profile, named="-c region=%s")
+    region = targets.use_lab_region(stack, region, profile)
     outputs = statedir.outputs_file(stack)
     deployed = _deployed_outputs(stack)
     saved = statedir.read_context(stack)
@@ -122,11 +125,22 @@ def up(stack, context=(), profile=None, region=None, skip_preflight=False, say=N
         raise MxlabError("cdk deploy %s failed (exit %d)" % (stack, rc))
     # The next `up` starts from it, and `down` synthesizes the same app (e.g. its shards).
     statedir.write_context(stack, wanted)
+    deployed_to = wanted.get("region") or region or _session_region()
+    if deployed_to:
+        statedir.write_region(stack, deployed_to)
     try:
         say(describe_deadline(_merged_outputs(outputs)))
     except (OSError, ValueError):
         pass  # no outputs file: cdk said why
     return outputs
+
+
+def _session_region():
+    from mxlab import aws
+    try:
+        return aws.session().region_name
+    except UsageError:
+        return None  # no region here at all: cdk deployed with its own settings
 
 
 def _refuse_fewer_stacks(stack, deployed, attendees):
@@ -210,6 +224,8 @@ def describe_deadline(outputs, now=None):
 
 
 def down(stack, context=(), profile=None, region=None):
+    from mxlab import targets
+    region = targets.use_lab_region(stack, region, profile)
     saved = statedir.read_context(stack)
     # Destroy synthesizes the app only to name the lab's stacks: what decides them
     # is all it takes from the saved context (an old value that synth now refuses,
@@ -218,7 +234,6 @@ def down(stack, context=(), profile=None, region=None):
     if "attendees" not in saved and "attendees" not in parse_context(list(context), stack):
         # Deployed from elsewhere: the app must synthesize every shard stack to destroy
         # them all (the first one cannot go while shards import its exports).
-        from mxlab import targets
         try:
             saved["attendees"] = targets.attendee_count(targets.read_outputs(stack), stack)
         except UsageError:

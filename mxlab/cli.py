@@ -180,6 +180,8 @@ def resolve_targets(args, want_many=True):
         if getattr(args, flag):
             raise UsageError("--%s: only with --host (lab instances use the stack's user and key)"
                              % flag.replace("_", "-"))
+    if not args.outputs:  # an outputs file given by hand may be any lab's
+        targets.use_lab_region(args.stack, args.region, args.profile)
     outputs = targets.read_outputs(args.stack, args.outputs)
     count = targets.attendee_count(outputs, args.stack)
     if args.attendee:

@@ -2,7 +2,9 @@
 
 - outputs.json: the stacks' outputs, as `cdk deploy --outputs-file` writes them;
 - context.json: the CDK context the lab was last deployed with (`mxlab up` starts from it,
-  so a key left out of a later `up` keeps its value instead of going back to its default).
+  so a key left out of a later `up` keeps its value instead of going back to its default);
+- region: the region `mxlab up` deployed it to (`-c region=...` or the session's then): the
+  other commands use it, not whatever region the session has today.
 """
 import json
 import os
@@ -48,3 +50,18 @@ def read_context(stack):
 def write_context(stack, context):
     stack_dir(stack)
     context_file(stack).write_text(json.dumps(context, indent=2, sort_keys=True) + "\n")
+
+
+def region_file(stack):
+    return home() / stack / "region"
+
+
+def read_region(stack):
+    """The region the lab was deployed to from here, or None."""
+    path = region_file(stack)
+    return (path.read_text().strip() or None) if path.is_file() else None
+
+
+def write_region(stack, region):
+    stack_dir(stack)
+    region_file(stack).write_text(region + "\n")

@@ -79,6 +79,22 @@ def lab_stacks(stack, outputs):
     return names or [stack]
 
 
+def use_lab_region(stack, region_flag=None, profile=None, named="--region %s"):
+    """Point mxlab's AWS calls at the region the lab was deployed to (recorded by `mxlab up`), so
+    that a `-c region=...` lab is found there whatever region the session has. Returns the region
+    to use (None: the session's); a --region that names another one is refused."""
+    from mxlab import aws
+    region = statedir.read_region(stack)
+    if not region:
+        return region_flag
+    if region_flag and region_flag != region:
+        raise UsageError("%s: lab %s is deployed in %s (%s): leave it out, or `mxlab down` and "
+                         "deploy it again to move it" % (named % region_flag, stack, region,
+                                                         statedir.region_file(stack)))
+    aws.configure(profile, region)
+    return region
+
+
 def read_outputs(stack, outputs_file=None):
     """The lab's outputs as one dict (every shard stack's merged): from the outputs file
     (`mxlab up` writes it) or DescribeStacks."""

@@ -124,3 +124,37 @@ def test_the_deadline_is_told_in_local_time_and_utc():
 def test_the_stack_name_default_is_spelled_once():
     from mxlab import targets
     assert targets.DEFAULT_STACK == cdk_cli.DEFAULT_STACK == cdk_cli._cdk_config().default("stack_name")
+
+
+@pytest.mark.slow
+@pytest.mark.aws_behaviour
+def test_a_lab_deployed_with_c_region_is_found_there_by_the_later_commands(aws_emulator, monkeypatch, tmp_path,
+                                                                          mxlab_cli):
+    """`-c region=eu-west-2` from a session in us-east-1: the stack and its instances are in eu-west-2,
+    and every later command must look there, not in the session's region."""
+    import boto3
+    for k, v in aws_emulator.env({}).items():
+        monkeypatch.setenv(k, v)
+    assert aws_emulator.region != "eu-west-2"
+    home = tmp_path / "mxlab-home"
+    monkeypatch.setenv("MXLAB_HOME", str(home))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, out, err = mxlab_cli("up", "--stack", "Elsewhere", "-c", "ssh_cidr=127.0.0.1/32", "-c", "region=eu-west-2")
+    assert code == 0, err
+    assert "offered in eu-west-2a" in err
+    instance_id = json.loads((home / "Elsewhere" / "outputs.json").read_text())["Elsewhere"]["Attendee1InstanceId"]
+    there = boto3.client("ec2", region_name="eu-west-2", endpoint_url=aws_emulator.endpoint_url)
+    (reservation,) = there.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    assert reservation["Instances"][0]["State"]["Name"] == "running"
+    code, out, err = mxlab_cli("hosts", "--stack", "Elsewhere")
+    assert code == 0, err
+    assert instance_id in out and "running" in out and "unknown" not in out
+    code, out, err = mxlab_cli("hosts", "--stack", "Elsewhere", "--region", aws_emulator.region)
+    assert code == 2 and "--region %s: lab Elsewhere is deployed in eu-west-2" % aws_emulator.region in err
+    code, out, err = mxlab_cli("up", "--stack", "Elsewhere", "-c", "region=%s" % aws_emulator.region)
+    assert code == 2 and "-c region=%s: lab Elsewhere is deployed in eu-west-2" % aws_emulator.region in err
+    code, out, err = mxlab_cli("down", "--stack", "Elsewhere")
+    assert code == 0, err
+    cfn = boto3.client("cloudformation", region_name="eu-west-2", endpoint_url=aws_emulator.endpoint_url)
+    assert [s["StackStatus"] for s in cfn.list_stacks()["StackSummaries"]
+            if s["StackName"] == "Elsewhere"] == ["DELETE_COMPLETE"]
