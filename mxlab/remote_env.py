@@ -22,6 +22,8 @@ PREFERRED = ("mxnet_p36", "mxnet_p27")
 # mxnet 1.9.1 CUDA builds on PyPI, newest first: pick the newest the driver supports.
 CUDA_BUILDS = ((11, 2, "mxnet-cu112"), (11, 0, "mxnet-cu110"), (10, 2, "mxnet-cu102"), (10, 1, "mxnet-cu101"))
 CPU_MXNET = "mxnet==1.9.1"
+# In the venv once MXNet imports there: a venv without it is a set-up that was killed or failed half-way.
+VENV_READY = ".mxlab-ready"
 # Debian/Ubuntu's python3 without python3.X-venv: `python3 -m venv` prints this (across a line break)
 # and exits 1.
 ENSUREPIP_MISSING = "ensurepip is not available"
@@ -208,11 +210,18 @@ class RemoteEnv:
         mxnet = mxnet_requirement(gpu)
         self.say("%s: no MXNet conda env: making a venv with %s at %s%s"
                  % (label, python3, venv, " (GPU, CUDA %s)" % gpu if gpu else ""))
-        self._create_venv(python3, venv)
+        rc, out, _ = self.session.exec("[ -d %s ] && ! [ -e %s ] && echo unfinished; true"
+                                       % (shlex.quote(venv), shlex.quote(posixpath.join(venv, VENV_READY))))
+        unfinished = out.strip() == "unfinished"
+        if unfinished:  # a set-up that was killed (or failed) half-way: none of it is trusted
+            self.say("%s: %s has no %s (an earlier set-up did not finish): making it again from scratch"
+                     % (label, venv, VENV_READY))
+        self._create_venv(python3, venv, clear=unfinished)
         warning = None
         if mxnet != CPU_MXNET:
             snippet, why = self._install_gpu(venv, mxnet)
             if snippet:
+                self._mark_ready(venv)
                 self._remember("venv", snippet)
                 self.say("%s: venv ready (%s, a GPU op passed); remembered in %s" % (label, mxnet, self.env_file))
                 return "venv"
@@ -228,9 +237,14 @@ class RemoteEnv:
         ok, detail = self._works(snippet)
         if not ok:
             raise RemoteCommandError("%s: the new venv cannot import mxnet: %s" % (label, detail[-400:]))
+        self._mark_ready(venv)
         self._remember("venv", snippet, warning)
         self.say("%s: venv ready (mxnet %s); remembered in %s" % (label, detail.splitlines()[-1], self.env_file))
         return self._named("venv", warning)
+
+    def _mark_ready(self, venv):
+        """The venv's completion marker: written only once MXNet imports in it (see _make_venv)."""
+        self.session.check("touch %s" % shlex.quote(posixpath.join(venv, VENV_READY)), "marking the venv ready")
 
     def _step(self, what, cmd, timeout=1800, check=True):
         label = self.session.target.label
@@ -241,10 +255,11 @@ class RemoteEnv:
                                      % (label, what, rc, (out + err).strip()[-800:]))
         return rc, (out + err).strip()
 
-    def _create_venv(self, python3, venv):
-        """`python3 -m venv`; where Ubuntu lacks python3.X-venv, apt-get it when sudo needs no password."""
+    def _create_venv(self, python3, venv, clear=False):
+        """`python3 -m venv` (`clear`: emptied first); where Ubuntu lacks python3.X-venv, apt-get it when sudo
+        needs no password."""
         label, user = self.session.target.label, self.session.target.user
-        create = "%s -m venv %s 2>&1" % (shlex.quote(python3), shlex.quote(venv))
+        create = "%s -m venv %s%s 2>&1" % (shlex.quote(python3), "--clear " if clear else "", shlex.quote(venv))
         rc, out = self._step("create the venv", create, timeout=600, check=False)
         if rc == 0:
             return

@@ -18,6 +18,35 @@ _CLOUD_INIT = ("command -v cloud-init >/dev/null 2>&1 || { echo no-cloud-init; e
                "[ $rc = 0 ] || cloud-init status --long 2>&1 | tail -n 20; exit $rc")
 
 
+# Every command runs in its own process group under this guard. sshd leaves a command without a terminal
+# running when its channel closes (the operator's mxlab killed, the laptop gone), so a pip install or a model
+# fetch would go on unseen beside the next prepare's. The guard ends the command's group (TERM, then KILL)
+# once the session's sshd is gone: its shell's parent, or that parent's parent, changed. Detached processes
+# (the agent's runs, the warm agent) start their own session with setsid and are not in the group.
+_GUARD = r"""exec 3<&0
+setsid bash -c "$1" <&3 3<&- &
+c=$!
+exec 3<&-
+p=$PPID
+ppid_of() { local s; s=$(cat /proc/$1/stat 2>/dev/null) || return 0; s=${s##*) }; set -- $s; echo "$2"; }
+pp=$(ppid_of $p)
+( while kill -0 $c 2>/dev/null; do
+    if [ "$(ppid_of $$)" != "$p" ] || [ "$(ppid_of $p)" != "$pp" ]; then
+      kill -TERM -- -$c 2>/dev/null; sleep 3; kill -KILL -- -$c 2>/dev/null; exit 0
+    fi
+    sleep 1
+  done ) </dev/null >/dev/null 2>&1 &
+w=$!
+wait $c; rc=$?
+kill $w 2>/dev/null
+exit $rc"""
+
+
+def guarded(command):
+    """The exec line that runs `command` with bash in its own process group, ended when its channel is lost."""
+    return "bash -c %s mxlab-guard %s" % (shlex.quote(_GUARD), shlex.quote(command))
+
+
 def load_identity(path):
     try:
         return paramiko.PKey.from_path(str(path))
@@ -133,7 +162,7 @@ class Session:
         chan = self.client.get_transport().open_session(timeout=30)
         try:
             chan.settimeout(1.0)
-            chan.exec_command("bash -c %s" % shlex.quote(command))
+            chan.exec_command(guarded(command))
             if stdin_data is not None:
                 chan.sendall(stdin_data.encode("utf-8") if isinstance(stdin_data, str) else stdin_data)
             chan.shutdown_write()
