@@ -7,6 +7,8 @@ deploy that fails after minutes, halfway, and rolls back):
   when that one lacks the type, the first AZ that offers it, handed to the CDK app
   as the `availability_zone` context; a deployed lab keeps its AZ (a subnet that
   moves is replaced, and every host with it).
+- No host of a deployed lab was terminated outside CloudFormation (a deadline with
+  expiry_action=terminate): a deploy cannot recreate it, `mxlab down` then `up` can.
 - The account's on-demand vCPU quota for the type's family (Service Quotas, e.g.
   L-1216C47A standard, L-DB2E81BA G and VT, L-417A185B P) covers attendees x the
   type's vCPUs plus the vCPUs of that family already running outside this lab.
@@ -65,9 +67,69 @@ def check(session, config, stack):
     ec2 = session.client("ec2", region_name=region)
     cfn = session.client("cloudformation", region_name=region)
     result = Preflight(region=region, availability_zone="")
+    _check_no_host_terminated(ec2, cfn, stack)
     _choose_zone(ec2, cfn, config, stack, result)
     _check_vcpus(session, ec2, config, stack, result)
     return result
+
+
+# -- a deployed lab whose hosts were terminated -------------------------------------
+
+GONE_STATES = ("shutting-down", "terminated")
+
+
+def _check_no_host_terminated(ec2, cfn, stack):
+    """Refuse a deploy that cannot bring the lab back.
+
+    An instance terminated outside CloudFormation (the deadline with expiry_action=terminate, or
+    by hand) is still the stack's resource as far as CloudFormation knows: an update never
+    recreates it, so the attendee has no host whatever `mxlab up` deploys.
+    """
+    import botocore.exceptions
+
+    instances = {}  # instance id -> attendee label
+    for name in _lab_stack_names(cfn, stack):
+        try:
+            for res in _pages(cfn, "list_stack_resources", "StackResourceSummaries", StackName=name):
+                if res["ResourceType"] == "AWS::EC2::Instance" and res.get("PhysicalResourceId"):
+                    number = re.match(r"Attendee(\d+)Instance$", res["LogicalResourceId"])
+                    instances[res["PhysicalResourceId"]] = (
+                        "attendee-%s" % number.group(1) if number else res["LogicalResourceId"])
+        except botocore.exceptions.ClientError:
+            continue  # no such stack (a new lab, or a shard still to come)
+    if not instances:
+        return
+    alive = set()
+    # A filter, not InstanceIds: an id AWS has forgotten (terminated a while ago) fails the whole call.
+    for reservation in _pages(ec2, "describe_instances", "Reservations",
+                              Filters=[{"Name": "instance-id", "Values": sorted(instances)}]):
+        for instance in reservation["Instances"]:
+            if instance["State"]["Name"] not in GONE_STATES:
+                alive.add(instance["InstanceId"])
+    gone = sorted((label for iid, label in instances.items() if iid not in alive),
+                  key=lambda label: (len(label), label))
+    if gone:
+        raise PreflightError(
+            "lab %s: the instance%s of %s %s terminated (expiry_action=terminate at the deadline, or "
+            "by hand). CloudFormation does not recreate what was deleted outside it, so `mxlab up` "
+            "cannot bring %s back: run `mxlab down`, then `mxlab up` (new hosts, with new keys and "
+            "addresses: `mxlab prepare` and `mxlab handout` again)"
+            % (stack, "s" if len(gone) > 1 else "", ", ".join(gone), "were" if len(gone) > 1 else "was",
+               "them" if len(gone) > 1 else "it"))
+
+
+def _lab_stack_names(cfn, stack):
+    """The deployed lab's stacks (its LabStacks output), or [] for a lab not deployed."""
+    import botocore.exceptions
+
+    try:
+        (first,) = cfn.describe_stacks(StackName=stack)["Stacks"]
+    except (botocore.exceptions.ClientError, ValueError):
+        return []
+    if first.get("StackStatus") == "DELETE_COMPLETE":
+        return []
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in first.get("Outputs", [])}
+    return [n for n in outputs.get("LabStacks", stack).split(",") if n] or [stack]
 
 
 # -- where the instances go -------------------------------------------------------

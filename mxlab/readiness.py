@@ -62,7 +62,9 @@ def wait_state(target, wanted, timeout):
     def attempt():
         state = refresh(target)
         if state in GONE:
-            raise HostUnreachable("%s: instance %s is %s (redeploy with `mxlab up`)"
+            # CloudFormation does not recreate an instance deleted outside it: `up` alone cannot.
+            raise HostUnreachable("%s: instance %s is %s (the deadline's expiry_action=terminate, or by "
+                                  "hand): `mxlab down`, then `mxlab up` brings the lab back"
                                   % (target.label, target.instance_id, state))
         if state not in wanted:
             raise LookupError("instance %s is %s" % (target.instance_id, state))

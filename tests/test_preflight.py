@@ -181,3 +181,56 @@ def test_no_credentials_is_a_clear_error_not_a_traceback(aws_emulator, monkeypat
     code, out, err = mxlab_cli("up", "--stack", "Lab", "-c", "ssh_cidr=127.0.0.1/32")
     assert code == 2
     assert "pre-flight: no AWS credentials found" in err and "Traceback" not in err
+
+
+def _deploy_terminating_lab(aws_emulator, lab_stacks, attendees="3"):
+    """The lab's template with expiry_action=terminate, deployed; then its deadline comes true (the
+    emulator's scheduler carries out the schedule the template made)."""
+    import datetime
+
+    from mxlab.offline import scheduler
+    template = lab_stacks.template(ssh_cidr="127.0.0.1/32", attendees=attendees, expiry_action="terminate")
+    cfn = aws_emulator.boto3_client("cloudformation")
+    cfn.create_stack(StackName="MxnetLab", TemplateBody=json.dumps(template.to_json()),
+                     Capabilities=["CAPABILITY_IAM"])
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName="MxnetLab")["Stacks"][0]["Outputs"]}
+    scheduler.stop()  # driven by hand: the deadline is hours away
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=13)
+    assert scheduler.run_due(now=later), "the deadline's schedule ran"
+    return outputs
+
+
+def test_a_lab_whose_hosts_the_deadline_terminated_is_refused_with_down_then_up(aws_emulator, lab_stacks, session):
+    outputs = _deploy_terminating_lab(aws_emulator, lab_stacks)
+    ec2 = aws_emulator.boto3_client("ec2")
+    ids = [outputs["Attendee%dInstanceId" % n] for n in (1, 2, 3)]
+    states = [i["State"]["Name"] for r in ec2.describe_instances(InstanceIds=ids)["Reservations"]
+              for i in r["Instances"]]
+    assert states == ["terminated"] * 3
+    with pytest.raises(PreflightError, match=r"lab MxnetLab: the instances of attendee-1, attendee-2, attendee-3 "
+                                             r"were terminated .*CloudFormation does not recreate .*run "
+                                             r"`mxlab down`, then `mxlab up`"):
+        preflight.check(session, _config(attendees="3"), "MxnetLab")
+
+
+def test_a_lab_with_one_host_terminated_by_hand_names_it(aws_emulator, lab_stacks, session):
+    template = lab_stacks.template(ssh_cidr="127.0.0.1/32", attendees="2")
+    cfn = aws_emulator.boto3_client("cloudformation")
+    cfn.create_stack(StackName="MxnetLab", TemplateBody=json.dumps(template.to_json()), Capabilities=["CAPABILITY_IAM"])
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName="MxnetLab")["Stacks"][0]["Outputs"]}
+    assert preflight.check(session, _config(attendees="2"), "MxnetLab").availability_zone  # all there: passes
+    aws_emulator.boto3_client("ec2").terminate_instances(InstanceIds=[outputs["Attendee2InstanceId"]])
+    with pytest.raises(PreflightError, match=r"the instance of attendee-2 was terminated"):
+        preflight.check(session, _config(attendees="2"), "MxnetLab")
+
+
+def test_a_terminated_host_says_down_then_up_not_up(aws_emulator, lab_stacks, session):
+    from mxlab import readiness
+    from mxlab.errors import HostUnreachable
+    from mxlab.targets import Target
+    outputs = _deploy_terminating_lab(aws_emulator, lab_stacks, attendees="1")
+    target = Target(label="attendee-1", host="", port=22, user="ubuntu", identity=None, known_hosts=None,
+                    pin_from_console=True, instance_id=outputs["Attendee1InstanceId"], attendee=1)
+    with pytest.raises(HostUnreachable, match=r"attendee-1: instance i-\w+ is terminated .*`mxlab down`, then "
+                                              r"`mxlab up` brings the lab back"):
+        readiness.wait_state(target, ("running",), timeout=5)
