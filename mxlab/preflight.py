@@ -12,6 +12,12 @@ deploy that fails after minutes, halfway, and rolls back):
 - The account's on-demand vCPU quota for the type's family (Service Quotas, e.g.
   L-1216C47A standard, L-DB2E81BA G and VT, L-417A185B P) covers attendees x the
   type's vCPUs plus the vCPUs of that family already running outside this lab.
+  Spot instances have quotas of their own and are not counted.
+- The image: the instance type's architecture runs it (a Graviton type with an x86_64 DLAMI
+  passes synth, then fails at launch), volume_gb is at least its root snapshot, and root_device
+  is its root device name (otherwise the lab's volume is a second, empty disk and the root
+  stays at the snapshot's size). From DescribeImages of the AMI the lab will use.
+- A new lab's VPC and internet gateway fit the region's quotas (5 each by default).
 A shortfall raises PreflightError naming the quota, the need and how to raise it.
 """
 import json
@@ -32,6 +38,12 @@ VCPU_QUOTAS = (
     ("L-74FC7D96", "Running On-Demand F instances", {"f"}),
     ("L-7295265B", "Running On-Demand X instances", {"x"}),
     ("L-F7808C92", "Running On-Demand HPC instances", {"hpc"}),
+    ("L-43DA4232", "Running On-Demand High Memory instances", {"u"}),
+)
+# (quota code, name, what a new lab adds): Service Quotas' "vpc" service
+NETWORK_QUOTAS = (
+    ("L-F678F1CE", "VPCs per Region", "describe_vpcs", "Vpcs"),
+    ("L-A4707A72", "Internet gateways per Region", "describe_internet_gateways", "InternetGateways"),
 )
 FIRST_SUBNET = "LabPublicSubnet"  # cdk/network.py: the subnet that fixes the lab's AZ
 
@@ -69,7 +81,10 @@ def check(session, config, stack):
     result = Preflight(region=region, availability_zone="")
     _check_no_host_terminated(ec2, cfn, stack)
     _choose_zone(ec2, cfn, config, stack, result)
+    _check_image(session, ec2, config, result)
     _check_vcpus(session, ec2, config, stack, result)
+    if not _deployed(cfn, stack):
+        _check_network_quotas(session, ec2, result)
     return result
 
 
@@ -200,6 +215,102 @@ def _deployed_zone(ec2, cfn, stack):
     return subnet["AvailabilityZone"], isinstance(zone, str)
 
 
+# -- the image the instances boot ---------------------------------------------------
+
+def _lab_image(session, ec2, config, region):
+    """(image id, how the lab names it) of the AMI the lab's instances will boot, or (None, why)."""
+    import botocore.exceptions  # here, not at the top: start-up time of one-photo runs
+
+    if config.ami_id:
+        return config.ami_id, "ami_id"
+    if config.ami_name:
+        images = ec2.describe_images(Owners=["amazon"], Filters=[
+            {"Name": "name", "Values": [config.ami_name]}])["Images"]
+        if not images:
+            raise PreflightError("ami_name=%s: no Amazon image of that name in %s"
+                                 % (config.ami_name, region))
+        return max(images, key=lambda i: i.get("CreationDate", ""))["ImageId"], "ami_name"
+    ssm = session.client("ssm", region_name=region)
+    try:
+        value = ssm.get_parameter(Name=config.ami_ssm_parameter)["Parameter"]["Value"]
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+            raise PreflightError(
+                "ami_ssm_parameter=%s does not exist in %s: the deploy would fail on it. Check the "
+                "name and the region" % (config.ami_ssm_parameter, region)) from None
+        return None, "could not read %s (%s)" % (config.ami_ssm_parameter,
+                                                  exc.response.get("Error", {}).get("Code"))
+    return value, config.ami_ssm_parameter
+
+
+def _check_image(session, ec2, config, result):
+    import botocore.exceptions  # here, not at the top: start-up time of one-photo runs
+
+    image_id, how = _lab_image(session, ec2, config, result.region)
+    if image_id is None:
+        result.lines.append("pre-flight: the image was not checked: %s" % how)
+        return
+    try:
+        (image,) = ec2.describe_images(ImageIds=[image_id])["Images"]
+    except (botocore.exceptions.ClientError, ValueError) as exc:
+        raise PreflightError("the lab's image %s (%s) cannot be described in %s: %s"
+                             % (image_id, how, result.region, exc)) from None
+    itype = config.instance_type
+    (described,) = ec2.describe_instance_types(InstanceTypes=[itype])["InstanceTypes"]
+    supported = described["ProcessorInfo"]["SupportedArchitectures"]
+    name = image.get("Name") or image_id
+    if image.get("Architecture") not in supported:
+        raise PreflightError(
+            "instance_type=%s runs %s, but the lab's image %s (%s) is %s: the launch would fail. "
+            "Choose a type of that architecture (e.g. m5.2xlarge or g4dn.xlarge for x86_64) or an "
+            "image for %s" % (itype, "/".join(supported), image_id, name,
+                               image.get("Architecture"), "/".join(supported)))
+    root = image.get("RootDeviceName")
+    if root and root != config.root_device:
+        raise PreflightError(
+            "root_device=%s, but the image %s (%s) boots from %s: volume_gb would be a second, empty "
+            "disk and the root would stay at the snapshot's size. Give -c root_device=%s"
+            % (config.root_device, image_id, name, root, root))
+    snapshot_gb = next((m["Ebs"].get("VolumeSize") for m in image.get("BlockDeviceMappings", [])
+                        if m.get("DeviceName") == root and "Ebs" in m), None)
+    if snapshot_gb and config.volume_gb < snapshot_gb:
+        raise PreflightError(
+            "volume_gb=%d is smaller than the root snapshot of the image %s (%s): %d GB; EC2 refuses "
+            "the launch. Give -c volume_gb=%d or more" % (config.volume_gb, image_id, name,
+                                                          snapshot_gb, snapshot_gb))
+    result.lines.append("pre-flight: image %s (%s, %s, root %s %s GB) runs on %s"
+                        % (image_id, name, image.get("Architecture"), root, snapshot_gb, itype))
+
+
+# -- a new lab's network ------------------------------------------------------------
+
+def _deployed(cfn, stack):
+    import botocore.exceptions  # here, not at the top: start-up time of one-photo runs
+
+    try:
+        return bool(cfn.describe_stacks(StackName=stack)["Stacks"])
+    except botocore.exceptions.ClientError:
+        return False
+
+
+def _check_network_quotas(session, ec2, result):
+    for code, name, method, key in NETWORK_QUOTAS:
+        limit = _quota_value(session, result.region, code, service="vpc")
+        if limit is None:
+            result.lines.append("pre-flight: could not read the quota %s (%s); not checked" % (name, code))
+            continue
+        existing = len(list(_pages(ec2, method, key)))
+        if existing + 1 > limit:
+            raise PreflightError(
+                "pre-flight: the lab needs one more of \"%s\" (%s) in %s, and %d of %d exist. Nothing "
+                "was created. Delete an unused one, or ask AWS to raise it (`aws service-quotas "
+                "request-service-quota-increase --service-code vpc --quota-code %s --desired-value %d "
+                "--region %s`)" % (name, code, result.region, existing, int(limit), code,
+                                   existing + 1, result.region))
+        result.lines.append("pre-flight: %s: %d of %d used, the lab adds 1 (%s)"
+                            % (name, existing, int(limit), code))
+
+
 # -- how many vCPUs the account may run -------------------------------------------
 
 def _check_vcpus(session, ec2, config, stack, result):
@@ -254,6 +365,8 @@ def _running_elsewhere(ec2, families, stack):
             tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
             ours = (tags.get("stack") == stack
                     or shard.match(tags.get("aws:cloudformation:stack-name", "")))
+            if instance.get("InstanceLifecycle") == "spot":
+                continue  # spot instances count against the spot quotas, not on-demand
             if not ours and family_of(instance["InstanceType"]) in families:
                 counted.append(instance["InstanceType"])
     if not counted:
@@ -262,13 +375,13 @@ def _running_elsewhere(ec2, families, stack):
     return sum(vcpus.get(t, 0) for t in counted)
 
 
-def _quota_value(session, region, code):
+def _quota_value(session, region, code, service="ec2"):
     import botocore.exceptions  # here, not at the top: start-up time of one-photo runs (botocore costs ~0.2 s)
 
     quotas = session.client("service-quotas", region_name=region)
     for call in (quotas.get_service_quota, quotas.get_aws_default_service_quota):
         try:
-            return float(call(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"])
+            return float(call(ServiceCode=service, QuotaCode=code)["Quota"]["Value"])
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "NoSuchResourceException":
                 return None  # e.g. no servicequotas:GetServiceQuota permission

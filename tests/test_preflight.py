@@ -234,3 +234,62 @@ def test_a_terminated_host_says_down_then_up_not_up(aws_emulator, lab_stacks, se
     with pytest.raises(HostUnreachable, match=r"attendee-1: instance i-\w+ is terminated .*`mxlab down`, then "
                                               r"`mxlab up` brings the lab back"):
         readiness.wait_state(target, ("running",), timeout=5)
+
+
+def test_a_graviton_type_with_the_x86_64_dlami_is_refused_before_launch(session):
+    """Synth passes it; RunInstances would fail halfway through the deploy."""
+    with pytest.raises(PreflightError) as raised:
+        preflight.check(session, _config(instance_type="m7g.2xlarge"), "Lab")
+    message = str(raised.value)
+    assert "instance_type=m7g.2xlarge runs arm64" in message and "is x86_64" in message
+
+
+def test_an_image_whose_root_device_is_not_root_device_is_refused(aws_emulator, session):
+    image = aws_emulator.register_image("al2023-like", root_device_name="/dev/xvda", root_gb=8)
+    with pytest.raises(PreflightError, match=r"root_device=/dev/sda1, but the image %s .* boots from "
+                                             r"/dev/xvda.*-c root_device=/dev/xvda" % image):
+        preflight.check(session, _config(ami_id=image), "Lab")
+    result = preflight.check(session, _config(ami_id=image, root_device="/dev/xvda"), "Lab")
+    assert any("root /dev/xvda 8 GB" in line for line in result.lines)
+
+
+def test_a_volume_smaller_than_the_images_root_snapshot_is_refused(session):
+    with pytest.raises(PreflightError, match=r"volume_gb=50 is smaller than the root snapshot .*75 GB"
+                                             r".*-c volume_gb=75 or more"):
+        preflight.check(session, _config(volume_gb="50"), "Lab")
+
+
+def test_a_missing_ami_parameter_is_refused(session):
+    with pytest.raises(PreflightError, match=r"ami_ssm_parameter=/no/such/ami does not exist in us-east-1"):
+        preflight.check(session, _config(ami_ssm_parameter="/no/such/ami"), "Lab")
+
+
+def test_spot_instances_do_not_count_against_the_on_demand_quota(aws_emulator, session):
+    quotas.set_quota(STANDARD, 8)
+    ec2 = aws_emulator.boto3_client("ec2")
+    ec2.run_instances(ImageId=aws_emulator.default_image_id(), InstanceType="m5.2xlarge", MinCount=1,
+                      MaxCount=1, InstanceMarketOptions={"MarketType": "spot"})
+    preflight.check(session, _config(), "Lab")  # 8 + 0 on demand <= 8
+    _run(aws_emulator, "m5.large")
+    with pytest.raises(PreflightError, match=r"and 2 of its vCPUs already run outside this lab"):
+        preflight.check(session, _config(), "Lab")
+
+
+def test_high_memory_types_count_against_their_own_quota(session):
+    assert preflight.quota_for("u-6tb1.56xlarge")[0] == "L-43DA4232"
+    assert preflight.quota_for("u7in-32tb.224xlarge")[0] == "L-43DA4232"
+    quotas.set_quota("L-43DA4232", 0)  # what a new account has
+    with pytest.raises(PreflightError, match=r"Running On-Demand High Memory instances\" \(L-43DA4232\)"):
+        preflight.check(session, _config(instance_type="u-6tb1.56xlarge", volume_gb="100"), "Lab")
+
+
+def test_a_new_lab_needs_room_for_one_more_vpc_and_internet_gateway(aws_emulator, session):
+    ec2 = aws_emulator.boto3_client("ec2")
+    existing = len(ec2.describe_vpcs()["Vpcs"])  # the default VPC
+    for k in range(5 - existing):
+        ec2.create_vpc(CidrBlock="10.%d.0.0/16" % (100 + k))
+    with pytest.raises(PreflightError) as raised:
+        preflight.check(session, _config(), "Lab")
+    message = str(raised.value)
+    assert "one more of \"VPCs per Region\" (L-F678F1CE)" in message and "5 of 5 exist" in message
+    assert "--service-code vpc --quota-code L-F678F1CE --desired-value 6" in message

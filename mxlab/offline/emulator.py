@@ -13,6 +13,8 @@ Extensions (each a gap between moto 5.2.5 and AWS, found by deploying the real C
 - EC2 instances as AWS runs them (ec2_instances.py): loopback public IPs, a new one after
   stop/start, host keys on the console at first boot only, no `Latest` console on Xen
   types, the cost-guard alarm's stop action carried out.
+- The Deep Learning AMI behind its public SSM parameter (ec2_images.py): x86_64, root on
+  /dev/sda1, a 75 GB root snapshot (moto's images are arm64/x86 Amazon Linux, all "15 GB").
 - CloudWatch alarms evaluated against the metric data put to them (cloudwatch_alarms.py).
 
 Standalone: `python -m mxlab.offline.emulator --port P` prints the endpoint, stays up
@@ -33,7 +35,7 @@ if str(REPO_ROOT) not in sys.path:  # cdk/ is not an installed package
 
 from cdk.cli import cdk_argv, quiet_env  # noqa: E402  (stdlib-only module)
 from cdk.config import DEFAULT_AMI_SSM_PARAMETER  # noqa: E402
-from mxlab.offline import ec2_instances, scheduler  # noqa: E402
+from mxlab.offline import ec2_images, ec2_instances, scheduler  # noqa: E402
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 DEFAULT_REGION = "us-east-1"
@@ -373,8 +375,12 @@ class AwsEmulator:
         return ec2_backends[ACCOUNT_ID][self.region]
 
     def default_image_id(self):
-        """An AMI moto knows, standing in for the Deep Learning AMI."""
-        return sorted(self._ec2().amis)[0]
+        """The Deep Learning AMI's stand-in: x86_64, root on /dev/sda1 (ec2_images.py)."""
+        return ec2_images.deep_learning_ami(self._ec2())
+
+    def register_image(self, name, **facts):
+        """Another image (architecture, root_device_name, root_gb): a test's own AMI."""
+        return ec2_images.register(self._ec2(), name, **facts)
 
     def inject_public_parameter(self, name, value):
         """Put a reserved /aws/... parameter, as AWS publishes them."""
