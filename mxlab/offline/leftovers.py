@@ -10,7 +10,9 @@ overwrites its environment (its process title), so its pid is recorded instead, 
 found from it. A record whose owner is gone (pid dead, or reused by a newer process) is swept by the next
 start: the recorded processes and their descendants, and every process that carries its mark, are
 killed by PID; its paths removed. Only records of this user, only processes that
-carry a dead owner's mark: never by process name, never another live run's.
+carry a dead owner's mark: never by process name, never another live run's. Several sweeps may run at
+once (two sandboxes starting, a test session beside a demo): each record is claimed by renaming it
+(`<mark>.sweeping-<pid>-<ticks>`), so exactly one sweeps it, and a claim whose sweeper died is swept anew.
 """
 import json
 import os
@@ -131,12 +133,48 @@ def _owner_alive(data):
     return isinstance(pid, int) and _start_ticks(pid) is not None and _start_ticks(pid) == data.get("owner_start")
 
 
+def _claim(path):
+    """Take a dead owner's record for this sweep: renamed away, so that of several sweeps at once (two
+    sandboxes starting, a test session beside a demo) exactly one sweeps it; None if another took it."""
+    claimed = path.with_name("%s.sweeping-%d-%s" % (path.stem, os.getpid(), _start_ticks(os.getpid())))
+    try:
+        os.rename(str(path), str(claimed))
+    except FileNotFoundError:
+        return None
+    return claimed
+
+
+def _unclaimed_by_the_dead(folder):
+    """Records a sweep claimed and then died before finishing: back under their own name, swept anew."""
+    for path in folder.glob("*.sweeping-*"):
+        mark, _, sweeper = path.name.partition(".sweeping-")
+        pid, _, ticks = sweeper.partition("-")
+        if pid.isdigit() and ticks.isdigit() and _start_ticks(int(pid)) == int(ticks):
+            continue  # that sweep is still at work
+        try:
+            os.rename(str(path), str(folder / (mark + ".json")))
+        except FileNotFoundError:
+            pass
+
+
+def _remove(path):
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def sweep(say=None):
-    """Sweep the leftovers of every dead owner's records; returns [(what, processes killed, paths removed)]."""
+    """Sweep the leftovers of every dead owner's records; returns [(what, processes killed, paths removed)].
+    Safe beside other sweeps: each record is claimed (renamed) first, and only its claimer sweeps it."""
     swept = []
     folder = records_dir()
     if not folder.is_dir():
         return swept
+    _unclaimed_by_the_dead(folder)
     for path in sorted(folder.glob("*.json")):
         try:
             data = json.loads(path.read_text())
@@ -144,13 +182,16 @@ def sweep(say=None):
             continue
         if _owner_alive(data):
             continue
+        claimed = _claim(path)
+        if claimed is None:
+            continue  # another sweep took it
         mark = path.stem
         roots = [pid for pid, ticks in data.get("pids", []) if _start_ticks(pid) == ticks]
         killed = kill_marked(mark, roots)
         removed = [p for p in data.get("paths", []) if os.path.lexists(p)]
         for p in removed:
-            shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
-        path.unlink()
+            _remove(p)
+        os.unlink(str(claimed))
         swept.append((data.get("what") or mark, killed, removed))
         if say:
             say("swept the leftovers of a dead run (%s, pid %s): %d process(es) ended, %d folder(s) removed"
