@@ -21,6 +21,7 @@ def gets(server):
     return collections.Counter(path for method, path, _, status in server.requests if method == "GET")
 
 
+@pytest.mark.timeout(1800)  # two classify runs of up to 900 s each
 def test_int8_is_declined_or_kept_by_its_measurements_and_calibrated_only_once(
         local_zoo, sample_photos, serve_zoo, tmp_path):
     server = serve_zoo(sample_photos)

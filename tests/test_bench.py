@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.timeout(1800)  # the bench itself has 900 s
 def test_quick_bench_writes_the_issue_json_shape(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(

@@ -25,7 +25,7 @@ PHOTOS = {"chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"}
 DOMESTIC_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 ESPRESSO = 967
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a whole demo (its own limit: 900 s)
 
 
 class Demo:

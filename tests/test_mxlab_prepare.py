@@ -18,7 +18,7 @@ from mxlab import prepare, workspace
 from mxlab.offline import REPO_ROOT
 from tests.fixtures_sandbox import pid_alive
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # the first test also waits for the lab
 MODELS = ("efficientnet-lite0", "efficientnet-lite1")
 PHOTO = str(REPO_ROOT / "build" / "photos" / "chelsea.jpg")
 CATS = ("tabby", "tiger cat", "Egyptian cat")

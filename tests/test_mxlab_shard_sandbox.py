@@ -15,7 +15,7 @@ import pytest
 from mxlab.offline import REPO_ROOT
 from mxlab.offline.sandbox_process import SandboxProcess
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # the first test also waits for the sandbox
 MODEL = "efficientnet-lite0"
 PHOTOS = 60
 

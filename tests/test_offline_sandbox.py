@@ -21,7 +21,7 @@ from mxlab.offline.sandbox import check_capacity, export_lines
 from mxlab.offline.sandbox_process import SandboxProcess
 from tests.fixtures_sandbox import pid_alive, port_open
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # the first test also waits for two sandboxes
 PHOTO = str(REPO_ROOT / "build" / "photos" / "chelsea.jpg")
 
 
