@@ -49,6 +49,17 @@ def parse_console_keys(text):
     return keys
 
 
+# cloud-init's last line of a boot ("Cloud-init v. 23.1.2-0ubuntu0~22.04.1 finished at ..."): its host-key block,
+# printed by the final stage on the first boot only, comes before it or never.
+_FINISHED_RE = re.compile(r"Cloud-init v\. \S+ finished")
+
+
+def boot_finished_without_keys(text):
+    """True when the console shows a boot that cloud-init finished without printing host keys (an instance
+    restarted since its first boot): waiting longer cannot bring them."""
+    return bool(text) and not parse_console_keys(text) and bool(_FINISHED_RE.search(text))
+
+
 def host_entry(host, port):
     return host if port == 22 else "[%s]:%d" % (host, port)
 
@@ -100,20 +111,29 @@ def console_output(instance_id):
 
 def wait_console_keys(target, timeout=600, sleep=None):
     """Poll GetConsoleOutput (bounded backoff) until the instance has printed its host keys."""
+    restarted = ("An instance whose keys were never pinned here and that has been restarted since no longer "
+                 "shows them: pin them by hand (`%s TYPE KEY` lines in %s, checked on the instance with "
+                 "`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) or replace the instance"
+                 % (target.instance_id, target.known_hosts))
+
     def attempt():
-        keys = parse_console_keys(console_output(target.instance_id))
-        if not keys:
-            raise LookupError("no SSH HOST KEY KEYS block in the console output yet")
-        return keys
+        text = console_output(target.instance_id)
+        keys = parse_console_keys(text)
+        if keys:
+            return keys
+        if boot_finished_without_keys(text):
+            raise HostKeyError(
+                "%s (%s): no host keys to pin: the instance's console shows a boot that cloud-init finished "
+                "without printing them (it prints them on the first boot only). Nothing was run. %s."
+                % (target.label, target.instance_id, restarted))
+        raise LookupError("no SSH HOST KEY KEYS block in the console output yet")
 
     kw = {"sleep": sleep} if sleep else {}
     return backoff.retry(
         attempt, timeout, "%s (%s): waiting for host keys on the console" % (target.label, target.instance_id),
         retry_on=(LookupError,), first=2.0,
         advice="The instance prints them on its first boot, once cloud-init has run; check it with `aws ec2 "
-               "get-console-output --instance-id %s`. An instance whose keys were never pinned here and that has "
-               "been restarted since no longer shows them: pin them by hand (`%s TYPE KEY` lines in %s) or replace "
-               "the instance" % (target.instance_id, target.instance_id, target.known_hosts), **kw)
+               "get-console-output --instance-id %s`. %s" % (target.instance_id, restarted), **kw)
 
 
 def pin_from_console(target, timeout=600, sleep=None):

@@ -3,7 +3,7 @@ sshd hosts: instance states, console host keys on Xen types, cloud-init's exit c
 import pytest
 
 from mxlab import hostkeys, readiness
-from mxlab.errors import HostUnreachable
+from mxlab.errors import HostKeyError, HostUnreachable
 from mxlab.session import Session
 from mxlab.targets import Target, direct_target
 
@@ -43,6 +43,35 @@ def test_host_keys_are_read_on_xen_types_without_latest(emulated, tmp_path):
     target = _lab_target(iid, tmp_path)
     assert hostkeys.pin_from_console(target, timeout=5) == iid
     assert (tmp_path / "known_hosts").read_text().startswith(iid + " ssh-ed25519 AAAAC3")
+
+
+@pytest.mark.aws_behaviour
+def test_keys_never_pinned_before_a_restart_fail_at_once_saying_why(emulated, tmp_path):
+    """cloud-init prints the host keys on the first boot only: an instance stopped and started before mxlab
+    pinned them shows a finished boot without them, so waiting (up to the run's timeout) cannot help."""
+    iid = _instance(emulated, "m5.2xlarge")
+    emulated.set_host_keys(iid, ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHhvc3Rrzxl0aGF0aXNwaW5uZWRieWlk"])
+    ec2 = emulated.boto3_client("ec2")
+    ec2.stop_instances(InstanceIds=[iid])
+    ec2.start_instances(InstanceIds=[iid])
+    target = _lab_target(iid, tmp_path)
+    with pytest.raises(HostKeyError) as refused:
+        hostkeys.pin_from_console(target, timeout=60)
+    text = str(refused.value)
+    assert iid in text and "first boot only" in text and "pin them by hand" in text, text
+    assert not (tmp_path / "known_hosts").exists(), "nothing pinned"
+
+
+def test_a_console_still_printing_or_before_cloud_init_is_waited_for():
+    first_boot = ("Cloud-init v. 23.1 running\n-----BEGIN SSH HOST KEY KEYS-----\n"
+                  "ec2: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHhvc3Rrzxl0aGF0aXNwaW5uZWRieWlk root@h\n"
+                  "-----END SSH HOST KEY KEYS-----\nCloud-init v. 23.1.2-0ubuntu0~22.04.1 finished at Mon\n")
+    assert not hostkeys.boot_finished_without_keys(first_boot), "keys there"
+    assert not hostkeys.boot_finished_without_keys(first_boot.split("-----END")[0]), "still printing"
+    assert not hostkeys.boot_finished_without_keys("[ 0.0] Linux version 5.15\n"), "cloud-init not done yet"
+    assert not hostkeys.boot_finished_without_keys("")
+    assert hostkeys.boot_finished_without_keys(
+        "[ 0.0] Linux version 5.15\nCloud-init v. 23.1.2-0ubuntu0~22.04.1 finished at Mon, 07 Dec 2026\n")
 
 
 @pytest.mark.aws_behaviour
