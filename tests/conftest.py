@@ -18,3 +18,12 @@ def sweep_leftovers_of_killed_runs():
     from mxlab.offline import leftovers
 
     leftovers.sweep(say=print)
+
+
+@pytest.fixture(autouse=True)
+def own_mxlab_home(tmp_path_factory, monkeypatch):
+    """No test reads or writes the real ~/.mxlab (an organiser's labs, keys and pinned host keys may be there,
+    and what an earlier demo or sandbox left must not change a test's result): each test gets an empty
+    MXLAB_HOME of its own, which a test or fixture that needs a particular one replaces (mxlab_home, the
+    lab's variables)."""
+    monkeypatch.setenv("MXLAB_HOME", str(tmp_path_factory.mktemp("mxlab-home")))

@@ -39,6 +39,19 @@ def describe(box, instance_id):
     return res["Instances"][0]
 
 
+def run_on(box, n, results, *extra):
+    """`mxlab run --attendee n` of one photo, its results in the test's folder (never the checkout's results/)."""
+    return box.mxlab("run", "--attendee", n, "--model", "efficientnet-lite0", "--results", results, *extra, PHOTO)
+
+
+def reached(box, n, results):
+    """Attendee n run on once, as an organiser's first run does: its host keys pinned from the first boot's
+    console, its address remembered. A test that needs that does it itself, whichever tests ran before."""
+    run = run_on(box, n, results)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run
+
+
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory):
     """The killed sandbox's records, and the live 3-attendee sandbox that swept them."""
@@ -86,25 +99,28 @@ def test_exports_and_plain_commands(flow):
 
 
 @pytest.mark.aws_behaviour
-def test_a_remembered_address_now_another_instances_is_refused_by_the_pins(flow):
+def test_a_remembered_address_now_another_instances_is_refused_by_the_pins(flow, tmp_path):
     """Runs reach a host at its remembered address without asking AWS. Real AWS hands a released public IP
     to another instance, so that address may now be another lab host: the keys pinned for the instance id
     refuse it, and the run asks AWS for the live address and goes on there."""
     box = flow["box"]
     book = Path(box.variables["MXLAB_HOME"]) / "addresses.json"
+    reached(box, 2, tmp_path)
     first, second = (describe(box, instance(box, n))["PublicIpAddress"] for n in (1, 2))
     assert json.loads(book.read_text())[instance(box, 2)] == second, "the earlier run remembered it"
     book.write_text(json.dumps({instance(box, 2): first}))
-    run = box.mxlab("run", "--attendee", "2", "-v", "--model", "efficientnet-lite0", PHOTO)
+    run = run_on(box, 2, tmp_path, "-v")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "not reachable at its last address %s" % first in run.stderr and "HOST KEY MISMATCH" in run.stderr
     assert re.search(r"attendee-2 .*%s.* ok " % re.escape(second), run.stdout), run.stdout
     assert json.loads(book.read_text())[instance(box, 2)] == second
 
 
-def test_lab_hosts_keep_to_their_own_homes(flow):
+def test_lab_hosts_keep_to_their_own_homes(flow, tmp_path):
     """Agent, runs and model cache land in each instance's throwaway home, never in the real one."""
     box = flow["box"]
+    for n in (1, 2, 3):
+        reached(box, n, tmp_path)
     homes = [Path(p) / "home" for r in box.records() for p in r["paths"] if "/instances/" in p]
     assert len(homes) == 3
     assert all(REMOTE_ROOT in lab_artifacts(home) for home in homes), "the run installed the agent in each home"
@@ -112,13 +128,14 @@ def test_lab_hosts_keep_to_their_own_homes(flow):
 
 
 @pytest.mark.aws_behaviour
-def test_stop_ends_everything_start_comes_back_on_a_new_ip_with_the_same_keys(flow):
+def test_stop_ends_everything_start_comes_back_on_a_new_ip_with_the_same_keys(flow, tmp_path):
     """The lunch break: attendee 2 stopped and started. Its sshd, sessions and running processes end;
     it comes back on a new address, with the same host keys and no keys on the console; and
     `mxlab run --attendee 2` works at once, verified against the keys pinned at first boot."""
     box = flow["box"]
     ec2, iid = box.client("ec2"), instance(box, 2)
     port = int(box.variables["MXLAB_SSH_PORT"])
+    reached(box, 2, tmp_path)
     old_ip = describe(box, iid)["PublicIpAddress"]
     pinned = (Path(box.variables["MXLAB_HOME"]) / "MxnetLab" / "known_hosts").read_text()
     assert iid in pinned and old_ip not in pinned, "keys are pinned by instance id"
@@ -132,25 +149,26 @@ def test_stop_ends_everything_start_comes_back_on_a_new_ip_with_the_same_keys(fl
     assert not port_open(old_ip, port)
     hosts = box.mxlab("hosts")
     assert re.search(r"\b2\b.*%s.*stopped" % iid, hosts.stdout), hosts.stdout
-    refused = box.mxlab("run", "--attendee", "2", "--model", "efficientnet-lite0", "--timeout", "30", PHOTO)
+    refused = run_on(box, 2, tmp_path, "--timeout", "30")
     assert refused.returncode == 1 and "is stopped" in refused.stderr and "--start" in refused.stderr
 
     ec2.start_instances(InstanceIds=[iid])
     new_ip = describe(box, iid)["PublicIpAddress"]
     assert new_ip != old_ip and port_open(new_ip, port)
     assert "BEGIN SSH HOST KEY KEYS" not in ec2.get_console_output(InstanceId=iid)["Output"]
-    again = box.mxlab("run", "--attendee", "2", "--model", "efficientnet-lite0", "--timeout", "30", PHOTO)
+    again = run_on(box, 2, tmp_path, "--timeout", "30")
     assert again.returncode == 0, again.stdout + again.stderr
     assert new_ip in again.stdout
     assert (Path(box.variables["MXLAB_HOME"]) / "MxnetLab" / "known_hosts").read_text() == pinned
 
 
 @pytest.mark.aws_behaviour
-def test_run_start_starts_a_stopped_instance_and_goes_on(flow):
+def test_run_start_starts_a_stopped_instance_and_goes_on(flow, tmp_path):
     box = flow["box"]
     ec2, iid = box.client("ec2"), instance(box, 3)
+    reached(box, 3, tmp_path)  # its keys pinned at first boot: a restarted instance shows them no more
     ec2.stop_instances(InstanceIds=[iid])
-    run = box.mxlab("run", "--attendee", "3", "--start", "--model", "efficientnet-lite0", PHOTO)
+    run = run_on(box, 3, tmp_path, "--start")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "starting stopped instance %s" % iid in run.stderr
     assert describe(box, iid)["State"]["Name"] == "running"
