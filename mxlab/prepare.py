@@ -25,6 +25,7 @@ from agent import contract
 from mxlab import install, readiness, statedir, workspace
 from mxlab.atomic import write_atomic
 from mxlab.errors import MxlabError, RemoteCommandError
+from mxlab.host_lock import HostLock
 from mxlab.remote_env import RemoteEnv
 from mxlab.run import CONNECTION_ERRORS
 from mxlab.session import Session
@@ -243,35 +244,9 @@ def prepare_one(target, models, zoo=None, env=None, lay_out=False, timeout=600, 
         on_progress("connecting")
         readiness.reach(target, session, timeout, start=start)
         result.address = target.address
-        on_progress("uploading the agent")
-        install.upload_agent(session)
-        on_progress("preparing the environment")
-        remote_env = RemoteEnv(session, say=say)
-        result.environment = remote_env.ensure(env)
-        host = HostPreparer(session, remote_env.prefix, zoo)
-        result.activate = host.activation()
-        on_progress("fetching %s" % ",".join(models))
-        files, result.bytes_moved, result.files_fetched = host.fetch(models)
-        result.models = [m for m in models if m in files]
-        if warm_idle:
-            on_progress("binding %s in the warm agent" % ",".join(models))
-            try:
-                result.warm_agent = host.start_warm(models, warm_idle)
-            except RemoteCommandError as exc:  # runs still work, each with a fresh agent
-                result.warm_error = str(exc)
-                log.warning("%s", exc)
-        elif host.stop_warm():
-            log.info("%s: stopped the warm agent (--no-warm)", target.label)
-        on_progress("smoke classification")
-        result.smoke = host.smoke(models)
-        if result.warm_agent and not (host.smoke_warm and host.smoke_warm["used"]):
-            result.warm_error = "the smoke classification did not run in the warm agent: %s" % (
-                host.smoke_warm["reason"] if host.smoke_warm else "the agent did not say why")
-            result.warm_agent = None
-        if lay_out:
-            on_progress("laying out ~/%s" % workspace.WORKSPACE_DIR)
-            result.workspace, result.workspace_models = workspace.lay_out(session, session.home(), result.activate,
-                                                    result.environment, files, host.catalogue())
+        on_progress("waiting for the host's set-up lock")
+        with HostLock(session, say, wait_s=timeout) as lock:  # one organiser at a time sets a host up
+            _prepare_locked(session, lock, result, models, zoo, env, lay_out, on_progress, say, warm_idle)
         result.ready = True
     except MxlabError as exc:
         result.error = str(exc)
@@ -285,6 +260,47 @@ def prepare_one(target, models, zoo=None, env=None, lay_out=False, timeout=600, 
     result.seconds = round(time.monotonic() - began, 1)
     result.prepared_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return result
+
+
+def _prepare_locked(session, lock, result, models, zoo, env, lay_out, on_progress, say, warm_idle):
+    """The steps of prepare_one that change the host, run while this mxlab holds its set-up lock (checked
+    between steps: a lock taken over while this mxlab was suspended stops the host here)."""
+    on_progress("uploading the agent")
+    install.upload_agent(session)
+    on_progress("preparing the environment")
+    remote_env = RemoteEnv(session, say=say, lock=False)  # this prepare holds the lock
+    result.environment = remote_env.ensure(env)
+    host = HostPreparer(session, remote_env.prefix, zoo)
+    result.activate = host.activation()
+    lock.check()
+    on_progress("fetching %s" % ",".join(models))
+    files, result.bytes_moved, result.files_fetched = host.fetch(models)
+    result.models = [m for m in models if m in files]
+    lock.check()
+    if warm_idle:
+        on_progress("binding %s in the warm agent" % ",".join(models))
+        try:
+            result.warm_agent = host.start_warm(models, warm_idle)
+        except RemoteCommandError as exc:  # runs still work, each with a fresh agent
+            result.warm_error = str(exc)
+            log.warning("%s", exc)
+    elif host.stop_warm():
+        log.info("%s: stopped the warm agent (--no-warm)", session.target.label)
+    lock.check()
+    on_progress("smoke classification")
+    result.smoke = host.smoke(models)
+    if result.warm_agent and not (host.smoke_warm and host.smoke_warm["used"]):
+        result.warm_error = "the smoke classification did not run in the warm agent: %s" % (
+            host.smoke_warm["reason"] if host.smoke_warm else "the agent did not say why")
+        result.warm_agent = None
+    if lay_out:
+        lock.check()
+        on_progress("laying out ~/%s" % workspace.WORKSPACE_DIR)
+        result.workspace, result.workspace_models = workspace.lay_out(session, session.home(), result.activate,
+                                                                      result.environment, files, host.catalogue())
+    lock.check()
+
+
 
 
 def prepare_fleet(targets, models, console, zoo=None, env=None, lay_out=False, timeout=600, start=False,

@@ -102,9 +102,12 @@ def mxnet_requirement(gpu):
 class RemoteEnv:
     """Resolves and remembers the environment on one host; `prefix` is what to source before `python`."""
 
-    def __init__(self, session, say=None):
+    def __init__(self, session, say=None, lock=True, lock_wait_s=600.0):
         self.session = session
         self.say = say or (lambda msg: log.info("%s", msg))
+        # Setting up takes the host's set-up lock (host_lock.py), unless the caller holds it (prepare).
+        self.lock = lock
+        self.lock_wait_s = lock_wait_s
         self.root = posixpath.join(session.home(), REMOTE_ROOT)
         self.env_file = posixpath.join(self.root, ENV_FILE)
 
@@ -153,6 +156,18 @@ class RemoteEnv:
     def ensure(self, requested=None, engine="mxnet"):
         """Return the environment's name (conda:<env> or venv), setting it up on first use; with
         engine onnxruntime or auto, also the agent's optional ONNX Runtime engine."""
+        if not self.lock or self._usable_as_remembered(requested, engine):
+            return self._ensure_unlocked(requested, engine)
+        from mxlab.host_lock import HostLock
+        with HostLock(self.session, self.say, wait_s=self.lock_wait_s):  # another organiser may be at it too
+            return self._ensure_unlocked(requested, engine)
+
+    def _usable_as_remembered(self, requested, engine):
+        known, _ = self._remembered()
+        return engine == "mxnet" and known is not None and (requested is None or known in (requested,
+                                                                                         "conda:" + requested))
+
+    def _ensure_unlocked(self, requested, engine):
         name = self._ensure(requested)
         if engine != "mxnet":
             self._ensure_onnx_engine(engine)

@@ -24,7 +24,7 @@ _CLOUD_INIT = ("command -v cloud-init >/dev/null 2>&1 || { echo no-cloud-init; e
 # once the session's sshd is gone: its shell's parent, or that parent's parent, changed. Detached processes
 # (the agent's runs, the warm agent) start their own session with setsid and are not in the group.
 _GUARD = r"""exec 3<&0
-setsid bash -c "$1" <&3 3<&- &
+setsid bash -c "$1" mxlab-command "${@:2}" <&3 3<&- &
 c=$!
 exec 3<&-
 p=$PPID
@@ -42,9 +42,11 @@ kill $w 2>/dev/null
 exit $rc"""
 
 
-def guarded(command):
-    """The exec line that runs `command` with bash in its own process group, ended when its channel is lost."""
-    return "bash -c %s mxlab-guard %s" % (shlex.quote(_GUARD), shlex.quote(command))
+def guarded(command, *args):
+    """The exec line that runs `command` (its $1... `args`) with bash in its own process group, ended when its
+    channel is lost."""
+    return " ".join(["bash", "-c", shlex.quote(_GUARD), "mxlab-guard", shlex.quote(command)]
+                    + [shlex.quote(a) for a in args])
 
 
 def load_identity(path):

@@ -35,21 +35,22 @@ def lab(tmp_path_factory):
         yield lab
 
 
-def lab_env(lab):
+def lab_env(lab, extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MXLAB_"))}
     env.update(lab.variables(), COLUMNS="250")
+    env.update(extra or {})
     return env
 
 
-def mxlab(lab, *args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "mxlab"] + [str(a) for a in args], env=lab_env(lab),
+def mxlab(lab, *args, timeout=900, env=None):
+    return subprocess.run([sys.executable, "-m", "mxlab"] + [str(a) for a in args], env=lab_env(lab, env),
                           cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=timeout)
 
 
-def mxlab_started(lab, *args, log):
+def mxlab_started(lab, *args, log, env=None):
     """`mxlab ARGS` running in the background, its stdout and stderr to `log`."""
     handle = open(str(log), "w")
-    return subprocess.Popen([sys.executable, "-m", "mxlab"] + [str(a) for a in args], env=lab_env(lab),
+    return subprocess.Popen([sys.executable, "-m", "mxlab"] + [str(a) for a in args], env=lab_env(lab, env),
                             cwd=str(REPO_ROOT), stdout=handle, stderr=subprocess.STDOUT, text=True)
 
 
@@ -123,3 +124,96 @@ def test_a_full_disk_is_named_with_what_is_needed_and_leaves_nothing_half_writte
     proc = mxlab(lab, "run", "--attendee", "1", "--model", MODEL, "--results", tmp_path / "room", PHOTO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (cache_dir(host) / PARAMS).stat().st_size == 18793983
+
+
+# ---- 2. two organisers at once -----------------------------------------------------------------------------
+
+def host_commands(host, word):
+    """Command lines of the processes running on `host` that contain `word` (not the guards around them)."""
+    from mxlab.offline import leftovers
+    found = []
+    for pid in leftovers.marked_processes(host.mark):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as fh:
+                line = fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if word in line and "mxlab-guard" not in line and "bash -c" not in line:
+            found.append(line)
+    return found
+
+
+def zoo_file_sha(lab, model):
+    import hashlib
+    return hashlib.sha256((REPO_ROOT / "build" / "zoo" / model / ("%s-0000.params" % model)).read_bytes()).hexdigest()
+
+
+def test_two_organisers_at_once_wait_for_each_other_and_corrupt_nothing(lab, tmp_path):
+    import hashlib
+    host = lab.host(2)
+    model = "efficientnet-lite1"
+    params = "/%s/%s-0000.params" % (model, model)
+    holder = host.home / ".mxlab-agent" / "prepare.lock.holder"
+    lab.zoo.reset_counters()
+    lab.zoo.add_fault(params, "slow", 1, 2 * 10**6)
+    first = mxlab_started(lab, "prepare", "--attendee", "2", "--models", model, log=tmp_path / "first.log")
+    second = None
+    try:
+        wait_for("the first prepare to hold the host's lock", holder.exists)
+        assert "pid %d" % first.pid in holder.read_text()
+        second = mxlab_started(lab, "prepare", "--attendee", "2", "--models", model, log=tmp_path / "second.log")
+        # Meanwhile a run on the same host (its environment is set up: it needs no lock) goes its own way.
+        run = mxlab(lab, "run", "--attendee", "2", "--model", MODEL, "--results", tmp_path / "run", PHOTO)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert first.wait(600) == 0, (tmp_path / "first.log").read_text()
+        assert second.wait(600) == 0, (tmp_path / "second.log").read_text()
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    said = (tmp_path / "second.log").read_text()
+    assert re.search(r"attendee-2: waiting for another mxlab that is setting this host up \(\S+@\S+ pid %d since "
+                     % first.pid, said), said
+    # One fetch of the model (the second found it cached), verified; one warm agent; the run's answer.
+    assert len([r for r in lab.zoo.requests if r[0] == "GET" and r[1] == params]) == 1, lab.zoo.requests
+    cached = host.home / ".mxlab" / "models" / model / ("%s-0000.params" % model)
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == zoo_file_sha(lab, model)
+    assert len(host_commands(host, "agent serve")) == 1, host_commands(host, "agent serve")
+    (saved,) = list((tmp_path / "run").rglob("attendee-2.jsonl"))
+    assert any(cat in json.loads(saved.read_text())["top"][0]["label"] for cat in CATS)
+    assert not holder.exists(), "the lock's holder file goes with the lock"
+
+
+def test_a_suspended_organisers_lock_is_taken_over_and_it_stops_cleanly_when_it_wakes(lab, tmp_path):
+    """SIGSTOP of a prepare (a laptop closed mid-prepare, its connection still up): the next organiser waits
+    until the lock is stale (MXLAB_LOCK_STALE_S, 120 s by default, 3 s here: what happens does not depend on
+    its length), takes it over and finishes; SIGCONT: the first one finds its lock gone and stops that host."""
+    host = lab.host(2)
+    model = "efficientnet-lite2"
+    part = host.home / ".mxlab" / "models" / model / (".%s-0000.params.part" % model)
+    lab.zoo.add_fault("/%s/%s-0000.params" % (model, model), "slow", 1, 2 * 10**6)
+    stale = {"MXLAB_LOCK_STALE_S": "3"}
+    sleeper = mxlab_started(lab, "prepare", "--attendee", "2", "--models", model, log=tmp_path / "sleeper.log",
+                            env=stale)
+    try:
+        try:
+            wait_for("the first prepare to be fetching", lambda: part.exists() and part.stat().st_size > 10**6)
+            sleeper.send_signal(signal.SIGSTOP)
+            second = mxlab(lab, "prepare", "--attendee", "2", "--models", model, env=stale)
+            assert second.returncode == 0, second.stdout + second.stderr
+            assert re.search(r"attendee-2: took over the set-up lock of \S+@\S+ pid %d .*not heard for \d+ s\): it was "
+                             r"stale" % sleeper.pid, second.stdout + second.stderr), second.stdout + second.stderr
+        finally:
+            sleeper.send_signal(signal.SIGCONT)
+        assert sleeper.wait(600) == 1
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
+    said = (tmp_path / "sleeper.log").read_text()
+    assert "attendee-2 not ready: attendee-2: this mxlab's set-up lock on the host was lost" in " ".join(said.split()), said
+    cached = host.home / ".mxlab" / "models" / model / ("%s-0000.params" % model)
+    import hashlib
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == zoo_file_sha(lab, model)
+    assert len(host_commands(host, "agent serve")) == 1
