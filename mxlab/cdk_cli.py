@@ -73,9 +73,25 @@ def command(action, stack, context_items, outputs_file=None, profile=None, saved
         raise MxlabError(str(exc))
 
 
+def require_checkout():
+    """`up`/`down` run the CDK app through the pinned CDK CLI: both live in a checkout, not in a wheel."""
+    missing = [name for name in ("cdk.json", "node_modules/.bin/cdk") if not (REPO_ROOT / name).exists()]
+    if "cdk.json" in missing:
+        raise MxlabError("mxlab up/down deploy the CDK app of a checkout of mxlab (its cdk.json and pinned CDK "
+                         "CLI), and this mxlab is installed in %s without one: clone mxlab, run "
+                         "./scripts/setup --operator there and use its .venv/bin/mxlab" % REPO_ROOT)
+    if missing:
+        raise MxlabError("%s missing: run ./scripts/setup --operator (or `npm ci`) in %s"
+                         % (REPO_ROOT / missing[0], REPO_ROOT))
+
+
 def _run(argv, region):
     cli = _cdk_cli()
-    env = cli.quiet_env(extra={"AWS_REGION": region, "AWS_DEFAULT_REGION": region} if region else None)
+    extra = {"AWS_REGION": region, "AWS_DEFAULT_REGION": region} if region else {}
+    # cdk/app.sh synthesizes with this very interpreter (the one with aws-cdk-lib beside mxlab), whatever
+    # the venv is called.
+    extra["MXLAB_CDK_PYTHON"] = sys.executable
+    env = cli.quiet_env(extra=extra)
     log.info("$ %s", " ".join(argv))
     try:
         return subprocess.call(argv, cwd=str(REPO_ROOT), env=env)
@@ -104,6 +120,7 @@ def up(stack, context=(), profile=None, region=None, skip_preflight=False, say=N
     """
     from mxlab import redeploy, targets
     say = say or log.info
+    require_checkout()
     given = parse_context(list(context), stack)
     # A deployed lab stays where it is: another region is refused, naming both.
     targets.use_lab_region(stack, given.get("region"), profile, named="-c region=%s")
@@ -224,6 +241,7 @@ def describe_deadline(outputs, now=None):
 
 
 def down(stack, context=(), profile=None, region=None):
+    require_checkout()
     from mxlab import targets
     region = targets.use_lab_region(stack, region, profile)
     saved = statedir.read_context(stack)

@@ -67,6 +67,9 @@ def missing_prerequisites(photos=()):
         missing.append("sshd: openssh-server (apt-get install -y openssh-server)")
     if importlib.util.find_spec("moto") is None:
         missing.append("moto: the offline extra (pip install -r requirements-offline.txt)")
+    if importlib.util.find_spec("mxnet") is None:  # the hosts' agent runs with the project venv's MXNet
+        missing.append("mxnet: the offline extra (pip install -r requirements-offline.txt; CPython 3.11 on "
+                       "Linux x86_64)")
     return missing
 
 
