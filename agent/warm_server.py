@@ -25,6 +25,43 @@ from agent.errors import AgentError
 from agent.loading import FreshModels
 
 SO_PEERCRED = getattr(socket, "SO_PEERCRED", 17)  # Linux; Python 2.7 lacks the name
+# A request is one JSON object on one line: its argv lists the inputs (100 000 paths fit in a few MB).
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+REQUEST_TIMEOUT_S = 10.0  # a client that connects and sends nothing (or too slowly) is dropped after this
+ACCEPT_POLL_S = 0.5  # how soon a stop asked on a connection's thread ends the accept loop
+
+
+class BadRequest(Exception):
+    """The first line of a connection is not a request this server takes: the message says why."""
+
+
+def read_request(sock, limit=MAX_REQUEST_BYTES):
+    """The first line of ``sock`` as a JSON object; BadRequest when it is longer than ``limit`` bytes, not JSON or
+    not an object; None when the client closed first."""
+    pending = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            if not pending.strip():
+                return None
+            line = pending
+            break
+        end = chunk.find(b"\n")  # only the new bytes are searched: a long line costs its length, once
+        if end >= 0:
+            line = pending + chunk[:end]
+            break
+        pending += chunk
+        if len(pending) > limit:
+            raise BadRequest("a request line longer than {0} bytes".format(limit))
+    if len(line) > limit:
+        raise BadRequest("a request line longer than {0} bytes".format(limit))
+    try:
+        request = json.loads(line.decode("utf-8"))
+    except ValueError:  # also UnicodeDecodeError
+        raise BadRequest("not a JSON request")
+    if not isinstance(request, dict):
+        raise BadRequest("not a JSON object")
+    return request
 
 
 class WarmModels(FreshModels):
@@ -120,6 +157,7 @@ class WarmServer(object):
         self.stopping = None  # why it is leaving
         self.listener = None
         self.inode = None  # of the socket this server bound
+        self.lock = threading.Lock()  # one request decided at a time (busy or not), whichever thread read it
 
     # ---- life ---------------------------------------------------------------------------
     def bind(self):
@@ -150,7 +188,7 @@ class WarmServer(object):
 
     def serve(self):
         """Accept until idle, stopped or stale; returns why it stopped."""
-        self.listener.settimeout(min(self.idle_timeout, 5.0))
+        self.listener.settimeout(min(self.idle_timeout, ACCEPT_POLL_S))
         try:
             while self.stopping is None:
                 try:
@@ -159,7 +197,13 @@ class WarmServer(object):
                     if self._idle_for() >= self.idle_timeout:
                         self.stopping = "idle for {0:.0f} s".format(self._idle_for())
                     continue
-                self._take(conn)
+                if not self._peer_is_this_user(conn):
+                    conn.close()
+                    continue
+                # Its request is read on its own thread: a client that sends nothing holds up no one.
+                reader = threading.Thread(target=self._take, args=(conn,))
+                reader.daemon = True
+                reader.start()
         finally:
             self.close()
         return self.stopping
@@ -183,21 +227,34 @@ class WarmServer(object):
         self.listener = None
 
     # ---- requests -----------------------------------------------------------------------
-    def _take(self, conn):
+    def _peer_is_this_user(self, conn):
         try:
             uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, SO_PEERCRED, struct.calcsize("3i")))[1]
         except (OSError, socket.error, struct.error):
             uid = None
-        if uid is not None and uid != os.getuid():
+        return uid is None or uid == os.getuid()
+
+    def _take(self, conn):
+        conn.settimeout(REQUEST_TIMEOUT_S)
+        try:
+            request = read_request(conn)
+        except BadRequest as err:
+            self._answer(conn, {"declined": "{0}; it takes one JSON object a line".format(err)})
+            return
+        except (IOError, OSError):  # also socket.timeout: a client that sent nothing in time
             conn.close()
             return
-        conn.settimeout(30.0)
-        try:
-            request = next(warm_client.messages(conn))
-        except (StopIteration, IOError, OSError, ValueError):
+        if request is None:
             conn.close()
             return
         conn.settimeout(None)
+        try:
+            with self.lock:
+                self._dispatch(conn, request)
+        except Exception as err:  # a request nobody foresaw: that client is told, the server goes on
+            self._answer(conn, {"declined": "the warm agent could not take it: {0!r}".format(err)})
+
+    def _dispatch(self, conn, request):
         if "status" in request:
             self._answer(conn, {"status": self.status()})
         elif "stop" in request:
@@ -206,6 +263,10 @@ class WarmServer(object):
         elif self.worker is not None and self.worker.is_alive():
             self._answer(conn, {"declined": "it is busy with another run"})
         else:
+            malformed = _malformed(request)  # first: a stray object must not read as a client of other code
+            if malformed:
+                self._answer(conn, {"declined": "a malformed request: " + malformed})
+                return
             stale = self._stale(request)
             if stale:
                 self.stopping = "stale: " + stale
@@ -241,9 +302,8 @@ class WarmServer(object):
     def _declined(self, request):
         if request.get("fixed_environment") != self.identity["fixed_environment"]:
             return "it started with other {0}".format(", ".join(warm_client.FIXED_ENVIRONMENT))
-        argv = request.get("argv")
-        if not isinstance(argv, list) or not os.path.isdir(request.get("cwd") or ""):
-            return "a malformed request"
+        if not os.path.isdir(request["cwd"]):
+            return "its folder {0!r} does not exist here".format(request["cwd"])
         return None
 
     def _run(self, conn, request):
@@ -303,6 +363,22 @@ class WarmServer(object):
             return cli._unexpected(err)
         finally:
             self.models.announce = None
+
+
+_TEXT = (type(u""), str)
+
+
+def _malformed(request):
+    """Why ``request`` is not a classify request of warm_client's shape, or None."""
+    argv, environment = request.get("argv"), request.get("environment") or {}
+    if not isinstance(argv, list) or not all(isinstance(a, _TEXT) for a in argv):
+        return "argv must be a list of strings"
+    if not isinstance(request.get("cwd"), _TEXT):
+        return "cwd must be a string"
+    if not isinstance(environment, dict) or not all(isinstance(k, _TEXT) and isinstance(v, _TEXT)
+                                                    for k, v in environment.items()):
+        return "environment must map strings to strings"
+    return None
 
 
 def _parse_classify(argv):
