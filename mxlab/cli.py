@@ -214,6 +214,13 @@ def cmd_up(args, out, err):
     path = cdk_cli.up(args.stack, args.context, args.profile, args.region, skip_preflight=args.skip_preflight,
                       say=lambda line: err.print(line, markup=False, highlight=False), force=args.force)
     err.print("outputs written to %s" % path, markup=False)
+    # Now, not at the first prepare/run: cloud-init prints the keys on the first boot only, and the idle
+    # stop or the deadline may come before anyone connects.
+    from mxlab import hostkeys
+    if os.path.isfile(path):  # cdk writes it on every successful deploy
+        lab = targets.lab_targets(args.stack, targets.read_outputs(args.stack, str(path)), None, args.ssh_port)
+        hostkeys.pin_every_instance(lab, lambda line: err.print(line, markup=False, highlight=False),
+                                    timeout=args.timeout)
     return 0
 
 

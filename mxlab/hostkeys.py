@@ -3,6 +3,12 @@
 A lab instance's keys are pinned under its instance id (an OpenSSH HostKeyAlias, e.g. `i-0abc... ssh-ed25519
 AAAA...`), not its address: a stopped and started instance comes back on a new public IP with the same keys,
 and cloud-init prints them on its first boot only. A direct --host is looked up as `host` or `[host]:port`.
+
+Where the console no longer shows the keys (the instance was stopped before anything pinned them: the idle
+stop or the deadline the evening after `mxlab up`), they are read through SSM Run Command
+(`cat /etc/ssh/ssh_host_*_key.pub`, which the instance role allows): an AWS API call authenticated as the
+organiser, answered by the instance's own SSM agent, so as trustworthy as the console. `mxlab up` pins every
+instance at once (pin_every_instance), before any stop can come.
 """
 import base64
 import binascii
@@ -10,13 +16,14 @@ import hashlib
 import logging
 import re
 import threading
+import time
 
 import paramiko
 
 from mxlab import backoff
 from mxlab.atomic import write_atomic
 from mxlab.aws import session as aws_session
-from mxlab.errors import HostKeyError
+from mxlab.errors import GaveUp, HostKeyError
 
 log = logging.getLogger(__name__)
 _PIN_LOCK = threading.Lock()  # one known_hosts file, several hosts pinned at once
@@ -136,8 +143,50 @@ def wait_console_keys(target, timeout=600, sleep=None):
                "get-console-output --instance-id %s`. %s" % (target.instance_id, restarted), **kw)
 
 
+SSM_KEYS_SCRIPT = "cat /etc/ssh/ssh_host_*_key.pub"
+_SSM_PENDING = ("Pending", "InProgress", "Delayed")
+
+
+def ssm_host_keys(instance_id, timeout=120, sleep=time.sleep):
+    """(type, base64) pairs of the instance's host keys, read by SSM Run Command; LookupError if SSM cannot."""
+    import botocore.exceptions  # here, not at the top: start-up time of one-photo runs (botocore costs ~0.2 s)
+
+    ssm = aws_session().client("ssm")
+    try:
+        command = ssm.send_command(InstanceIds=[instance_id], DocumentName="AWS-RunShellScript",
+                                   Parameters={"commands": [SSM_KEYS_SCRIPT]},
+                                   Comment="mxlab: read the host keys to pin")["Command"]
+    except botocore.exceptions.ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise LookupError("SSM Run Command refused (%s: %s)" % (error.get("Code"), error.get("Message")))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = ssm.get_command_invocation(CommandId=command["CommandId"], InstanceId=instance_id)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvocationDoesNotExist":
+                raise LookupError("SSM Run Command: %s" % exc)
+            answer = {"Status": "Pending"}  # asked too soon after send_command
+        if answer["Status"] not in _SSM_PENDING:
+            break
+        if time.monotonic() > deadline:
+            raise LookupError("SSM Run Command still %s after %d s" % (answer["Status"], timeout))
+        sleep(1.0)
+    if answer["Status"] != "Success":
+        raise LookupError("SSM Run Command %s: %s" % (answer["Status"], answer.get("StandardErrorContent", "")[:300]))
+    keys = []
+    for line in answer.get("StandardOutputContent", "").splitlines():
+        m = _KEY_RE.search(line)
+        if m:
+            keys.append((m.group(1), m.group(2)))
+    if not keys:
+        raise LookupError("SSM Run Command printed no host keys")
+    return keys
+
+
 def pin_from_console(target, timeout=600, sleep=None):
-    """Pin the instance's console host keys under its instance id unless keys are already pinned.
+    """Pin the instance's host keys under its instance id unless keys are already pinned: from the
+    console, or, once that has waited `timeout` in vain, through SSM Run Command.
 
     Returns the alias. Already-pinned keys win: a replaced instance with new keys then fails the
     connection with a mismatch message instead of being trusted silently.
@@ -145,7 +194,15 @@ def pin_from_console(target, timeout=600, sleep=None):
     entry = alias(target)
     if lookup(target):
         return entry
-    keys = wait_console_keys(target, timeout, sleep)
+    how = "the console of %s" % target.instance_id
+    try:
+        keys = wait_console_keys(target, timeout, sleep)
+    except GaveUp as console:
+        try:
+            keys = ssm_host_keys(target.instance_id)
+        except LookupError as ssm:
+            raise GaveUp("%s. Through SSM Run Command neither: %s" % (console, ssm)) from None
+        how = "SSM Run Command on %s (its console no longer shows them)" % target.instance_id
     target.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _PIN_LOCK:  # hosts are made ready in threads: each read-and-rewrite must see the others' keys
         earlier = target.known_hosts.read_text() if target.known_hosts.is_file() else ""
@@ -153,9 +210,35 @@ def pin_from_console(target, timeout=600, sleep=None):
             earlier += "\n"
         # All of this host's keys land together or not at all: a partial set would be trusted as is.
         write_atomic(target.known_hosts, earlier + "".join("%s %s %s\n" % (entry, t, b) for t, b in keys))
-    log.info("%s: pinned %d host key(s) for %s from the console of %s: %s", target.label, len(keys), entry,
-             target.instance_id, "; ".join(_fingerprint_b64(t, b) for t, b in keys))
+    log.info("%s: pinned %d host key(s) for %s from %s: %s", target.label, len(keys), entry, how,
+             "; ".join(_fingerprint_b64(t, b) for t, b in keys))
     return entry
+
+
+def pin_every_instance(lab_targets, say, timeout=600):
+    """Pin every lab instance's keys now (`mxlab up`): cloud-init prints them on the first boot only, and
+    an instance stopped before its first prepare/run/ssh would otherwise come back unverifiable.
+    A host that cannot be pinned yet is said and left for its first use; returns how many were pinned."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def pin(target):
+        try:
+            was = bool(lookup(target))
+            pin_from_console(target, timeout)
+            return target, "already pinned" if was else "pinned", None
+        except Exception as exc:  # one host's trouble must not hide the others' pins
+            return target, None, exc
+
+    pinned = 0
+    with ThreadPoolExecutor(max_workers=min(16, len(lab_targets) or 1)) as pool:
+        for target, done, exc in pool.map(pin, lab_targets):
+            if exc is None:
+                pinned += 1
+                say("%s (%s): host keys %s" % (target.label, target.instance_id, done))
+            else:
+                say("%s (%s): host keys NOT pinned yet (%s); mxlab tries again on first use"
+                    % (target.label, target.instance_id, exc))
+    return pinned
 
 
 def how_to_proceed(target, entry):

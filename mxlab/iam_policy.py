@@ -125,10 +125,17 @@ GROUPS = (
     Group("AttendeeKeys", HOST_COMMANDS,
           "the attendees' private keys, which CloudFormation stores as SecureString /ec2/keypair/<id>",
           lambda lab: [_allow(["ssm:GetParameter"], lab.arn("ssm", "parameter/ec2/keypair/*"))]),
-    Group("HostKeysFromConsole", HOST_COMMANDS,
-          "the host keys each instance prints on its console at first boot (pinned before the first "
-          "connection)",
+    Group("HostKeysFromConsole", ("up",) + HOST_COMMANDS,
+          "the host keys each instance prints on its console at first boot (`up` pins them all before "
+          "the first connection)",
           lambda lab: [_allow(["ec2:GetConsoleOutput"], lab.instances, lab.tagged)]),
+    Group("HostKeysThroughSsm", ("up",) + HOST_COMMANDS,
+          "where the console no longer shows them (an instance restarted before anything pinned it), the "
+          "host keys read through SSM Run Command: `cat /etc/ssh/ssh_host_*_key.pub` with AWS-RunShellScript "
+          "on the lab's instances only (GetCommandInvocation takes no resource scope)",
+          lambda lab: [_allow(["ssm:SendCommand"], [lab.instances], lab.tagged),
+                       _allow(["ssm:SendCommand"], lab.arn("ssm", "document/AWS-RunShellScript", account="")),
+                       _allow(["ssm:GetCommandInvocation"], "*")]),
     Group("StartStopLabInstances", HOST_COMMANDS,
           "--start starts a stopped lab instance (the idle auto-stop, the deadline); stopping one by "
           "hand (`aws ec2 stop-instances`) at the end of a day",
@@ -136,7 +143,7 @@ GROUPS = (
     Group("ReadQuotas", ("up",),
           "the pre-flight's vCPU quota (without it the check is skipped with a note)",
           lambda lab: [_allow(["servicequotas:GetServiceQuota", "servicequotas:GetAWSDefaultServiceQuota"],
-                              lab.arn("servicequotas", "ec2/*"))]),
+                              [lab.arn("servicequotas", "ec2/*"), lab.arn("servicequotas", "vpc/*")])]),
     Group("ReadImageParameter", ("up",),
           "the Deep Learning AMI's public SSM parameter, which CloudFormation resolves with the "
           "deployer's permissions (the lab's SSM-typed image parameter)",

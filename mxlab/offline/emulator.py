@@ -15,6 +15,7 @@ Extensions (each a gap between moto 5.2.5 and AWS, found by deploying the real C
   types, the cost-guard alarm's stop action carried out.
 - The Deep Learning AMI behind its public SSM parameter (ec2_images.py): x86_64, root on
   /dev/sda1, a 75 GB root snapshot (moto's images are arm64/x86 Amazon Linux, all "15 GB").
+- SSM Run Command (AWS-RunShellScript) runs on the instance (ssm_run_command.py).
 - CloudWatch alarms evaluated against the metric data put to them (cloudwatch_alarms.py).
 
 Standalone: `python -m mxlab.offline.emulator --port P` prints the endpoint, stays up
@@ -318,8 +319,9 @@ def _install_patches():
     backend_class.describe_change_set = describe_change_set
     backend_class.execute_change_set = execute_change_set
 
-    from mxlab.offline import cloudformation_rules, cloudwatch_alarms, quotas  # more that moto lacks, one module each
-    for extension in (cloudformation_rules, cloudwatch_alarms, quotas, scheduler):
+    from mxlab.offline import (  # more that moto lacks, one module each
+        cloudformation_rules, cloudwatch_alarms, quotas, ssm_run_command)
+    for extension in (cloudformation_rules, cloudwatch_alarms, quotas, scheduler, ssm_run_command):
         extension.install()
 
 

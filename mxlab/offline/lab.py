@@ -32,7 +32,7 @@ from mxlab.offline import REPO_ROOT
 if str(REPO_ROOT) not in sys.path:  # cdk/ is not an installed package
     sys.path.insert(0, str(REPO_ROOT))
 
-from mxlab.offline import ec2_instances, leftovers  # noqa: E402
+from mxlab.offline import ec2_instances, leftovers, ssm_run_command  # noqa: E402
 from mxlab.targets import DEFAULT_STACK  # noqa: E402
 from mxlab.offline.emulator import AwsEmulator  # noqa: E402
 from mxlab.offline.lab_host import SshdHost, free_port  # noqa: E402
@@ -231,6 +231,20 @@ class OfflineLab:
                 host.stop()
                 del self.hosts[instance_id]
 
+    def _run_command(self, instance_id, lines):
+        """SSM Run Command on a hosted instance (ssm_run_command.py): its lines run with bash on this machine
+        in the instance's home, /etc/ssh/ standing for the folder of its host keys. None: not hosted here."""
+        with self._lock:
+            host = self.hosts.get(instance_id)
+        if host is None or host.dir is None:
+            return None
+        if lines is None:
+            return 0, "", ""
+        script = "\n".join(lines).replace("/etc/ssh/", str(host.dir) + "/")
+        done = subprocess.run(["bash", "-c", script], cwd=str(host.home), capture_output=True, text=True,
+                              timeout=60, env=dict(self._child_env(dict(os.environ)), HOME=str(host.home)))
+        return done.returncode, done.stdout, done.stderr
+
     def _stop_hosts(self):
         with self._lock:
             for host in self.hosts.values():
@@ -315,4 +329,5 @@ class OfflineLab:
             if n == 1:
                 self._fact(sshd_pid=host.proc.pid, sshd_address=ip, sshd_port=self.ssh_port, sshd_dir=str(host.dir))
         stack.callback(ec2_instances.add_listener(self._on_instance))
+        stack.callback(ssm_run_command.set_runner(self._run_command))
         return self
