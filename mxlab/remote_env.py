@@ -22,6 +22,13 @@ PREFERRED = ("mxnet_p36", "mxnet_p27")
 # mxnet 1.9.1 CUDA builds on PyPI, newest first: pick the newest the driver supports.
 CUDA_BUILDS = ((11, 2, "mxnet-cu112"), (11, 0, "mxnet-cu110"), (10, 2, "mxnet-cu102"), (10, 1, "mxnet-cu101"))
 CPU_MXNET = "mxnet==1.9.1"
+# MXNet 1.9.1 and numpy 1.23.5 install on CPython 3.6-3.11 only: where the host's python3 is newer (Ubuntu 24.04
+# AMIs: 3.12), the venv gets a CPython 3.11 that uv installs (agent/requirements-python.txt) under ~/.mxlab-agent.
+NEWEST_VENV_PYTHON = (3, 11)
+MANAGED_PYTHON = "3.11"
+UV_VENV = "uv"  # ~/.mxlab-agent/uv: a venv of the host's python3 holding uv
+MANAGED_PYTHONS = "python"  # ~/.mxlab-agent/python: uv's Python installations (UV_PYTHON_INSTALL_DIR)
+_VERSION = "import sys; print('%d.%d' % sys.version_info[:2])"
 # In the venv once MXNet imports there: a venv without it is a set-up that was killed or failed half-way.
 VENV_READY = ".mxlab-ready"
 # Debian/Ubuntu's python3 without python3.X-venv: `python3 -m venv` prints this (across a line break)
@@ -222,6 +229,7 @@ class RemoteEnv:
         if not python3:
             raise RemoteCommandError("%s: no MXNet conda env and no python3 to make a venv with" % label)
         venv = posixpath.join(self.root, "venv")
+        python3 = self._python_for_venv(python3)
         mxnet = mxnet_requirement(gpu)
         self.say("%s: no MXNet conda env: making a venv with %s at %s%s"
                  % (label, python3, venv, " (GPU, CUDA %s)" % gpu if gpu else ""))
@@ -256,6 +264,36 @@ class RemoteEnv:
         self._remember("venv", snippet, warning)
         self.say("%s: venv ready (mxnet %s); remembered in %s" % (label, detail.splitlines()[-1], self.env_file))
         return self._named("venv", warning)
+
+    def _python_for_venv(self, python3):
+        """python3 itself where MXNet's pins install on it, else the path of a CPython 3.11 installed by uv."""
+        label = self.session.target.label
+        rc, out, err = self.session.exec("%s -c %s" % (shlex.quote(python3), shlex.quote(_VERSION)), timeout=120)
+        try:
+            version = tuple(int(part) for part in out.strip().splitlines()[-1].split("."))
+        except (ValueError, IndexError):
+            raise RemoteCommandError("%s: %s does not tell its version (exit %d): %s"
+                                     % (label, python3, rc, last_line(out + err)))
+        if version <= NEWEST_VENV_PYTHON:
+            return python3
+        self.say("%s: %s is Python %d.%d, newer than MXNet 1.9.1 and numpy 1.23.5 install on (<= 3.11): "
+                 "installing CPython %s with uv for the venv" % ((label, python3) + version[:2] + (MANAGED_PYTHON,)))
+        uv_venv = posixpath.join(self.root, UV_VENV)
+        self._create_venv(python3, uv_venv)
+        self._step("pip install uv", "%s -m pip install --disable-pip-version-check -q -r %s 2>&1" % (
+            shlex.quote(uv_venv + "/bin/python"), shlex.quote(posixpath.join(self.root, AGENT_DIR,
+                                                                             "requirements-python.txt"))))
+        uv = "UV_PYTHON_INSTALL_DIR=%s %s" % (shlex.quote(posixpath.join(self.root, MANAGED_PYTHONS)),
+                                              shlex.quote(uv_venv + "/bin/uv"))
+        # --no-bin: no python3.11 link in ~/.local/bin, the host's own PATH stays as it was.
+        self._step("uv python install %s" % MANAGED_PYTHON, "%s python install --no-bin %s 2>&1"
+                   % (uv, MANAGED_PYTHON), timeout=1800)
+        rc, out, err = self.session.exec("%s python find --managed-python %s" % (uv, MANAGED_PYTHON), timeout=120)
+        found = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
+        if not found:
+            raise RemoteCommandError("%s: uv installed CPython %s but cannot find it (exit %d): %s"
+                                     % (label, MANAGED_PYTHON, rc, last_line(out + err)))
+        return found
 
     def _mark_ready(self, venv):
         """The venv's completion marker: written only once MXNet imports in it (see _make_venv)."""

@@ -314,3 +314,38 @@ def test_venv_without_ensurepip_and_without_sudo_names_the_package(sshd_factory)
     assert "sudo -n: sudo: a password is required" in message
     assert "sudo apt-get install -y %s" % package in message
     assert (host.home / "sudo.log").read_text().splitlines() == ["-n true"]  # asked, installed nothing
+
+
+# ---- a host whose python3 is newer than MXNet's pins (Ubuntu 24.04 AMIs: 3.12) ----------------------------
+
+@pytest.mark.slow
+@pytest.mark.aws_behaviour
+def test_a_host_whose_python3_is_3_12_gets_its_venv_on_a_cpython_3_11_from_uv(
+        sshd_factory, wheelhouse, mxlab_cli, local_zoo, sample_photos, tmp_path):
+    """The Ubuntu 22.04 DLAMIs' support ends 2027-04-30; on 24.04 python3 is 3.12, where numpy 1.23.5 has no
+    wheel (and its sdist needs distutils, gone in 3.12). mxlab installs uv (agent/requirements-python.txt) into a
+    small venv of the host's python3, has it install CPython 3.11 (python-build-standalone: from GitHub on a
+    real host, from the sandbox's mirror here) and makes the agent's venv with that. A real CPython 3.12 is the
+    host's python3; its wheelhouse holds the agent's cp311 wheels and uv, nothing for cp312."""
+    from mxlab.offline.python_mirror import ensure_mirror
+    from tests.other_pythons import cpython
+
+    host = sshd_factory(conda_envs=(), wheelhouse=wheelhouse, python3=cpython("3.12"),
+                        python_downloads=ensure_mirror())
+    common = [*direct_args(host), "--zoo", local_zoo, "--model", "efficientnet-lite0", "--results", tmp_path]
+    code, out, err = mxlab_cli("run", *common, sample_photos / "coffee.jpg")
+    assert code == 0, err
+    assert "is Python 3.12" in err and "installing CPython 3.11 with uv" in err, err
+    agent_root = host.home / ".mxlab-agent"
+    cfg = (agent_root / "venv" / "pyvenv.cfg").read_text()
+    assert "version = 3.11" in cfg or "version_info = 3.11" in cfg, cfg
+    assert str(agent_root / "python") in cfg, "the venv's base is uv's CPython under ~/.mxlab-agent/python"
+    assert list((agent_root / "venv").glob("lib/python3.11/site-packages/mxnet/__init__.py"))
+    assert "espresso" in out
+    # The host's own python3 is untouched (still 3.12), and uv linked nothing into ~/.local/bin.
+    with connect(host) as session:
+        rc, version, _ = session.exec("python3 -c 'import sys; print(sys.version_info[:2])'; "
+                                      "ls ~/.local/bin 2>/dev/null | grep -c python || true")
+    assert rc == 0 and version.split() == ["(3,", "12)", "0"], version
+    code, out, err = mxlab_cli("run", *common, sample_photos / "chelsea.jpg")
+    assert code == 0 and "installing CPython" not in err and "pip install" not in err, err

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -110,14 +111,18 @@ def project_site_packages():
         REPO_ROOT / ".venv" / "lib" / ("python%d.%d" % sys.version_info[:2]) / "site-packages")
 
 
-def ensure_wheelhouse(requirements=REPO_ROOT / "agent" / "requirements.txt"):
-    """Download the agent's pinned wheels once (package registry) so venv installs need no index."""
+def ensure_wheelhouse(requirements=(REPO_ROOT / "agent" / "requirements.txt",
+                                    REPO_ROOT / "agent" / "requirements-python.txt")):
+    """Download the agent's pinned wheels (and uv's, for hosts whose python3 is too new) once (package
+    registry) so venv installs need no index."""
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(Path(requirements).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(b"".join(Path(r).read_bytes() for r in requirements)).hexdigest()[:16]
     stamp = WHEELHOUSE / (".done-" + digest)
     if not stamp.exists():
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d",
-                        str(WHEELHOUSE), "-r", str(requirements)], check=True)
+        argv = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(WHEELHOUSE)]
+        for path in requirements:
+            argv += ["-r", str(path)]
+        subprocess.run(argv, check=True)
         stamp.touch()
     return WHEELHOUSE
 
@@ -131,7 +136,7 @@ class SshdHost:
     """
 
     def __init__(self, address="127.0.0.1", port=None, conda_envs=("mxnet_p36",), wheelhouse=None,
-                 extra_authorized=(), parent_dir=None, cloud_init=None):
+                 extra_authorized=(), parent_dir=None, cloud_init=None, python3=None, python_downloads=None):
         self.address = address
         self.port = port or free_port(address)
         self.conda_envs = list(conda_envs)
@@ -139,6 +144,10 @@ class SshdHost:
         self.extra_authorized = list(extra_authorized)
         self.parent_dir = parent_dir
         self.cloud_init = cloud_init  # None: no cloud-init on the host; else its status (see _CLOUD_INIT)
+        # The host's `python3` (None: this machine's): e.g. a CPython 3.12, as on an Ubuntu 24.04 AMI.
+        self.python3 = python3
+        # uv's downloads list for `uv python install` (python_mirror.py): the host's way to GitHub.
+        self.python_downloads = python_downloads
         self.user = pwd.getpwuid(os.getuid()).pw_name
         self.mark = leftovers.new_mark("host")
         self.dir = None
@@ -233,13 +242,19 @@ class SshdHost:
         self.home.mkdir()
         # sshd starts each session in the user's passwd home: go to this host's own home instead.
         bashrc = ['cd "$HOME" 2>/dev/null', "# DLAMI-like: conda on PATH for interactive shells only"]
-        if self.cloud_init:
-            tools = self.home / ".instance" / "bin"
+        tools = self.home / ".instance" / "bin"
+        if self.cloud_init or self.python3:
             tools.mkdir(parents=True)
+            bashrc.insert(1, 'export PATH="$HOME/.instance/bin:$PATH"  # the instance\'s own tools')
+        if self.cloud_init:
             (tools / "cloud-init").write_text(_CLOUD_INIT)
             (tools / "cloud-init").chmod(0o755)
             self.set_cloud_init(self.cloud_init)
-            bashrc.insert(1, 'export PATH="$HOME/.instance/bin:$PATH"  # the instance\'s own tools')
+        if self.python3:
+            (tools / "python3").symlink_to(self.python3)
+        if self.python_downloads:
+            bashrc.insert(1, "export UV_PYTHON_DOWNLOADS_JSON_URL=%s  # the sandbox's python-build-standalone"
+                          % shlex.quote(str(self.python_downloads)))
         if self.conda_envs:
             conda = self.home / "anaconda3"
             (conda / "bin").mkdir(parents=True)
@@ -317,9 +332,16 @@ def main(argv=None):
     p.add_argument("--port", type=int)
     p.add_argument("--no-conda", action="store_true", help="no conda env: exercises the venv fallback")
     p.add_argument("--wheelhouse", action="store_true", help="point the host's pip at build/wheelhouse")
+    p.add_argument("--python3", metavar="PATH", help="the host's python3 (e.g. a CPython 3.12, as on Ubuntu "
+                   "24.04); uv's `python install` then gets CPython 3.11 from build/python-mirror")
     args = p.parse_args(argv)
+    downloads = None
+    if args.python3:
+        from mxlab.offline.python_mirror import ensure_mirror
+        downloads = ensure_mirror()
     host = SshdHost(args.address, args.port, conda_envs=() if args.no_conda else ("mxnet_p36",),
-                    wheelhouse=ensure_wheelhouse() if args.wheelhouse else None)
+                    wheelhouse=ensure_wheelhouse() if args.wheelhouse else None, python3=args.python3,
+                    python_downloads=downloads)
     host.start()
     stop = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
