@@ -108,6 +108,15 @@ def collect(targets, stack, timeout=600, start=False):
 
 # ---- the files --------------------------------------------------------------------------------
 
+def ssh_config_path(path):
+    """`path` as one ssh_config argument: double-quoted with its backslashes and quotes escaped, and '%' doubled
+    (IdentityFile and UserKnownHostsFile expand %-tokens), so a folder named `hand "out" 100%` still works."""
+    text = str(path)
+    if "\n" in text or "\r" in text:
+        raise UsageError("--out %r: a folder whose path has a line break cannot be named in ssh_config" % text)
+    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+
+
 def ssh_config_text(sheet, folder):
     folder = Path(folder).resolve()
     lines = [
@@ -123,9 +132,9 @@ def ssh_config_text(sheet, folder):
     if sheet.port != 22:
         lines.append("    Port %d" % sheet.port)
     lines += [
-        '    IdentityFile "%s"' % (folder / sheet.key_name),
+        "    IdentityFile %s" % ssh_config_path(folder / sheet.key_name),
         "    IdentitiesOnly yes",
-        '    UserKnownHostsFile "%s"' % (folder / "known_hosts"),
+        "    UserKnownHostsFile %s" % ssh_config_path(folder / "known_hosts"),
         "    StrictHostKeyChecking yes",
         # The keys are pinned under the instance id: a restarted instance has a new address, the same keys.
         "    HostKeyAlias %s" % sheet.instance_id,
@@ -311,12 +320,12 @@ def check_out_dir(out_dir, force):
 
 def write_attendee(sheet, out_dir):
     folder = Path(out_dir) / sheet.label
-    if folder.exists() and not folder.is_dir():
-        folder.unlink()
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        folder.unlink()  # a link planted where the folder goes must not carry the key elsewhere
     folder.mkdir(mode=0o700, exist_ok=True)
     os.chmod(folder, 0o700)
     key = folder / sheet.key_name
-    if key.exists():
+    if os.path.lexists(str(key)):  # also a (dangling) link: the key is written afresh, here
         key.unlink()
     # Byte for byte, 0600 from its creation; never read into a string that could be printed.
     fd = os.open(str(key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -47,6 +47,7 @@ CHUNKS_PER_HOST = 4  # first chunks: small enough that every host starts with so
 FIRST_CHUNK_MAX = 8
 CHUNK_SECONDS = 60.0  # adaptive chunks hold about this much classifying at most: a lost chunk costs little
 MAX_CHUNK = 1000  # inputs in one agent run at most
+MISSING_SHOWN = 10  # an --input-list's missing entries named in its error; the rest are counted
 RECONNECT_TIMEOUT = 60  # a host whose connection is gone this long gives its chunk to the others
 
 
@@ -61,11 +62,18 @@ def read_input_list(path):
         raise UsageError("--input-list %s: cannot read it (%s)" % (path, exc.strerror or exc))
     except UnicodeDecodeError:
         raise UsageError("--input-list %s: not a UTF-8 text file (expected one input a line)" % path)
-    items = [line.strip() for line in text.splitlines()]
-    items = [i for i in items if i and not i.startswith("#")]
-    if not items:
+    numbered = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)]
+    numbered = [(n, i) for n, i in numbered if i and not i.startswith("#")]
+    if not numbered:
         raise UsageError("--input-list %s: no inputs in it (expected one file, folder or URL a line)" % path)
-    return items
+    # Every entry that is not there, named at once with its line: a list of 100 000 is not fixed one by one.
+    missing = [(n, i) for n, i in numbered if not is_url(i) and not os.path.exists(i)]
+    if missing:
+        shown = ", ".join("line %d: %s" % (n, i) for n, i in missing[:MISSING_SHOWN])
+        more = " (and %d more)" % (len(missing) - MISSING_SHOWN) if len(missing) > MISSING_SHOWN else ""
+        raise UsageError("--input-list %s: %d of %d entries do not exist here: %s%s" % (
+            path, len(missing), len(numbered), shown, more))
+    return [i for _, i in numbered]
 
 
 def expand_inputs(items):

@@ -35,7 +35,9 @@ def test_expand_inputs_takes_a_folder_as_the_agent_does_and_each_input_once(tmp_
     assert got == [str(photos / "a.PNG"), single, url, str(empty)]
 
 
-def test_input_list_skips_blanks_and_comments(tmp_path):
+def test_input_list_skips_blanks_and_comments(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative entries are taken from the current folder, as typed
+    (tmp_path / "a.jpg").write_bytes(b"")
     path = tmp_path / "list.txt"
     path.write_text("# photos\na.jpg\n\n  http://127.0.0.1:1/b.jpg  \n")
     assert shard.read_input_list(path) == ["a.jpg", "http://127.0.0.1:1/b.jpg"]
