@@ -3,8 +3,11 @@
 The workshop loads a checkpoint by prefix and epoch (mx.model.load_checkpoint('Inception-BN', 0)), so each
 model is there as `<Name>-symbol.json` and `<Name>-0000.params`: links into the agent's model cache (no
 second copy), the epoch renamed to 0 as the workshop does. Beside them: synset.txt, two sample photos and
-README.md, whose activation command is that host's own and whose Python steps run as written.
+README.md, whose activation command is that host's own and whose Python steps run as written; and the
+workshop as a notebook, mxnet-lab.ipynb (mxlab/workshop/), with models.json saying how each model of this lab
+wants its input (the notebook reads it: the seed's models where the zoo has them, the offline zoo's otherwise).
 """
+import json
 import posixpath
 import shlex
 from pathlib import Path
@@ -13,6 +16,8 @@ WORKSPACE_DIR = "mxnet-lab"  # under the login user's home
 PHOTOS_DIR = Path(__file__).resolve().parent / "sample_photos"  # package data (CC0, from scikit-image)
 PHOTOS = ("chelsea.jpg", "coffee.jpg")
 SMOKE_PHOTO = PHOTOS[0]  # a tabby cat: `mxlab prepare` classifies it with every model
+NOTEBOOK = Path(__file__).resolve().parent / "workshop" / "mxnet-lab.ipynb"  # package data
+MODELS_FILE = "models.json"  # the notebook's list of this workspace's models
 
 
 def photo_path(name=SMOKE_PHOTO):
@@ -31,7 +36,14 @@ def model_facts(model, entry):
     return {"model": model, "name": checkpoint_name(model, entry), "size": int(spec.get("size", 224)),
             "mean": [float(x) for x in spec.get("mean", (0.0, 0.0, 0.0))],
             "std": [float(x) for x in spec.get("std", (1.0, 1.0, 1.0))],
-            "color": spec.get("color", "RGB")}
+            "color": spec.get("color", "RGB"),
+            # Module's label_names: VGG16 (from Caffe) has prob_label, not the default softmax_label.
+            "label_names": [entry["label"]] if entry.get("label") else None}
+
+
+def models_json(models):
+    """models.json of the workspace: the notebook's models, in the order the organiser asked for them."""
+    return json.dumps({"models": models}, indent=1, sort_keys=True) + "\n"
 
 
 def _tuple(values):
@@ -136,4 +148,11 @@ def lay_out(session, home, activate, environment, files, entries):
         sftp.put(str(photo_path(name)), posixpath.join(workspace, name))
     with sftp.open(posixpath.join(workspace, "README.md"), "w") as fh:
         fh.write(readme_text(session.target.label, environment, activate, models).encode("utf-8"))
+    with sftp.open(posixpath.join(workspace, MODELS_FILE), "w") as fh:
+        fh.write(models_json(models).encode("utf-8"))
+    notebook = posixpath.join(workspace, NOTEBOOK.name)
+    try:
+        sftp.stat(notebook)  # the attendee's own copy, maybe edited and run: never replaced
+    except IOError:
+        sftp.put(str(NOTEBOOK), notebook)
     return workspace, models
