@@ -242,13 +242,14 @@ def cmd_hosts(args, out, err):
     if not args.attendee and not args.host:
         args.all = True
     found = resolve_targets(args)
-    for t in found:
-        if t.instance_id:
-            try:
-                readiness.refresh(t)
-            except Exception as exc:  # a listing still helps without EC2 access
+    try:
+        readiness.refresh_all([t for t in found if t.instance_id])
+    except Exception as exc:  # a listing still helps without EC2 access
+        for t in found:
+            if t.instance_id:
                 t.state = "unknown (%s)" % type(exc).__name__
-        else:
+    for t in found:
+        if not t.instance_id:
             try:
                 readiness.read_banner(t.host, t.port, timeout=5)
                 t.state = "ssh up"

@@ -22,7 +22,7 @@ import paramiko
 
 from mxlab import backoff
 from mxlab.atomic import write_atomic
-from mxlab.aws import session as aws_session
+from mxlab import aws
 from mxlab.errors import GaveUp, HostKeyError
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def console_output(instance_id):
     types (p2, p3, m4, c4, t2, ...) refuse it: there, ask again without it."""
     import botocore.exceptions  # here, not at the top: start-up time of one-photo runs (botocore costs ~0.2 s)
 
-    ec2 = aws_session().client("ec2")
+    ec2 = aws.client("ec2")
     try:
         return ec2.get_console_output(InstanceId=instance_id, Latest=True).get("Output") or ""
     except botocore.exceptions.ClientError as exc:
@@ -151,7 +151,7 @@ def ssm_host_keys(instance_id, timeout=120, sleep=time.sleep):
     """(type, base64) pairs of the instance's host keys, read by SSM Run Command; LookupError if SSM cannot."""
     import botocore.exceptions  # here, not at the top: start-up time of one-photo runs (botocore costs ~0.2 s)
 
-    ssm = aws_session().client("ssm")
+    ssm = aws.client("ssm")
     try:
         command = ssm.send_command(InstanceIds=[instance_id], DocumentName="AWS-RunShellScript",
                                    Parameters={"commands": [SSM_KEYS_SCRIPT]},

@@ -6,7 +6,7 @@ import logging
 import os
 
 from mxlab.atomic import write_atomic
-from mxlab.aws import session as aws_session
+from mxlab import aws
 from mxlab.errors import MxlabError
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def ensure_key(target):
                          % (target.label, path))
     import botocore.exceptions  # here, not at the top: start-up time of one-photo runs (botocore costs ~0.2 s)
 
-    ssm = aws_session().client("ssm")
+    ssm = aws.client("ssm")
     try:
         value = ssm.get_parameter(Name=target.key_parameter, WithDecryption=True)["Parameter"]["Value"]
     except botocore.exceptions.ClientError as exc:

@@ -24,6 +24,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from mxlab import aws
 from mxlab.errors import MxlabError
 
 # (quota code, quota name as Service Quotas shows it, instance families it counts)
@@ -76,8 +77,8 @@ def quota_for(instance_type):
 def check(session, config, stack):
     """Run the checks for a validated cdk LabConfig; return a Preflight or raise PreflightError."""
     region = config.region or session.region_name
-    ec2 = session.client("ec2", region_name=region)
-    cfn = session.client("cloudformation", region_name=region)
+    ec2 = session.client("ec2", region_name=region, config=aws.retry_config())
+    cfn = session.client("cloudformation", region_name=region, config=aws.retry_config())
     result = Preflight(region=region, availability_zone="")
     _check_no_host_terminated(ec2, cfn, stack)
     _choose_zone(ec2, cfn, config, stack, result)
@@ -230,7 +231,7 @@ def _lab_image(session, ec2, config, region):
             raise PreflightError("ami_name=%s: no Amazon image of that name in %s"
                                  % (config.ami_name, region))
         return max(images, key=lambda i: i.get("CreationDate", ""))["ImageId"], "ami_name"
-    ssm = session.client("ssm", region_name=region)
+    ssm = session.client("ssm", region_name=region, config=aws.retry_config())
     try:
         value = ssm.get_parameter(Name=config.ami_ssm_parameter)["Parameter"]["Value"]
     except botocore.exceptions.ClientError as exc:
@@ -378,7 +379,7 @@ def _running_elsewhere(ec2, families, stack):
 def _quota_value(session, region, code, service="ec2"):
     import botocore.exceptions  # here, not at the top: start-up time of one-photo runs (botocore costs ~0.2 s)
 
-    quotas = session.client("service-quotas", region_name=region)
+    quotas = session.client("service-quotas", region_name=region, config=aws.retry_config())
     for call in (quotas.get_service_quota, quotas.get_aws_default_service_quota):
         try:
             return float(call(ServiceCode=service, QuotaCode=code)["Quota"]["Value"])

@@ -6,7 +6,7 @@ import logging
 import socket
 
 from mxlab import address_book, backoff, hostkeys, keys
-from mxlab.aws import session as aws_session
+from mxlab import aws
 from mxlab.errors import HostUnreachable, MxlabError
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ def describe_instance(instance_id):
     """The instance's DescribeInstances record, or None."""
     import botocore.exceptions  # here, not at the top: start-up time of one-photo runs (botocore costs ~0.2 s)
 
-    ec2 = aws_session().client("ec2")
+    ec2 = aws.client("ec2")
     try:
         res = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
     except botocore.exceptions.ClientError as exc:
@@ -33,10 +33,11 @@ def describe_instance(instance_id):
     return res[0]["Instances"][0] if res and res[0]["Instances"] else None
 
 
-def refresh(target):
+def refresh(target, described=None):
     """Set target.state, and target.host to the instance's live public address when it has one:
-    a stopped and started instance gets a new public IP, so the stack's outputs go stale."""
-    inst = describe_instance(target.instance_id)
+    a stopped and started instance gets a new public IP, so the stack's outputs go stale.
+    described: the instance's record from refresh_all's batch (None: ask EC2 now)."""
+    inst = described if described is not None else describe_instance(target.instance_id)
     target.state = inst["State"]["Name"] if inst else "unknown"
     live = inst and (inst.get("PublicIpAddress") or inst.get("PublicDnsName"))
     if live and live != target.host:
@@ -47,9 +48,33 @@ def refresh(target):
     return target.state
 
 
+def refresh_all(targets):
+    """refresh() every lab target with one DescribeInstances per 100 instances (not one per attendee:
+    a room of 30 made 30 calls in turn, and AWS throttles bursts of them)."""
+    ids = [t.instance_id for t in targets if t.instance_id]
+    records = {}
+    ec2 = aws.client("ec2")
+    for start in range(0, len(ids), 100):
+        chunk = ids[start:start + 100]
+        try:
+            found = ec2.describe_instances(InstanceIds=chunk)["Reservations"]
+        except Exception:  # an id that is gone fails the whole batch: ask for each of this chunk
+            for target in targets:
+                if target.instance_id in chunk:
+                    refresh(target)
+            continue
+        for reservation in found:
+            for inst in reservation["Instances"]:
+                records[inst["InstanceId"]] = inst
+    for target in targets:
+        if target.instance_id in records:
+            refresh(target, records[target.instance_id])
+    return targets
+
+
 def start_instance(target, timeout):
     """Start a stopped (or stopping) instance and wait until it runs."""
-    ec2 = aws_session().client("ec2")
+    ec2 = aws.client("ec2")
     if target.state == "stopping":
         log.warning("%s: instance %s is stopping; waiting for it to stop before starting it",
                     target.label, target.instance_id)

@@ -129,9 +129,9 @@ def _merged(stack_outputs):
 def describe_stack(stack):
     import botocore.exceptions
 
-    from mxlab.aws import session as aws_session
+    from mxlab import aws
 
-    cfn = aws_session().client("cloudformation")
+    cfn = aws.client("cloudformation")
     try:
         stacks = cfn.describe_stacks(StackName=stack)["Stacks"]
     except botocore.exceptions.ClientError as exc:

@@ -16,6 +16,7 @@ Extensions (each a gap between moto 5.2.5 and AWS, found by deploying the real C
 - The Deep Learning AMI behind its public SSM parameter (ec2_images.py): x86_64, root on
   /dev/sda1, a 75 GB root snapshot (moto's images are arm64/x86 Amazon Linux, all "15 GB").
 - SSM Run Command (AWS-RunShellScript) runs on the instance (ssm_run_command.py).
+- Throttling on demand (throttle.py): a share of calls answered RequestLimitExceeded/Throttling.
 - CloudWatch alarms evaluated against the metric data put to them (cloudwatch_alarms.py).
 
 Standalone: `python -m mxlab.offline.emulator --port P` prints the endpoint, stays up
@@ -320,8 +321,8 @@ def _install_patches():
     backend_class.execute_change_set = execute_change_set
 
     from mxlab.offline import (  # more that moto lacks, one module each
-        cloudformation_rules, cloudwatch_alarms, quotas, ssm_run_command)
-    for extension in (cloudformation_rules, cloudwatch_alarms, quotas, scheduler, ssm_run_command):
+        cloudformation_rules, cloudwatch_alarms, quotas, ssm_run_command, throttle)
+    for extension in (cloudformation_rules, cloudwatch_alarms, quotas, scheduler, ssm_run_command, throttle):
         extension.install()
 
 
@@ -357,8 +358,10 @@ class AwsEmulator:
         if self._server is not None:
             self._server.stop()
             self._server = None
-        # Backends are process-global: a later emulator starts empty.
+        # Backends are process-global: a later emulator starts empty (and unthrottled).
         scheduler.stop()
+        from mxlab.offline import throttle
+        throttle.set_rate(0)
         from moto.backends import get_backend
         for name in ("cloudformation", "ec2", "ssm", "iam", "cloudwatch", "sts", "scheduler", "service-quotas"):
             for account in list(get_backend(name).keys()):
@@ -379,6 +382,11 @@ class AwsEmulator:
     def default_image_id(self):
         """The Deep Learning AMI's stand-in: x86_64, root on /dev/sda1 (ec2_images.py)."""
         return ec2_images.deep_learning_ami(self._ec2())
+
+    def set_throttle(self, rate):
+        """Answer this share of EC2/CloudFormation/SSM/Service Quotas calls as AWS throttles them."""
+        from mxlab.offline import throttle
+        return throttle.set_rate(rate)
 
     def register_image(self, name, **facts):
         """Another image (architecture, root_device_name, root_gb): a test's own AMI."""
@@ -424,12 +432,14 @@ class AwsEmulator:
         })
         return env
 
-    def boto3_client(self, service):
+    def boto3_client(self, service, config=None):
         import boto3
+
+        from mxlab import aws
         return boto3.client(service, endpoint_url=self.endpoint_url,
                             region_name=self.region, aws_access_key_id="testing",
                             aws_secret_access_key="testing",
-                            aws_session_token="testing")
+                            aws_session_token="testing", config=config or aws.retry_config())
 
     def cdk_command(self, command, context=None, outputs_file=None, stack=None,
                     extra=()):

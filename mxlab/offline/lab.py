@@ -101,8 +101,9 @@ class OfflineLab:
     """
 
     def __init__(self, attendees=1, stack=STACK, instance_type=None, say=None, log_dir=None, on_fact=None,
-                 conda_envs=("mxnet_p36",)):
+                 conda_envs=("mxnet_p36",), throttle=0.0):
         self.attendees = attendees
+        self.throttle = throttle
         self.stack = stack
         self.instance_type = instance_type
         self.conda_envs = conda_envs
@@ -272,6 +273,10 @@ class OfflineLab:
         stack.callback(self.emulator.stop)
         self.emulator.start()
         self._fact(emulator_port=self.emulator.port)
+        if self.throttle:
+            self.say("the emulator throttles %d %% of EC2, CloudFormation, SSM and Service Quotas calls"
+                     % round(self.throttle * 100))
+            self.emulator.set_throttle(self.throttle)
 
         self.say("serving the local model zoo (build/zoo) over HTTP on 127.0.0.1")
         self.zoo = ZooServer(str(REPO_ROOT / "build" / "zoo"))

@@ -53,7 +53,21 @@ def build_parser():
                    help="attendee instances, 1..%d (default %%(default)s)" % MAX_ATTENDEES)
     p.add_argument("--stack", default=DEFAULT_STACK, help="stack name (default %(default)s)")
     p.add_argument("--instance-type", metavar="T", help="instance type the stack asks for (default: the app's)")
+    p.add_argument("--throttle", type=_share, default=0.0, metavar="SHARE",
+                   help="answer this share (0..1, e.g. 0.3) of the EC2, CloudFormation, SSM and Service "
+                        "Quotas calls as AWS does when it throttles (RequestLimitExceeded, Throttling), from "
+                        "the deploy on (default 0)")
     return p
+
+
+def _share(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError("%r: expected a share from 0 to below 1, e.g. 0.3" % text)
+    return value
 
 
 def missing_prerequisites(photos=()):
@@ -153,7 +167,7 @@ def main(argv=None):
 
     def serve():
         with OfflineLab(attendees=args.attendees, stack=args.stack, instance_type=args.instance_type,
-                        say=say) as lab:
+                        say=say, throttle=args.throttle) as lab:
             for line in export_lines(lab.variables()):
                 print(line)
             print("sandbox ready", flush=True)
