@@ -40,7 +40,11 @@ def find_cpython(minor):
     if uv:
         for install_first in (False, True):
             if install_first:
-                subprocess.run([uv, "python", "install", minor], capture_output=True, text=True, timeout=600)
+                proc = subprocess.run([uv, "python", "install", minor], capture_output=True, text=True,
+                                      timeout=600)
+                if proc.returncode != 0:
+                    tried.append("`uv python install %s`: %s" % (minor, proc.stderr.strip()[-300:]))
+                    break
             proc = subprocess.run([uv, "python", "find", "--managed-python", minor], capture_output=True,
                                   text=True, timeout=120)
             path = proc.stdout.strip()
