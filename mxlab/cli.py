@@ -122,7 +122,8 @@ def build_parser():
         p.add_argument("--chunk-size", type=_positive, metavar="N",
                        help="with --shard: inputs per agent run (default: about 4 chunks a host, at most 64)")
         p.add_argument("--resume", metavar="RUN_ID",
-                       help="with --shard: go on with the saved run RUN_ID, doing only inputs without results")
+                       help="go on with the saved run RUN_ID (Ctrl-C or a lost laptop): with --shard only inputs "
+                            "without results; else the hosts that had not finished (following their agents)")
         p.add_argument("inputs", nargs="*", metavar="INPUT", help="image file, directory or http(s) URL")
 
     r = sub.add_parser("report", help="one self-contained HTML file of saved run(s): thumbnails, top-k bars")
@@ -277,13 +278,28 @@ def cmd_run(args, out, err, compare=False):
     spec = RunSpec(models=models, inputs=args.inputs, top_k=args.top_k, batch_size=args.batch_size,
                    zoo=args.zoo, env=args.env, engine=args.engine)
     name = args.stack if not args.host else found[0].label
-    if args.shard or args.resume:
+    run_dir = Path(args.results) / name / (args.resume or "-")
+    if args.shard or (args.resume and (run_dir / "shard.json").is_file()):
         return cmd_run_sharded(args, found, spec, name, compare, out, err)
-    run_id = new_run_id()
+    if args.resume and not run_dir.is_dir():
+        raise UsageError("--resume %s: no run folder %s (expected a run id from an earlier run)" % (args.resume,
+                                                                                                  run_dir))
+    run_id = args.resume or new_run_id()
     store = ResultStore(args.results, name, run_id)
     started = time.time()
-    results = run_fleet(found, spec, run_id, store, err, parallel=args.parallel, timeout=args.timeout,
-                        start=args.start)
+    try:
+        results = run_fleet(found, spec, run_id, store, err, parallel=args.parallel, timeout=args.timeout,
+                            start=args.start, resume=bool(args.resume))
+    except KeyboardInterrupt:
+        waiting = getattr(store, "interrupted", [])
+        saved = [t.label for t in found if t.label not in waiting]
+        err.print("mxlab: interrupted: %s; %s. The same command with --resume %s keeps what is saved and collects "
+                  "the rest (their agents go on, on the hosts)" % (
+                      "the results of %s are saved in %s" % (", ".join(saved), store.dir) if saved
+                      else "no host had finished (%s)" % store.dir,
+                      "%s had not finished" % ", ".join(waiting) if waiting else "every host had finished",
+                      run_id), markup=False, highlight=False, soft_wrap=True)
+        raise
     for r in results:
         if r.records:
             out.print(report.compare_table(r.label, r.records, models) if compare

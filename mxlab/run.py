@@ -65,6 +65,10 @@ class HostResult:
     warm_reason: Optional[str] = None  # which warm agent, or why a fresh agent ran instead
 
 
+class Interrupted(Exception):
+    """The operator stopped waiting (Ctrl-C): the agent goes on, on the host, in its run folder."""
+
+
 def plan_uploads(inputs):
     """[(local path or None, argument for the agent)] with remote names relative to the run dir.
 
@@ -89,8 +93,9 @@ class RemoteRun:
     """Drives one agent run on an open Session. `on_progress(done, total, message)` gets live updates."""
 
     def __init__(self, session, spec, run_id, env_prefix, on_progress=None, reconnect_timeout=120,
-                 poll=0.3, liveness_every=3.0, liveness_timeout=60, first_poll=0.04):
+                 poll=0.3, liveness_every=3.0, liveness_timeout=60, first_poll=0.04, stop=None):
         self.session = session
+        self.stop = stop  # a threading.Event: set, and wait() stops following (Interrupted); the agent goes on
         self.spec = spec
         self.run_id = run_id
         self.env_prefix = env_prefix
@@ -124,6 +129,19 @@ class RemoteRun:
     def _path(self, name):
         return posixpath.join(self.run_dir, name)
 
+    def started_before(self):
+        """Whether this run's agent was started on the host already (an interrupted mxlab's run, resumed)."""
+        try:
+            self.session.sftp().stat(self._path(contract.PID_FILE))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def attach(self):
+        """Follow an agent started earlier with the same inputs: the names mapping only, nothing uploaded."""
+        self._inputs(upload=None)
+        log.info("%s: following the agent already started in %s", self.session.target.label, self.run_dir)
+
     def start(self):
         sftp = self.session.sftp()
         for d in (posixpath.dirname(self.run_dir), self.run_dir, self._path(contract.INPUTS_DIR)):
@@ -131,10 +149,16 @@ class RemoteRun:
                 sftp.mkdir(d)
             except IOError:
                 pass  # exists
+        self._start_agent(self._inputs(upload=sftp))
+
+    def _inputs(self, upload):
+        """The agent's input arguments (uploading local ones with the `upload` SFTP client, unless None), and
+        the mapping of its image names back to the operator's inputs."""
         args = []
         for local, arg, original in plan_uploads(self.spec.inputs):
             if local is not None:
-                self._upload(local, arg, sftp)
+                if upload is not None:
+                    self._upload(local, arg, upload)
                 remote = posixpath.join(self.run_dir, arg)
                 self.names[remote] = original
                 if local.is_dir():
@@ -142,6 +166,9 @@ class RemoteRun:
                 args.append(remote)
             else:
                 args.append(arg)
+        return args
+
+    def _start_agent(self, args):
         # --warm: the host's warm agent (mxlab prepare) runs it if it can, else this process does.
         agent = ["python", "-m", "agent", "classify", contract.EVENTS_FLAG, "--warm", "--model", ",".join(self.spec.models),
                  "--top-k", str(self.spec.top_k), "--out", self._path(contract.RESULTS_FILE)]
@@ -238,6 +265,9 @@ class RemoteRun:
         next_check = time.monotonic() + self.liveness_every
         interval, began = self.first_poll, time.monotonic()
         while True:
+            if self.stop is not None and self.stop.is_set():
+                raise Interrupted("%s: interrupted; the agent goes on in %s" % (self.session.target.label,
+                                                                                self.run_dir))
             try:
                 code = self._poll_once()
                 if code is None and time.monotonic() >= next_check:
@@ -302,13 +332,17 @@ class RemoteRun:
         return records, complete
 
 
-def run_on_host(session, spec, run_id, env_prefix, environment, on_progress=None):
-    """Start, follow and collect one run; returns a HostResult (never raises for agent failures)."""
+def run_on_host(session, spec, run_id, env_prefix, environment, on_progress=None, stop=None, attach=False):
+    """Start (`attach`: or follow, when this run's agent was started there before), follow and collect one run;
+    returns a HostResult (never raises for agent failures; Interrupted when `stop` is set meanwhile)."""
     target = session.target
     result = HostResult(label=target.label, address=target.address, environment=environment)
-    run = RemoteRun(session, spec, run_id, env_prefix, on_progress)
+    run = RemoteRun(session, spec, run_id, env_prefix, on_progress, stop=stop)
     result.run_dir = run.run_dir
-    run.start()
+    if attach and run.started_before():
+        run.attach()
+    else:
+        run.start()
     code = run.wait()
     result.exit_code = code
     result.records, complete = run.collect()
