@@ -22,7 +22,7 @@ from .efficientnet_lite import VARIANTS, build_symbol, convert_params
 from .torch_legacy import load_state_dict
 
 # Bump when the conversion or layout changes, so existing zoos are rebuilt.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: the catalogue gives each file's size (sizes)
 STAMP = ".localzoo-stamp.json"
 MODELS = tuple(VARIANTS)
 
@@ -88,7 +88,10 @@ def _assemble(tmp, inputs):
     for model in MODELS:
         hashes = _write_model(tmp, model)
         hashes["synset"] = synset_sha
-        entries[model] = catalogue.model_entry(model, VARIANTS[model].size, hashes)
+        symbol_rel, params_rel = catalogue.model_files(model)
+        sizes = {kind: os.path.getsize(os.path.join(tmp, rel)) for kind, rel in
+                 (("symbol", symbol_rel), ("params", params_rel), ("synset", catalogue.SYNSET))}
+        entries[model] = catalogue.model_entry(model, VARIANTS[model].size, hashes, sizes)
     catalogue.write_catalogue(tmp, entries)
     # The stamp goes last: its presence marks a finished build.
     with open(os.path.join(tmp, STAMP), "w", encoding="utf-8") as f:

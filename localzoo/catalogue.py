@@ -25,7 +25,8 @@ def model_files(model, epoch=0):
     return ("%s/%s-symbol.json" % (model, model), "%s/%s-%04d.params" % (model, model, epoch))
 
 
-def model_entry(model, size, sha256):
+def model_entry(model, size, sha256, sizes=None):
+    """The catalogue entry; `sizes`: each file's bytes (what `agent fetch` checks the free disk space against)."""
     symbol, params = model_files(model)
     return {
         "description": "%s, ImageNet-1k weights converted to MXNet (local zoo: scripts/build-local-zoo)"
@@ -39,6 +40,7 @@ def model_entry(model, size, sha256):
         "input": {"size": size, "crop_fraction": CROP_FRACTION, "interpolation": "cubic",
                   "color": "RGB", "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
         "sha256": dict(sha256),
+        **({"sizes": dict(sizes)} if sizes else {}),
     }
 
 
