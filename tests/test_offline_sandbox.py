@@ -229,3 +229,20 @@ def test_the_exports_a_sandbox_prints_read_back_as_a_shell_would():
     assert parse_exports(export_lines(values)) == values
     with pytest.raises(ValueError):
         parse_exports(["[sandbox] progress on stdout would break eval"])
+
+
+@pytest.mark.aws_behaviour
+def test_a_sandbox_of_ubuntu_24_04_like_instances_prepares_them_on_a_cpython_3_11_from_uv(sandbox_factory):
+    """`mxlab sandbox --host-python3 PATH`: every instance's python3 is a real CPython 3.12 and it has no MXNet
+    conda env, as on an Ubuntu 24.04 AMI; prepare makes each agent venv on uv's CPython 3.11 and a run classifies."""
+    from tests.other_pythons import cpython
+
+    refused = sandbox_factory("--attendees", "1", "--host-python3", "/nonexistent/python3")
+    assert refused.proc.wait(120) == 2 and "--host-python3 /nonexistent/python3" in refused.err_file.read_text()
+    box = sandbox_factory("--attendees", "1", "--host-python3", cpython("3.12")).wait_ready()
+    prep = box.mxlab("prepare", "--attendee", "1", "--models", "efficientnet-lite0", "--no-warm")
+    assert prep.returncode == 0 and "all 1 host(s) ready" in prep.stdout, prep.stdout + prep.stderr
+    assert "is Python 3.12" in prep.stderr and "installing CPython 3.11 with uv" in prep.stderr, prep.stderr
+    run = box.mxlab("run", "--model", "efficientnet-lite0", "--results", box.out_file.parent / "r", PHOTO)
+    assert run.returncode == 0 and "installing CPython" not in run.stderr, run.stdout + run.stderr
+    assert any(cat in run.stdout for cat in ("tabby", "tiger cat", "Egyptian cat")), run.stdout

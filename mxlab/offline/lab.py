@@ -101,8 +101,10 @@ class OfflineLab:
     """
 
     def __init__(self, attendees=1, stack=STACK, instance_type=None, say=None, log_dir=None, on_fact=None,
-                 conda_envs=("mxnet_p36",), throttle=0.0):
+                 conda_envs=("mxnet_p36",), throttle=0.0, host_python3=None):
         self.attendees = attendees
+        # An Ubuntu 24.04-like instance: this interpreter (e.g. a CPython 3.12) is its python3, no MXNet conda env.
+        self.host_python3 = host_python3
         self.throttle = throttle
         self.stack = stack
         self.instance_type = instance_type
@@ -316,12 +318,20 @@ class OfflineLab:
         stack.callback(self._stop_hosts)
         self.ssh_port = free_port()
         ssm = self.emulator.boto3_client("ssm")
+        image = {"conda_envs": self.conda_envs}
+        if self.host_python3:
+            # Its venv needs CPython 3.11 from uv (the mirror stands for GitHub) and pip's wheels (the wheelhouse).
+            from mxlab.offline.lab_host import ensure_wheelhouse
+            from mxlab.offline.python_mirror import ensure_mirror
+            image = {"conda_envs": (), "python3": self.host_python3, "python_downloads": ensure_mirror(),
+                     "wheelhouse": ensure_wheelhouse()}
         for n in range(1, self.attendees + 1):
             ip = self.outputs["Attendee%dPublicIp" % n]
-            host = SshdHost(address=ip, port=self.ssh_port, conda_envs=self.conda_envs,
-                            parent_dir=str(self.state_dir / "instances"), cloud_init="done")
-            self.say("starting attendee %d's instance: sshd on %s:%d, user %s, conda env %s"
-                     % (n, ip, self.ssh_port, user, ",".join(self.conda_envs) or "none"))
+            host = SshdHost(address=ip, port=self.ssh_port, parent_dir=str(self.state_dir / "instances"),
+                            cloud_init="done", **image)
+            self.say("starting attendee %d's instance: sshd on %s:%d, user %s, conda env %s%s"
+                     % (n, ip, self.ssh_port, user, ",".join(image["conda_envs"]) or "none",
+                        ", python3 %s" % self.host_python3 if self.host_python3 else ""))
             with self._lock:
                 self.hosts[self.instance_id(n)] = host
             host.start()

@@ -53,6 +53,9 @@ def build_parser():
                    help="attendee instances, 1..%d (default %%(default)s)" % MAX_ATTENDEES)
     p.add_argument("--stack", default=DEFAULT_STACK, help="stack name (default %(default)s)")
     p.add_argument("--instance-type", metavar="T", help="instance type the stack asks for (default: the app's)")
+    p.add_argument("--host-python3", metavar="PATH",
+                   help="instances like an Ubuntu 24.04 AMI: PATH (e.g. a CPython 3.12) is their python3 and they "
+                        "have no MXNet conda env, so mxlab makes the agent's venv on a CPython 3.11 from uv")
     p.add_argument("--throttle", type=_share, default=0.0, metavar="SHARE",
                    help="answer this share (0..1, e.g. 0.3) of the EC2, CloudFormation, SSM and Service "
                         "Quotas calls as AWS does when it throttles (RequestLimitExceeded, Throttling), from "
@@ -156,6 +159,10 @@ def main(argv=None):
     if missing:
         print("mxlab sandbox: missing (scripts/setup sets these up):\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2
+    if args.host_python3 and not os.access(args.host_python3, os.X_OK):
+        print("mxlab sandbox: --host-python3 %s: no such interpreter (expected the path of a python3, e.g. a "
+              "CPython 3.12)" % args.host_python3, file=sys.stderr)
+        return 2
     ok, cost = check_capacity(args.attendees)
     say(cost)
     if not ok:
@@ -167,7 +174,7 @@ def main(argv=None):
 
     def serve():
         with OfflineLab(attendees=args.attendees, stack=args.stack, instance_type=args.instance_type,
-                        say=say, throttle=args.throttle) as lab:
+                        say=say, throttle=args.throttle, host_python3=args.host_python3) as lab:
             for line in export_lines(lab.variables()):
                 print(line)
             print("sandbox ready", flush=True)
