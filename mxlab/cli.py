@@ -22,6 +22,7 @@ from mxlab.errors import MxlabError, UsageError
 from mxlab.fleet import run_fleet
 from mxlab.results import ResultStore, new_run_id
 from mxlab.run import RunSpec, is_url
+from mxlab import status_codes
 
 log = logging.getLogger("mxlab")
 
@@ -310,8 +311,8 @@ def cmd_run(args, out, err, compare=False):
         for r in results:
             if r.status == "failed":
                 err.print("mxlab: %s failed: %s" % (r.label, r.error), markup=False, highlight=False, soft_wrap=True)
-        return 1
-    return 3 if any(r.status == "partial" for r in results) else 0
+        return status_codes.FAILED
+    return status_codes.SOME_INPUTS_FAILED if any(r.status == "partial" for r in results) else status_codes.SUCCESS
 
 
 def cmd_run_sharded(args, found, spec, name, compare, out, err):
@@ -447,7 +448,7 @@ def main(argv=None):
     logging.getLogger("paramiko").setLevel(logging.DEBUG if args.verbose > 1 else logging.CRITICAL)
     if not args.command:
         parser.print_help(sys.stderr)
-        return 2
+        return status_codes.USAGE
     aws.configure(args.profile, args.region)
     out, err = Console(), Console(stderr=True)
     commands = {"up": cmd_up, "extend": cmd_extend, "down": cmd_down, "hosts": cmd_hosts, "run": cmd_run,
@@ -460,4 +461,4 @@ def main(argv=None):
         return exc.exit_code
     except KeyboardInterrupt:
         err.print("mxlab: interrupted (agent runs continue on the hosts)", markup=False)
-        return 130
+        return status_codes.INTERRUPTED

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mxlab.atomic import write_atomic
 from mxlab.offline import REPO_ROOT, sandbox
+from mxlab import status_codes
 
 PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg")
 RUN_MODEL = "efficientnet-lite0"
@@ -122,7 +123,7 @@ def main(argv=None):
     missing = sandbox.missing_prerequisites(PHOTOS)
     if missing:
         print("mxlab demo: missing (./scripts/demo sets these up):\n  " + "\n  ".join(missing), file=sys.stderr)
-        return 2
+        return status_codes.USAGE
 
     start = time.monotonic()
 

@@ -1,16 +1,17 @@
 """The errors mxlab reports to the operator, and the exit status each maps to."""
+from mxlab import status_codes
 
 
 class MxlabError(Exception):
     """A failure the operator can act on; str() is the whole message."""
 
-    exit_code = 1
+    exit_code = status_codes.FAILED
 
 
 class UsageError(MxlabError):
     """Bad command-line input (unknown model, missing image, no stack, bad --host)."""
 
-    exit_code = 2
+    exit_code = status_codes.USAGE
 
 
 class HostKeyError(MxlabError):

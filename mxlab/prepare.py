@@ -29,6 +29,7 @@ from mxlab.host_lock import HostLock
 from mxlab.remote_env import RemoteEnv
 from mxlab.run import CONNECTION_ERRORS
 from mxlab.session import Session
+from mxlab import status_codes
 
 log = logging.getLogger(__name__)
 
@@ -406,4 +407,4 @@ def report(results, saved, out, err):
         err.print("mxlab: %s not ready: %s" % (r.label, r.error), markup=False, highlight=False, soft_wrap=True)
     err.print("mxlab: fix what is named and run the same `mxlab prepare` again (what is done is kept)",
               markup=False, highlight=False)
-    return 1
+    return status_codes.FAILED

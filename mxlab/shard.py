@@ -39,6 +39,7 @@ from mxlab.errors import MxlabError, UsageError
 from mxlab.remote_env import RemoteEnv
 from mxlab.run import CONNECTION_ERRORS, HostResult, RemoteRun, RunSpec, is_url
 from mxlab.session import Session
+from mxlab import status_codes
 
 log = logging.getLogger(__name__)
 
@@ -612,5 +613,5 @@ def show(run, saved_dir, compare, out, err):
         for h in run.hosts:
             if h.status == "failed":
                 line("mxlab: %s failed: %s" % (h.label, h.error))
-        return 1
-    return 3 if run.errors() else 0
+        return status_codes.FAILED
+    return status_codes.SOME_INPUTS_FAILED if run.errors() else status_codes.SUCCESS
