@@ -196,3 +196,22 @@ def test_setup_names_the_python_its_pins_need(mode, minor, says, tmp_path):
     assert "installing" not in proc.stderr
     if mode == "--tests":
         assert "scripts/setup --operator" in proc.stderr
+
+
+def vermin_310(*paths):
+    """vermin (its entry point, as a process): do `paths` run on CPython 3.10, the oldest the operator has?"""
+    code = "import sys; from vermin import main; sys.argv[0] = 'vermin'; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", code, "-t=3.10-", "--no-tips", "--violations",
+                           "--eval-annotations"] + [str(p) for p in paths], capture_output=True, text=True)
+
+
+@pytest.mark.aws_behaviour
+def test_the_operator_code_runs_on_cpython_3_10(tmp_path):
+    """The real 3.13 venv above proves the newest; statically, nothing of the operator's needs more than 3.10
+    (tomllib, datetime.UTC, except* ... would be 3.11): its own modules and the CDK app."""
+    operator = sorted((REPO_ROOT / "mxlab").glob("*.py")) + sorted((REPO_ROOT / "cdk").glob("*.py"))
+    result = vermin_310(*operator)
+    assert result.returncode == 0, result.stdout + result.stderr
+    newer = tmp_path / "newer.py"
+    newer.write_text("import tomllib\n")
+    assert vermin_310(newer).returncode != 0, "vermin would catch a 3.11-only module"
