@@ -162,6 +162,7 @@ def save_summary(store, targets, done, run_id):
     entries = []
     for t in targets:
         entries.append(done.get(t.label) or HostResult(
-            label=t.label, address=t.address, status=INTERRUPTED, error="not finished: interrupted",
+            label=t.label, address=t.address, status=INTERRUPTED,
+            error="not finished when this summary was written (interrupted, or still running); --resume follows it",
             run_dir=posixpath.join("~", contract.REMOTE_ROOT, contract.RUNS_DIR, run_id)))
     store.save_summary(entries)
