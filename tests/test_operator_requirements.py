@@ -156,10 +156,14 @@ def operator_mxlab(venv, lab, *args, cwd, checkout=False):
 @pytest.mark.slow
 @pytest.mark.aws_behaviour
 def test_the_operator_venv_on_another_python_runs_the_lab(operator_venv, lab, tmp_path):
-    """hosts, prepare, run (with a report) from CPython 3.13 and no MXNet; `down` from a checkout synthesizes
+    """policy, hosts, prepare, run (with a report) from CPython 3.13 and no MXNet; `down` from a checkout synthesizes
     the CDK app on 3.13 too; a wheel install without a checkout says `up`/`down` need one."""
     assert subprocess.run([str(operator_venv / "bin" / "mxlab"), "--help"], capture_output=True,
                           check=True).returncode == 0
+    policy = operator_mxlab(operator_venv, lab, "policy", "--json", cwd=tmp_path)
+    assert policy.returncode == 0, policy.stderr
+    documents = json.loads(policy.stdout)  # one policy document, or a list when one managed policy is too small
+    assert all(d["Statement"] for d in (documents if isinstance(documents, list) else [documents]))
     hosts = operator_mxlab(operator_venv, lab, "hosts", cwd=tmp_path)
     assert hosts.returncode == 0 and "running" in hosts.stdout, hosts.stdout + hosts.stderr
     prep = operator_mxlab(operator_venv, lab, "prepare", "--attendee", "1", "--models", "efficientnet-lite0",
