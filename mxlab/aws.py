@@ -6,7 +6,7 @@ not thread-safe, and building one costs ~50 ms: every call built a new one befor
 import os
 import threading
 
-from mxlab.errors import UsageError
+from mxlab.errors import AwsAccessDenied, UsageError
 
 _options = {"profile": None, "region": None}
 _local = threading.local()
@@ -63,4 +63,18 @@ def session():
                          % exc) from None
     if not sess.region_name:
         raise UsageError(NO_REGION)
+    # Every client of the session: an IAM refusal becomes AwsAccessDenied, which names the action,
+    # before any caller's `except ClientError` can make it something else.
+    sess.events.register("after-call", refuse_denied)
     return sess
+
+
+def refuse_denied(parsed=None, model=None, **_):
+    """botocore's after-call hook: raise AwsAccessDenied for AccessDenied/UnauthorizedOperation."""
+    error = (parsed or {}).get("Error") or {}
+    if error.get("Code") not in AwsAccessDenied.CODES:
+        return
+    action = AwsAccessDenied.action_in(error.get("Message"))
+    if action is None and model is not None:  # a message without it: the call itself
+        action = "%s:%s" % (model.service_model.signing_name, model.name)
+    raise AwsAccessDenied(action or "the call")

@@ -7,10 +7,11 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from mxlab import statedir
-from mxlab.errors import MxlabError, UsageError
+from mxlab.errors import AwsAccessDenied, MxlabError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,34 @@ def _run(argv, region):
     env = cli.quiet_env(extra=extra)
     log.info("$ %s", " ".join(argv))
     try:
-        return subprocess.call(argv, cwd=str(REPO_ROOT), env=env)
+        # Both streams pass through, read on the way (the CLI prints resource events on stdout
+        # in --ci mode, errors on stderr): a deploy or destroy that CloudFormation failed for an
+        # IAM permission says which (AwsAccessDenied), not just "exit 1".
+        proc = subprocess.Popen(argv, cwd=str(REPO_ROOT), env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1)
     except FileNotFoundError:
         raise MxlabError("npx not found: install Node.js (>=18) and run ./scripts/setup")
+    refused = []
+
+    def relay(stream, to):
+        for line in stream:
+            to.write(line)
+            to.flush()
+            action = AwsAccessDenied.action_in(line)
+            if action and not refused:
+                refused.append(action)
+    with proc:
+        errors = threading.Thread(target=relay, args=(proc.stderr, sys.stderr), daemon=True)
+        errors.start()
+        relay(proc.stdout, sys.stdout)
+        errors.join()
+    if proc.returncode != 0 and refused:
+        raise AwsAccessDenied(refused[0], "cdk %s" % _action_of(argv))
+    return proc.returncode
+
+
+def _action_of(argv):
+    return next((a for a in argv if a in ("deploy", "destroy", "synth", "diff")), "")
 
 
 def _deployed_outputs(stack):
@@ -105,11 +131,14 @@ def _deployed_outputs(stack):
 
     from mxlab import targets
     try:
-        return targets.read_outputs(stack)
+        outputs = targets.read_outputs(stack)
     except UsageError:
         return None  # never deployed (or not findable: the pre-flight says why)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
         return None
+    if "LabAttendees" not in outputs:
+        return None  # a first deploy that failed (ROLLBACK_COMPLETE, no outputs): no lab yet, cdk retries it
+    return outputs
 
 
 def up(stack, context=(), profile=None, region=None, skip_preflight=False, say=None, force=False):

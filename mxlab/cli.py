@@ -18,7 +18,7 @@ from rich.console import Console
 # (tests/test_mxlab_startup.py).
 from agent import contract
 from mxlab import aws, catalogue, hostkeys, readiness, report, run_facts, targets
-from mxlab.errors import MxlabError, UsageError
+from mxlab.errors import AwsAccessDenied, MxlabError, UsageError
 from mxlab.fleet import run_fleet
 from mxlab.results import ResultStore, new_run_id
 from mxlab.run import RunSpec, is_url
@@ -244,8 +244,14 @@ def cmd_hosts(args, out, err):
     if not args.attendee and not args.host:
         args.all = True
     found = resolve_targets(args)
+    refused = None
     try:
         readiness.refresh_all([t for t in found if t.instance_id])
+    except AwsAccessDenied as exc:  # the listing still helps; then the refusal, and exit 1
+        refused = exc
+        for t in found:
+            if t.instance_id:
+                t.state = "unknown (AWS refused %s)" % exc.action
     except Exception as exc:  # a listing still helps without EC2 access
         for t in found:
             if t.instance_id:
@@ -261,6 +267,8 @@ def cmd_hosts(args, out, err):
     if not args.host:
         from mxlab import cdk_cli
         out.print(cdk_cli.describe_deadline(targets.read_outputs(args.stack, args.outputs)), markup=False)
+    if refused is not None:
+        raise refused
     return 0
 
 

@@ -303,6 +303,6 @@ def explain(lab, cfn_role=None):
             continue
         lines.append("%s (%s): %s" % (g.sid, ", ".join(g.commands), g.why))
     if cfn_role:
-        lines.append("PassCloudFormationRole (up, down): cdk deploy/destroy --role-arn %s (-c cfn_role_arn=...)"
+        lines.append("PassCloudFormationRole (up, extend, down): cdk deploy/destroy --role-arn %s (-c cfn_role_arn=...)"
                      % cfn_role_arn(lab, None if cfn_role is True else cfn_role))
     return lines

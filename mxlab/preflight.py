@@ -21,11 +21,14 @@ deploy that fails after minutes, halfway, and rolls back):
 A shortfall raises PreflightError naming the quota, the need and how to raise it.
 """
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 
 from mxlab import aws
-from mxlab.errors import MxlabError
+from mxlab.errors import AwsAccessDenied, MxlabError
+
+log = logging.getLogger(__name__)
 
 # (quota code, quota name as Service Quotas shows it, instance families it counts)
 VCPU_QUOTAS = (
@@ -383,9 +386,12 @@ def _quota_value(session, region, code, service="ec2"):
     for call in (quotas.get_service_quota, quotas.get_aws_default_service_quota):
         try:
             return float(call(ServiceCode=service, QuotaCode=code)["Quota"]["Value"])
+        except AwsAccessDenied as exc:  # no servicequotas:GetServiceQuota: the check is skipped, said why
+            log.warning("pre-flight: %s", exc)
+            return None
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "NoSuchResourceException":
-                return None  # e.g. no servicequotas:GetServiceQuota permission
+                return None
     return None
 
 

@@ -120,7 +120,7 @@ def test_mxlab_policy_prints_the_one_copy(mxlab_cli, monkeypatch):
     code, out, err = mxlab_cli("policy", "--cfn-role")
     assert code == 0, err
     assert json.loads(out) == iam_policy.organiser_policy(iam_policy.Lab("MxnetLab", "*"), cfn_role=True)
-    assert "PassCloudFormationRole (up, down)" in err and "DeployNetwork" not in err
+    assert "PassCloudFormationRole (up, extend, down)" in err and "DeployNetwork" not in err
     code, out, err = mxlab_cli("policy", "--service-role")
     assert code == 0 and json.loads(out) == iam_policy.service_role_policy(iam_policy.Lab("MxnetLab", "*"))
     assert "cloudformation.amazonaws.com" in err

@@ -17,6 +17,9 @@ Extensions (each a gap between moto 5.2.5 and AWS, found by deploying the real C
   /dev/sda1, a 75 GB root snapshot (moto's images are arm64/x86 Amazon Linux, all "15 GB").
 - SSM Run Command (AWS-RunShellScript) runs on the instance (ssm_run_command.py).
 - Throttling on demand (throttle.py): a share of calls answered RequestLimitExceeded/Throttling.
+- IAM enforced, when asked (enforce_iam=True; iam_enforcement.py): every request signed by an IAM
+  user's key and allowed by its policies, CloudFormation acting with the deployer's permissions;
+  the emulator's own calls then use an administrator user's keys (credentials).
 - CloudWatch alarms evaluated against the metric data put to them (cloudwatch_alarms.py).
 
 Standalone: `python -m mxlab.offline.emulator --port P` prints the endpoint, stays up
@@ -41,6 +44,11 @@ from mxlab.offline import ec2_images, ec2_instances, scheduler  # noqa: E402
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 DEFAULT_REGION = "us-east-1"
+# What clients sign with when IAM is not enforced (moto accepts any key then).
+TESTING_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_SESSION_TOKEN": "testing"}
+ADMIN_USER = "mxlab-sandbox-admin"
+ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
 _patched = False
 
@@ -326,6 +334,15 @@ def _install_patches():
         extension.install()
 
 
+def _aws_managed_policies(load):
+    """moto knows AWS's managed policies but loads them only when asked (memory, start-up time):
+    an attached AmazonSSMManagedInstanceCore is otherwise an empty name. Reloads IAM's backend."""
+    from moto.core.config import default_user_config
+    from moto.iam.models import iam_backends
+    default_user_config.setdefault("iam", {})["load_aws_managed_policies"] = load
+    iam_backends[ACCOUNT_ID]["aws"].reset()
+
+
 def _free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -335,9 +352,11 @@ def _free_port():
 class AwsEmulator:
     """moto's server on 127.0.0.1 with the extensions above."""
 
-    def __init__(self, port=None, region=DEFAULT_REGION):
+    def __init__(self, port=None, region=DEFAULT_REGION, enforce_iam=False):
         self.port = port or _free_port()
         self.region = region
+        self.enforce_iam = enforce_iam
+        self.credentials = dict(TESTING_CREDENTIALS)  # the emulator's own calls (an admin's when enforcing)
         self._server = None
 
     @property
@@ -352,9 +371,50 @@ class AwsEmulator:
         self._server.start()
         self.inject_public_parameter(DEFAULT_AMI_SSM_PARAMETER, self.default_image_id())
         scheduler.start()  # runs due at() schedules (the lab's deadline)
+        if self.enforce_iam:
+            from mxlab.offline import iam_enforcement
+            _aws_managed_policies(True)  # AmazonSSMManagedInstanceCore & co. with their real documents
+            self.credentials = self.add_user(ADMIN_USER, [ADMIN_POLICY])
+            iam_enforcement.enable()
         return self
 
+    def instance_role_credentials(self, instance_id):
+        """What the instance metadata service hands code on the instance: its role's session keys."""
+        from moto.sts.models import sts_backends
+        profile = self._ec2().iam_instance_profile_associations[instance_id].iam_instance_profile
+        (role,) = profile.roles
+        assumed = sts_backends[ACCOUNT_ID]["aws"].assume_role(
+            region_name=self.region, role_session_name=instance_id, role_arn=role.arn, policy=None,
+            duration=3600, external_id=None)
+        return {"AWS_ACCESS_KEY_ID": assumed.access_key_id, "AWS_SECRET_ACCESS_KEY": assumed.secret_access_key,
+                "AWS_SESSION_TOKEN": assumed.session_token}
+
+    # -- IAM users (what an account's administrator makes) -------------------
+    def add_user(self, name, documents):
+        """An IAM user with these policy documents attached (managed policies); its credentials,
+        as the environment takes them."""
+        iam = self.boto3_client("iam")
+        iam.create_user(UserName=name)
+        self.set_user_policies(name, documents)
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+    def set_user_policies(self, name, documents):
+        """Replace the user's managed policies with these documents (named <user>-1, -2 ...)."""
+        iam = self.boto3_client("iam")
+        for attached in iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]:
+            iam.detach_user_policy(UserName=name, PolicyArn=attached["PolicyArn"])
+            iam.delete_policy(PolicyArn=attached["PolicyArn"])
+        for i, document in enumerate(documents, 1):
+            arn = iam.create_policy(PolicyName="%s-%d" % (name, i),
+                                    PolicyDocument=json.dumps(document))["Policy"]["Arn"]
+            iam.attach_user_policy(UserName=name, PolicyArn=arn)
+
     def stop(self):
+        if self.enforce_iam:
+            from mxlab.offline import iam_enforcement
+            iam_enforcement.disable()
+            _aws_managed_policies(False)
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -419,11 +479,9 @@ class AwsEmulator:
         for key in list(env):  # no real profile or credentials may leak in
             if key.startswith("AWS_"):
                 del env[key]
+        env.update(self.credentials)
         env.update({
             "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_EC2_METADATA_DISABLED": "true",
@@ -436,10 +494,11 @@ class AwsEmulator:
         import boto3
 
         from mxlab import aws
-        return boto3.client(service, endpoint_url=self.endpoint_url,
-                            region_name=self.region, aws_access_key_id="testing",
-                            aws_secret_access_key="testing",
-                            aws_session_token="testing", config=config or aws.retry_config())
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region,
+                            aws_access_key_id=self.credentials["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.credentials["AWS_SECRET_ACCESS_KEY"],
+                            aws_session_token=self.credentials.get("AWS_SESSION_TOKEN"),
+                            config=config or aws.retry_config())
 
     def cdk_command(self, command, context=None, outputs_file=None, stack=None,
                     extra=()):

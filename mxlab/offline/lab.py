@@ -39,6 +39,7 @@ from mxlab.offline.lab_host import SshdHost, free_port  # noqa: E402
 from mxlab.offline.zoo_server import ZooServer  # noqa: E402
 
 STACK = DEFAULT_STACK
+ORGANISER = "mxlab-organiser"  # the IAM user of --enforce-iam
 # The emulator hands out 127.0.0.x public IPs; SSH is allowed from loopback only.
 SSH_CIDR = "127.0.0.1/32"
 
@@ -101,11 +102,15 @@ class OfflineLab:
     """
 
     def __init__(self, attendees=1, stack=STACK, instance_type=None, say=None, log_dir=None, on_fact=None,
-                 conda_envs=("mxnet_p36",), throttle=0.0, host_python3=None):
+                 conda_envs=("mxnet_p36",), throttle=0.0, host_python3=None, enforce_iam=False):
+        """enforce_iam: the emulator enforces IAM, and the lab is deployed and used as an organiser
+        user with exactly `mxlab policy`'s policy (ORGANISER); `organiser` is then its credentials."""
         self.attendees = attendees
         # An Ubuntu 24.04-like instance: this interpreter (e.g. a CPython 3.12) is its python3, no MXNet conda env.
         self.host_python3 = host_python3
         self.throttle = throttle
+        self.enforce_iam = enforce_iam
+        self.organiser = None
         self.stack = stack
         self.instance_type = instance_type
         self.conda_envs = conda_envs
@@ -161,12 +166,23 @@ class OfflineLab:
         env[leftovers.MARK_VARIABLE] = self.mark  # a killed lab's CDK CLI is swept by its mark
         return env
 
+    def _as_organiser(self, env):
+        """env with the organiser's keys instead of the emulator's own (--enforce-iam)."""
+        if self.organiser:
+            env.pop("AWS_SESSION_TOKEN", None)
+            env.update(self.organiser)
+        return env
+
     def variables(self):
         """What the plain commands (mxlab, the AWS CLI, boto3) need to use this lab, as `export` would set it."""
-        aws = self.emulator.env({})
+        aws = self._as_organiser(self.emulator.env({}))
         found = {key: aws[key] for key in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION",
                                             "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                            "AWS_SESSION_TOKEN", "AWS_EC2_METADATA_DISABLED")}
+                                            "AWS_SESSION_TOKEN", "AWS_EC2_METADATA_DISABLED") if key in aws}
+        if self.organiser:  # the administrator's keys, for what the organiser may not do (tests, by hand)
+            admin = self.emulator.credentials
+            found.update({"MXLAB_SANDBOX_ADMIN_ACCESS_KEY_ID": admin["AWS_ACCESS_KEY_ID"],
+                          "MXLAB_SANDBOX_ADMIN_SECRET_ACCESS_KEY": admin["AWS_SECRET_ACCESS_KEY"]})
         found.update({"MXLAB_HOME": str(self.mxlab_home), "MXLAB_ZOO": self.zoo_url,
                       "MXLAB_SSH_PORT": str(self.ssh_port), "MXLAB_STACK": self.stack})
         return found
@@ -174,7 +190,7 @@ class OfflineLab:
     def env(self, base=None):
         """Environment for `mxlab ...` against this lab: emulator endpoint, fake credentials, own MXLAB_HOME.
         (MXLAB_SSH_PORT and MXLAB_ZOO are left out: the demo passes --ssh-port/--zoo explicitly.)"""
-        env = self.emulator.env(base)
+        env = self._as_organiser(self.emulator.env(base))
         env["MXLAB_HOME"] = str(self.mxlab_home)
         env.pop("MXLAB_SSH_PORT", None)
         env.pop("MXLAB_ZOO", None)
@@ -271,7 +287,7 @@ class OfflineLab:
         log_dir.mkdir(parents=True, exist_ok=True)
 
         self.say("starting the AWS API emulator on 127.0.0.1")
-        self.emulator = AwsEmulator()
+        self.emulator = AwsEmulator(enforce_iam=self.enforce_iam)
         stack.callback(self.emulator.stop)
         self.emulator.start()
         self._fact(emulator_port=self.emulator.port)
@@ -279,6 +295,14 @@ class OfflineLab:
             self.say("the emulator throttles %d %% of EC2, CloudFormation, SSM and Service Quotas calls"
                      % round(self.throttle * 100))
             self.emulator.set_throttle(self.throttle)
+        if self.enforce_iam:
+            from mxlab import iam_policy
+            from mxlab.offline.emulator import ACCOUNT_ID
+            lab = iam_policy.Lab(self.stack, self.emulator.region, ACCOUNT_ID)
+            self.organiser = self.emulator.add_user(
+                ORGANISER, iam_policy.split(iam_policy.organiser_policy(lab)))
+            self.say("IAM enforced: the lab is deployed and used as IAM user %s, with exactly the policy "
+                     "`mxlab policy --stack %s` prints" % (ORGANISER, self.stack))
 
         self.say("serving the local model zoo (build/zoo) over HTTP on 127.0.0.1")
         self.zoo = ZooServer(str(REPO_ROOT / "build" / "zoo"))
@@ -302,7 +326,7 @@ class OfflineLab:
         argv, env = self.emulator.cdk_command(
             "deploy", context, outputs_file=outputs_file,
             extra=["--all", "--output", str(self.state_dir / "cdk.out")])
-        code = run_child(argv, env=self._child_env(env), log_path=deploy_log)
+        code = run_child(argv, env=self._child_env(self._as_organiser(env)), log_path=deploy_log)
         if code != 0:
             tail = deploy_log.read_text(errors="replace").strip().splitlines()[-15:]
             raise RuntimeError("cdk deploy failed (exit %d); last lines of %s:\n%s"

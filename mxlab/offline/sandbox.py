@@ -60,6 +60,10 @@ def build_parser():
                    help="answer this share (0..1, e.g. 0.3) of the EC2, CloudFormation, SSM and Service "
                         "Quotas calls as AWS does when it throttles (RequestLimitExceeded, Throttling), from "
                         "the deploy on (default 0)")
+    p.add_argument("--enforce-iam", action="store_true",
+                   help="the emulator enforces IAM: the lab is deployed, and the exported keys belong to, an IAM "
+                        "user with exactly `mxlab policy`'s policy (the administrator's keys: "
+                        "MXLAB_SANDBOX_ADMIN_*)")
     return p
 
 
@@ -174,7 +178,8 @@ def main(argv=None):
 
     def serve():
         with OfflineLab(attendees=args.attendees, stack=args.stack, instance_type=args.instance_type,
-                        say=say, throttle=args.throttle, host_python3=args.host_python3) as lab:
+                        say=say, throttle=args.throttle, host_python3=args.host_python3,
+                        enforce_iam=args.enforce_iam) as lab:
             for line in export_lines(lab.variables()):
                 print(line)
             print("sandbox ready", flush=True)

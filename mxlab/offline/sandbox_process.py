@@ -69,12 +69,16 @@ class SandboxProcess:
         return subprocess.run([sys.executable, "-m", "mxlab"] + [str(a) for a in args], env=self.env(),
                               cwd=str(cwd or REPO_ROOT), capture_output=True, text=True, timeout=timeout)
 
-    def client(self, service):
+    def client(self, service, admin=False):
+        """A boto3 client as the exported keys (the organiser's with --enforce-iam), or as the
+        sandbox's administrator (admin=True: what an organiser may not do, e.g. change its policy)."""
         import boto3
         v = self.variables
+        key, secret, token = v["AWS_ACCESS_KEY_ID"], v["AWS_SECRET_ACCESS_KEY"], v.get("AWS_SESSION_TOKEN")
+        if admin and "MXLAB_SANDBOX_ADMIN_ACCESS_KEY_ID" in v:
+            key, secret, token = v["MXLAB_SANDBOX_ADMIN_ACCESS_KEY_ID"], v["MXLAB_SANDBOX_ADMIN_SECRET_ACCESS_KEY"], None
         return boto3.client(service, endpoint_url=v["AWS_ENDPOINT_URL"], region_name=v["AWS_DEFAULT_REGION"],
-                            aws_access_key_id=v["AWS_ACCESS_KEY_ID"], aws_secret_access_key=v["AWS_SECRET_ACCESS_KEY"],
-                            aws_session_token=v.get("AWS_SESSION_TOKEN"))
+                            aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token)
 
     def outputs(self):
         home = Path(self.variables["MXLAB_HOME"])
