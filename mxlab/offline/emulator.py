@@ -329,8 +329,9 @@ def _install_patches():
     backend_class.execute_change_set = execute_change_set
 
     from mxlab.offline import (  # more that moto lacks, one module each
-        cloudformation_rules, cloudwatch_alarms, quotas, ssm_run_command, throttle)
-    for extension in (cloudformation_rules, cloudwatch_alarms, quotas, scheduler, ssm_run_command, throttle):
+        cloudformation_rules, cloudwatch_alarms, iam_enforcement, quotas, ssm_run_command, throttle)
+    for extension in (cloudformation_rules, cloudwatch_alarms, quotas, scheduler, ssm_run_command, throttle,
+                      iam_enforcement):
         extension.install()
 
 
