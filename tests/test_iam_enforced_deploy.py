@@ -18,7 +18,7 @@ import pytest
 from mxlab import iam_policy
 from mxlab.offline.emulator import ACCOUNT_ID, AwsEmulator
 
-pytestmark = [pytest.mark.slow, pytest.mark.aws_behaviour]
+pytestmark = [pytest.mark.slow, pytest.mark.aws_behaviour, pytest.mark.timeout(1200)]  # each up synthesizes the app
 
 STACK = "IamLab"
 # --timeout 5: no instance here prints host keys (no sshd plays it), so `up` pins none and says so
