@@ -61,6 +61,10 @@ def parse_console_keys(text):
 _FINISHED_RE = re.compile(r"Cloud-init v\. \S+ finished")
 
 
+class KeysNotOnConsole(HostKeyError):
+    """The console shows a finished boot without the host-key block: waiting cannot bring them."""
+
+
 def boot_finished_without_keys(text):
     """True when the console shows a boot that cloud-init finished without printing host keys (an instance
     restarted since its first boot): waiting longer cannot bring them."""
@@ -129,7 +133,7 @@ def wait_console_keys(target, timeout=600, sleep=None):
         if keys:
             return keys
         if boot_finished_without_keys(text):
-            raise HostKeyError(
+            raise KeysNotOnConsole(
                 "%s (%s): no host keys to pin: the instance's console shows a boot that cloud-init finished "
                 "without printing them (it prints them on the first boot only). Nothing was run. %s."
                 % (target.label, target.instance_id, restarted))
@@ -197,12 +201,12 @@ def pin_from_console(target, timeout=600, sleep=None):
     how = "the console of %s" % target.instance_id
     try:
         keys = wait_console_keys(target, timeout, sleep)
-    except GaveUp as console:
+    except (GaveUp, KeysNotOnConsole) as console:
         try:
             keys = ssm_host_keys(target.instance_id)
         except LookupError as ssm:
-            raise GaveUp("%s. Through SSM Run Command neither: %s" % (console, ssm)) from None
-        how = "SSM Run Command on %s (its console no longer shows them)" % target.instance_id
+            raise type(console)("%s Through SSM Run Command neither: %s." % (console, ssm)) from None
+        how = "SSM Run Command on %s (its console does not show them)" % target.instance_id
     target.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _PIN_LOCK:  # hosts are made ready in threads: each read-and-rewrite must see the others' keys
         earlier = target.known_hosts.read_text() if target.known_hosts.is_file() else ""
