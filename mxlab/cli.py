@@ -138,6 +138,9 @@ def build_parser():
     pr.add_argument("--models", required=True, help="comma-separated model names to cache on each host")
     pr.add_argument("--workspace", action="store_true",
                     help="lay out the attendee's seed exercise in ~/mxnet-lab/ on each host")
+    pr.add_argument("--no-notebook", dest="notebook", action="store_false",
+                    help="no JupyterLab on the hosts (by default each serves the workspace, mxnet-lab.ipynb "
+                         "included, on its 127.0.0.1, reached through the attendee's SSH tunnel)")
     pr.add_argument("--parallel", type=_positive, default=8, help="hosts at once (default %(default)s)")
     pr.add_argument("--no-warm", dest="warm", action="store_false",
                     help="leave no warm agent on the hosts (by default each keeps the models bound, reachable "
@@ -168,6 +171,14 @@ def build_parser():
     sub.add_parser("sandbox", help="the whole lab offline on this machine, for the other commands to use "
                                    "(see `mxlab sandbox --help`)")
     sub.add_parser("demo", help="the sandbox with a scripted run and compare (see `mxlab demo --help`)")
+    nb = sub.add_parser("notebook", parents=[common], help="open a tunnel to an attendee's JupyterLab (as their "
+                        "handout does) and say where to open it; stays until Ctrl-C")
+    st = sub.add_parser("status", parents=[common], help="the room: one row per attendee (instance, SSH, notebook, "
+                        "cells run of mxnet-lab.ipynb, last activity, models, last kernel exception)")
+    st.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
+    st.add_argument("--every", type=_positive, default=5, metavar="SECONDS", help="--watch's period (default 5)")
+    st.add_argument("--html", metavar="FILE", help="also write the table as a self-contained page (it reloads "
+                    "itself while --watch runs)")
     s = sub.add_parser("ssh", parents=[common], help="interactive shell on a host (pinned host key)")
     s.add_argument("remote_command", nargs=argparse.REMAINDER, help="optional command (after --)")
     return parser
@@ -381,13 +392,33 @@ def cmd_ssh(args, out, err):
     return subprocess.call(ssh_argv(target, command))
 
 
+def cmd_notebook(args, out, err):
+    from mxlab import notebook_tunnel
+    if args.host:
+        raise UsageError("--host: notebook is for the lab's attendee instances (--attendee N)")
+    (target,) = resolve_targets(args, want_many=False)
+    return notebook_tunnel.run(target, args.stack, ssh_argv, args.timeout, args.start, out, err)
+
+
+def cmd_status(args, out, err):
+    from pathlib import Path
+    from mxlab import room_status
+    if args.host:
+        raise UsageError("--host: status is for the lab's attendee instances (--all or --attendee N)")
+    if not args.attendee:
+        args.all = True
+    found = resolve_targets(args)
+    return room_status.show(found, args.stack, out, watch=args.watch, every=args.every,
+                            html_file=Path(args.html) if args.html else None, timeout=min(args.timeout, 30))
+
+
 def cmd_prepare(args, out, err):
     from mxlab import prepare
     models = catalogue.check_models([m.strip() for m in args.models.split(",") if m.strip()], args.zoo)
     found = resolve_targets(args)
     results = prepare.prepare_fleet(found, models, err, zoo=args.zoo, env=args.env, lay_out=args.workspace,
                                     timeout=args.timeout, start=args.start, parallel=args.parallel,
-                                    warm_idle=args.warm_idle if args.warm else None)
+                                    warm_idle=args.warm_idle if args.warm else None, notebook=args.notebook)
     out.print(prepare.readiness_table(results, models, "%s readiness" % (found[0].label if args.host else args.stack)))
     saved = prepare.save_readiness(args.stack if not args.host else found[0].label, results, models)
     return prepare.report(results, saved, out, err)
@@ -464,7 +495,8 @@ def main(argv=None):
     out, err = Console(), Console(stderr=True)
     commands = {"up": cmd_up, "extend": cmd_extend, "down": cmd_down, "hosts": cmd_hosts, "run": cmd_run,
                 "compare": lambda a, o, e: cmd_run(a, o, e, compare=True), "ssh": cmd_ssh,
-                "report": cmd_report, "prepare": cmd_prepare, "handout": cmd_handout, "policy": cmd_policy}
+                "report": cmd_report, "prepare": cmd_prepare, "handout": cmd_handout, "policy": cmd_policy,
+                "notebook": cmd_notebook, "status": cmd_status}
     try:
         return commands[args.command](args, out, err)
     except MxlabError as exc:

@@ -4,6 +4,9 @@ DIR/attendee-N/ (0700): attendee-N.pem (the private key, 0600), known_hosts (the
 keys, under its instance id), ssh_config (Host attendee-N: HostName, User, Port, IdentityFile,
 UserKnownHostsFile, StrictHostKeyChecking yes, HostKeyAlias), index.html and README.txt (how to connect
 from macOS/Linux/Windows OpenSSH, how to activate the environment, the workshop's steps).
+Where the host serves JupyterLab (`mxlab prepare`), ssh_config also forwards a local port of the attendee's
+(notebook_ports.py) to it, and the pages give the URL with the attendee's token, read from the host: the
+token is in that attendee's folder only (README.txt and index.html there are 0600), never printed.
 DIR/index.html: one row per attendee (host, state, readiness from the last `mxlab prepare`), linking the
 attendee pages. Key material is copied file to file and never printed; no page or text holds it.
 
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from mxlab import hostkeys, keys, prepare, readiness, workspace
+from mxlab import hostkeys, keys, notebook_ports, notebook_server, prepare, readiness, workspace
 from mxlab.atomic import write_atomic
 from mxlab.errors import MxlabError, UsageError
 
@@ -43,6 +46,14 @@ class Sheet:
     pinned: List[str] = field(default_factory=list)  # known_hosts lines under the instance id
     readiness: Optional[dict] = None  # the host's entry in prepare.json
     error: Optional[str] = None  # why the folder could not be written
+    notebook_port: Optional[int] = None  # the local end of the tunnel (LocalForward)
+    notebook_remote_port: Optional[int] = None  # JupyterLab's port on the host's 127.0.0.1
+    notebook_token: Optional[str] = field(default=None, repr=False)  # only ever written into the folder
+    notebook_error: Optional[str] = None
+
+    @property
+    def notebook_url(self):
+        return "http://127.0.0.1:%d/lab?token=%s" % (self.notebook_port, self.notebook_token)
 
     @property
     def key_name(self):
@@ -100,10 +111,29 @@ def collect(targets, stack, timeout=600, start=False):
                 raise MxlabError("%s: no host keys pinned for %s in %s (instance %s): run `mxlab prepare` "
                                  "(or `mxlab hosts`/`mxlab ssh`) while it runs, then handout again"
                                  % (t.label, alias, t.known_hosts, sheet.state))
+            if (sheet.readiness or {}).get("notebook") and sheet.state == "running":
+                read_notebook_access(t, sheet, timeout)
         except MxlabError as exc:
             sheet.error = str(exc)
         sheets.append(sheet)
     return sheets
+
+
+def read_notebook_access(target, sheet, timeout):
+    """The host's JupyterLab port and token, over SSH (pinned keys): a failure is said, the folder written."""
+    from mxlab.run import CONNECTION_ERRORS
+    from mxlab.session import Session
+
+    try:
+        with Session(target, timeout=timeout) as session:
+            session.connect(wait_cloud_init=False)
+            sheet.notebook_remote_port, sheet.notebook_token = notebook_server.NotebookServer(session).access()
+        if not sheet.notebook_token:
+            sheet.notebook_error = "the host has no notebook token: run `mxlab prepare` again"
+    except MxlabError as exc:
+        sheet.notebook_error = str(exc)
+    except CONNECTION_ERRORS as exc:
+        sheet.notebook_error = "connection failed: %s" % (exc or type(exc).__name__)
 
 
 # ---- the files --------------------------------------------------------------------------------
@@ -142,6 +172,10 @@ def ssh_config_text(sheet, folder):
         "    UpdateHostKeys no",
         "    ServerAliveInterval 30",
     ]
+    if sheet.notebook_token:
+        lines += ["    # JupyterLab on the host: open %s while this connection is open"
+                  % sheet.notebook_url.split("?")[0],
+                  "    LocalForward 127.0.0.1:%d 127.0.0.1:%d" % (sheet.notebook_port, sheet.notebook_remote_port)]
     return "\n".join(lines) + "\n"
 
 
@@ -162,6 +196,20 @@ def _steps(sheet):
         # The same steps as the host's ~/mxnet-lab/README.md (its first model).
         steps = workspace.python_steps(ready["workspace_models"][0])
     return activate, steps
+
+
+def _notebook_text(sheet):
+    if not sheet.notebook_token:
+        return ""
+    return """
+Your notebook (JupyterLab, with the workshop as mxnet-lab.ipynb)
+---------------------------------------------------------------
+Keep this connection open (it carries the notebook; nothing else is opened to the internet):
+    ssh -F ssh_config {label}
+then open in your browser:
+    {url}
+The address holds your own password (the token): do not share it.
+""".format(label=sheet.label, url=sheet.notebook_url)
 
 
 def readme_text(sheet, folder):
@@ -199,7 +247,7 @@ with this command from inside the folder (it needs no ssh_config):
 
 ssh refuses to connect if the host's key is not the pinned one ("REMOTE HOST IDENTIFICATION
 HAS CHANGED" / "Host key verification failed"): tell the organiser, do not work around it.
-""".format(label=sheet.label, host=sheet.host or "(stopped: ask the organiser)", user=sheet.user,
+{notebook}""".format(notebook=_notebook_text(sheet), label=sheet.label, host=sheet.host or "(stopped: ask the organiser)", user=sheet.user,
            port=", port %d" % sheet.port if sheet.port != 22 else "", iid=sheet.instance_id, fps=fps,
            key=sheet.key_name, folder=Path(folder).resolve(), one_line=one_line_command(sheet))]
     if activate:
@@ -262,8 +310,15 @@ def attendee_page(sheet, folder):
             % e(str(Path(folder).resolve())),
             _pre(one_line_command(sheet)),
             "<p class=\"muted\">ssh refuses a host whose key is not the pinned one (&ldquo;Host key "
-            "verification failed&rdquo;): tell the organiser, do not work around it.</p>",
-            "<h2>2. Activate the MXNet environment (on the host)</h2>"]
+            "verification failed&rdquo;): tell the organiser, do not work around it.</p>"]
+    if sheet.notebook_token:
+        body += ["<h2>Your notebook (JupyterLab)</h2>",
+                 "<p>Keep this connection open: it carries the notebook (nothing else is open to the internet).</p>",
+                 _pre("ssh -F ssh_config %s" % sheet.label),
+                 "<p>then open <a href=\"%s\">%s</a> (the workshop is <code>mxnet-lab.ipynb</code>). The "
+                 "address holds your own password, the token: do not share it.</p>"
+                 % (e(sheet.notebook_url), e(sheet.notebook_url))]
+    body.append("<h2>2. Activate the MXNet environment (on the host)</h2>")
     body.append(_pre(activate) if activate else
                 "<p>The organiser has not prepared this host yet: ask them which environment to use.</p>")
     if steps:
@@ -288,19 +343,23 @@ def organiser_page(sheets, stack):
         else:
             verdict = "<span class=\"bad\">NOT READY</span>: %s" % e(ready.get("error") or "")
         smoke = ", ".join("%s: %s" % (m, t) for m, t in sorted((ready.get("smoke") or {}).items()))
+        if s.notebook_token:
+            notebook = "local port %d" % s.notebook_port
+        else:
+            notebook = s.notebook_error or ("-" if not ready.get("notebook") else "not read")
         link = ("<a href=\"%s/index.html\">%s</a>" % (e(s.label), e(s.label)) if not s.error else e(s.label))
         rows.append("<tr><td>%s</td><td><code>%s</code></td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
-                    "<td>%s</td><td>%s</td><td>%s</td></tr>" % (
+                    "<td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>" % (
                         link, e(s.instance_id), e(s.host or "-") + (":%d" % s.port if s.port != 22 else ""),
                         e(s.state), verdict, e(ready.get("environment") or "-"),
                         e(", ".join(ready.get("models") or []) or "-"), e(smoke or "-"),
-                        e(ready.get("prepared_at") or "-")))
+                        e(notebook), e(ready.get("prepared_at") or "-")))
     body = ["<h1>MXNet lab %s: attendees</h1>" % e(stack),
             "<p>Each attendee's folder holds their private key: give each folder (zip it) to that attendee "
             "only. Readiness is from the last <code>mxlab prepare</code>; state is as of this handout (%s).</p>"
             % e(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
             "<table><thead><tr><th>attendee</th><th>instance</th><th>address</th><th>state</th><th>readiness</th>"
-            "<th>environment</th><th>models cached</th><th>smoke top-1</th><th>prepared</th></tr></thead>"
+            "<th>environment</th><th>models cached</th><th>smoke top-1</th><th>notebook</th><th>prepared</th></tr></thead>"
             "<tbody>%s</tbody></table>" % "\n".join(rows)]
     return _page("MXNet lab %s: attendees" % stack, "\n".join(body))
 
@@ -334,8 +393,9 @@ def write_attendee(sheet, out_dir):
     os.chmod(key, 0o600)
     write_atomic(folder / "known_hosts", "\n".join(sheet.pinned) + "\n", mode=0o644)
     write_atomic(folder / "ssh_config", ssh_config_text(sheet, folder), mode=0o644)
-    write_atomic(folder / "README.txt", readme_text(sheet, folder), mode=0o644)
-    write_atomic(folder / "index.html", attendee_page(sheet, folder), mode=0o644)
+    private = 0o600 if sheet.notebook_token else 0o644  # the notebook's token is in them
+    write_atomic(folder / "README.txt", readme_text(sheet, folder), mode=private)
+    write_atomic(folder / "index.html", attendee_page(sheet, folder), mode=private)
     return folder
 
 
@@ -353,6 +413,11 @@ def make(targets, stack, out_dir, force=False, timeout=600, start=False, out=Non
     """`mxlab handout`: returns the exit status (1 when an attendee's folder could not be written)."""
     out_dir = check_out_dir(out_dir, force)
     sheets = collect(targets, stack, timeout, start)
+    say = lambda message: err.print("mxlab: " + message, markup=False, highlight=False, soft_wrap=True)
+    with_notebook = [s for s in sheets if s.notebook_token and not s.error]
+    ports = notebook_ports.assign(stack, [(s.label, s.attendee) for s in with_notebook], say)
+    for s in with_notebook:
+        s.notebook_port = ports[s.label]
     page = write(sheets, stack, out_dir)
     for s in sheets:
         if s.error:
@@ -363,9 +428,13 @@ def make(targets, stack, out_dir, force=False, timeout=600, start=False, out=Non
                 err.print("mxlab: %s: instance %s is %s, so its folder has no address: start it (e.g. `mxlab "
                           "handout --start --all --out DIR --force`) and write the handout again"
                           % (s.label, s.instance_id, s.state), markup=False, highlight=False, soft_wrap=True)
+            if s.notebook_error:
+                say("%s: no notebook in the handout: %s" % (s.label, s.notebook_error))
             ready = (s.readiness or {}).get("ready")
-            out.print("%s: %s (%s, %s)" % (s.label, Path(out_dir) / s.label, s.state,
-                                           "ready" if ready else "not ready" if s.readiness else "not prepared"),
+            out.print("%s: %s (%s, %s%s)" % (s.label, Path(out_dir) / s.label, s.state,
+                                             "ready" if ready else "not ready" if s.readiness else "not prepared",
+                                             ", notebook on local port %d" % s.notebook_port
+                                             if s.notebook_token else ""),
                       markup=False, highlight=False, soft_wrap=True)
     out.print("organiser's page: %s" % page, markup=False, highlight=False, soft_wrap=True)
     return 1 if any(s.error for s in sheets) else 0

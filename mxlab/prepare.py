@@ -3,8 +3,9 @@
 On each host, in parallel: wait until it is ready, upload the agent, ensure its environment, fetch the
 models into the host's cache (the agent's own `fetch`, whose events say how many bytes moved: a second
 prepare moves none), then leave a warm agent with those models bound (agent serve; --no-warm: none)
-and classify one bundled photo with each model through it (the smoke test); optionally lay out the
-attendee's workspace (workspace.py). The readiness of each host is kept in ~/.mxlab/<stack>/prepare.json
+and classify one bundled photo with each model through it (the smoke test); lay out the attendee's
+workspace (workspace.py) and serve it with JupyterLab on the host's 127.0.0.1 (notebook_server.py; the
+default, --no-notebook skips both unless --workspace asks for the workspace). The readiness of each host is kept in ~/.mxlab/<stack>/prepare.json
 for `mxlab handout`'s organiser page.
 """
 import json
@@ -22,7 +23,7 @@ from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agent import contract
-from mxlab import install, readiness, statedir, workspace
+from mxlab import install, notebook_server, readiness, statedir, workspace
 from mxlab.atomic import write_atomic
 from mxlab.errors import MxlabError, RemoteCommandError
 from mxlab.host_lock import HostLock
@@ -59,6 +60,7 @@ class HostReadiness:
     warm_error: Optional[str] = None  # why none was left running (the host is ready all the same)
     workspace: Optional[str] = None
     workspace_models: List[dict] = field(default_factory=list)  # workspace.model_facts of each model
+    notebook: Optional[dict] = None  # JupyterLab on the host: port there, kernel, what keeps it running (no token)
     seconds: float = 0.0
     prepared_at: Optional[str] = None
 
@@ -233,9 +235,9 @@ class HostPreparer:
 
 
 def prepare_one(target, models, zoo=None, env=None, lay_out=False, timeout=600, start=False,
-                on_progress=None, say=None, warm_idle=contract.WARM_IDLE_S):
+                on_progress=None, say=None, warm_idle=contract.WARM_IDLE_S, notebook=False):
     """Make one host ready; never raises: a failure is the HostReadiness's error. `warm_idle`: seconds a
-    warm agent waits for work (None: leave none)."""
+    warm agent waits for work (None: leave none); `notebook`: JupyterLab serving the workspace (laid out)."""
     on_progress = on_progress or (lambda message: None)
     began = time.monotonic()
     result = HostReadiness(label=target.label, address=target.address, attendee=target.attendee,
@@ -247,7 +249,8 @@ def prepare_one(target, models, zoo=None, env=None, lay_out=False, timeout=600, 
         result.address = target.address
         on_progress("waiting for the host's set-up lock")
         with HostLock(session, say, wait_s=timeout) as lock:  # one organiser at a time sets a host up
-            _prepare_locked(session, lock, result, models, zoo, env, lay_out, on_progress, say, warm_idle)
+            _prepare_locked(session, lock, result, models, zoo, env, lay_out or notebook, on_progress, say,
+                            warm_idle, notebook)
         result.ready = True
     except MxlabError as exc:
         result.error = str(exc)
@@ -263,7 +266,7 @@ def prepare_one(target, models, zoo=None, env=None, lay_out=False, timeout=600, 
     return result
 
 
-def _prepare_locked(session, lock, result, models, zoo, env, lay_out, on_progress, say, warm_idle):
+def _prepare_locked(session, lock, result, models, zoo, env, lay_out, on_progress, say, warm_idle, notebook=False):
     """The steps of prepare_one that change the host, run while this mxlab holds its set-up lock (checked
     between steps: a lock taken over while this mxlab was suspended stops the host here)."""
     on_progress("uploading the agent")
@@ -299,13 +302,18 @@ def _prepare_locked(session, lock, result, models, zoo, env, lay_out, on_progres
         on_progress("laying out ~/%s" % workspace.WORKSPACE_DIR)
         result.workspace, result.workspace_models = workspace.lay_out(session, session.home(), result.activate,
                                                                       result.environment, files, host.catalogue())
+    if notebook:
+        lock.check()
+        on_progress("JupyterLab")
+        result.notebook = notebook_server.NotebookServer(session, remote_env.prefix, result.environment,
+                                                         say).ensure()
     lock.check()
 
 
 
 
 def prepare_fleet(targets, models, console, zoo=None, env=None, lay_out=False, timeout=600, start=False,
-                  parallel=8, warm_idle=contract.WARM_IDLE_S):
+                  parallel=8, warm_idle=contract.WARM_IDLE_S, notebook=False):
     """prepare_one on every target, `parallel` at once, a progress line each; HostReadiness in order."""
     lock = threading.Lock()
     progress = Progress(TextColumn("{task.fields[host]:>14}"), TimeElapsedColumn(),
@@ -319,7 +327,8 @@ def prepare_fleet(targets, models, console, zoo=None, env=None, lay_out=False, t
                 progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
         res = prepare_one(target, models, zoo, env, lay_out, timeout, start,
-                          lambda message: progress.update(task, description=escape(message[:70])), say, warm_idle)
+                          lambda message: progress.update(task, description=escape(message[:70])), say, warm_idle,
+                          notebook)
         progress.update(task, description="ready" if res.ready else escape("NOT READY: " + (res.error or "")[:60]))
         return res
 
@@ -340,7 +349,7 @@ def human_bytes(n):
 def readiness_table(results, models, title="readiness"):
     table = Table(title=title)
     for col in ("host", "address", "env", "models cached", "fetched", "smoke top-1", "warm agent", "workspace",
-                "seconds", "ready"):
+                "notebook", "seconds", "ready"):
         table.add_column(col, justify="right" if col in ("seconds", "fetched") else "left")
     for r in results:
         smoke = "; ".join("%s: %s" % (m, r.smoke[m]) for m in models if m in r.smoke) or "-"
@@ -349,7 +358,8 @@ def readiness_table(results, models, title="readiness"):
                       human_bytes(r.bytes_moved) if r.ready or r.bytes_moved else "-",
                       escape(smoke), "pid %d" % r.warm_agent["pid"] if r.warm_agent else
                       ("[yellow]none[/]" if r.warm_error else "-"),
-                      "~/%s" % workspace.WORKSPACE_DIR if r.workspace else "-", "%.0f" % r.seconds,
+                      "~/%s" % workspace.WORKSPACE_DIR if r.workspace else "-",
+                      "port %d" % r.notebook["port"] if r.notebook else "-", "%.0f" % r.seconds,
                       "ready" if r.ready else "[bold red]NOT READY[/]")
     return table
 

@@ -34,6 +34,10 @@ from mxlab.offline import REPO_ROOT, leftovers
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SYSTEM_PYTHON = "/usr/bin/python3"
 WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse"
+# One pip cache for every sandbox host: a room of hosts downloads JupyterLab (prepare's notebook) once.
+HOST_PIP_CACHE = REPO_ROOT / "build" / "host-pip-cache"
+# Where a host's enabled systemd user units are (mxlab/notebook_server.py): an instance start runs them.
+USER_UNITS_WANTED = Path(".config") / "systemd" / "user" / "default.target.wants"
 
 _ACTIVATE = r'''# conda-like `activate` (test double of the DLAMI's ~/anaconda3/bin/activate)
 _mx_env="${1:-base}"
@@ -111,6 +115,9 @@ def project_site_packages():
         REPO_ROOT / ".venv" / "lib" / ("python%d.%d" % sys.version_info[:2]) / "site-packages")
 
 
+JUPYTER_REQUIREMENTS = REPO_ROOT / "mxlab" / "workshop" / "requirements-jupyterlab.txt"
+
+
 def ensure_wheelhouse(requirements=(REPO_ROOT / "agent" / "requirements.txt",
                                     REPO_ROOT / "agent" / "requirements-python.txt")):
     """Download the agent's pinned wheels (and uv's, for hosts whose python3 is too new) once (package
@@ -123,6 +130,14 @@ def ensure_wheelhouse(requirements=(REPO_ROOT / "agent" / "requirements.txt",
         for path in requirements:
             argv += ["-r", str(path)]
         subprocess.run(argv, check=True)
+        stamp.touch()
+    # prepare's JupyterLab (a venv of its own) and the MXNet env's ipykernel: resolved on their own (their
+    # pins need not agree with the agent's), downloaded once for every host that installs from here.
+    digest = hashlib.sha256(JUPYTER_REQUIREMENTS.read_bytes()).hexdigest()[:16]
+    stamp = WHEELHOUSE / (".done-jupyter-" + digest)
+    if not stamp.exists():
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(WHEELHOUSE),
+                        "-r", str(JUPYTER_REQUIREMENTS)], check=True)
         stamp.touch()
     return WHEELHOUSE
 
@@ -217,6 +232,7 @@ class SshdHost:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # root's sshd wants its privsep folder
         subprocess.run([SSHD, "-t", "-f", str(config)], check=True)
         self._launch()
+        self._start_user_units()
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -237,6 +253,21 @@ class SshdHost:
         self.proc = subprocess.Popen([SSHD, "-D", "-f", str(self.dir / "sshd_config"),
                                       "-E", str(self.dir / "sshd.log")], env=env)
         leftovers.add_pid(self.mark, self.proc.pid)
+
+    def _start_user_units(self):
+        """The boot of a host with lingering systemd user units, as far as the lab needs it: no user manager
+        here, so each enabled unit's ExecStart runs once, detached, with the host's mark (halt() ends it)."""
+        wanted = self.home / USER_UNITS_WANTED
+        for unit in sorted(wanted.glob("*.service")) if wanted.is_dir() else []:
+            lines = [l.split("=", 1)[1].strip() for l in unit.read_text().splitlines() if l.startswith("ExecStart=")]
+            if not lines:
+                continue
+            env = dict(os.environ, HOME=str(self.home))
+            env[leftovers.MARK_VARIABLE] = self.mark
+            proc = subprocess.Popen(["bash", "-c", lines[0].replace("%h", str(self.home))], cwd=str(self.home),
+                                    env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+            leftovers.add_pid(self.mark, proc.pid)
 
     def _make_home(self):
         self.home.mkdir()
@@ -269,11 +300,14 @@ class SshdHost:
                 Path(purelib, "project-venv.pth").write_text(site_line + "\n")
             bashrc.append('case $- in *i*) export PATH="$HOME/anaconda3/bin:$PATH";; esac')
         (self.home / ".bashrc").write_text("\n".join(bashrc) + "\n")
+        pip_conf = self.home / ".config" / "pip" / "pip.conf"
+        pip_conf.parent.mkdir(parents=True)
+        HOST_PIP_CACHE.mkdir(parents=True, exist_ok=True)
+        text = "[global]\ncache-dir = %s\n" % HOST_PIP_CACHE
         if self.wheelhouse:
-            pip_conf = self.home / ".config" / "pip" / "pip.conf"
-            pip_conf.parent.mkdir(parents=True)
             # The host's pip mirror: the same pinned wheels, no index needed.
-            pip_conf.write_text("[global]\nfind-links = %s\nno-index = true\n" % self.wheelhouse)
+            text += "find-links = %s\nno-index = true\n" % self.wheelhouse
+        pip_conf.write_text(text)
 
     def set_cloud_init(self, status):
         """What `cloud-init status` says on this host from now on: done, recoverable or error."""
