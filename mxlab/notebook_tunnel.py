@@ -8,7 +8,7 @@ it, and that page's path is what is printed. Stays until Ctrl-C, then closes the
 import html
 import subprocess
 
-from mxlab import notebook_ports, notebook_server, readiness, statedir
+from mxlab import notebook_ports, notebook_server, readiness, statedir, status_codes
 from mxlab.atomic import write_atomic
 from mxlab.errors import MxlabError
 from mxlab.session import Session
@@ -56,5 +56,5 @@ def run(target, stack, ssh_argv, timeout, start, out, err):
     except KeyboardInterrupt:
         proc.terminate()
         proc.wait(10)
-        return 0
+        return status_codes.SUCCESS
     raise MxlabError("%s: the tunnel ended (ssh exit %d)" % (target.label, rc))

@@ -19,6 +19,7 @@ from typing import Optional
 from rich.markup import escape
 from rich.table import Table
 
+from mxlab import status_codes
 from mxlab.atomic import write_atomic
 from mxlab.run import CONNECTION_ERRORS
 from mxlab.session import Session
@@ -212,7 +213,7 @@ def show(targets, stack, out, watch=False, every=5.0, html_file=None, timeout=30
             out.print(table(rows, title))
             if html_file:
                 write_atomic(html_file, page(rows, title), mode=0o644)
-            return 0
+            return status_codes.SUCCESS
         from rich.live import Live
         rows = room.rows()
         with Live(table(rows, title), console=out, auto_refresh=False) as live:
@@ -227,6 +228,6 @@ def show(targets, stack, out, watch=False, every=5.0, html_file=None, timeout=30
                 pass
         if html_file:  # the last page, no longer reloading
             write_atomic(html_file, page(rows, title), mode=0o644)
-        return 0
+        return status_codes.SUCCESS
     finally:
         room.close()
