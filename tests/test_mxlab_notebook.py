@@ -218,6 +218,24 @@ def test_the_notebook_runs_top_to_bottom_in_the_hosts_mxnet_kernel_and_status_fo
     assert browser_page.errors == []
     assert [u for u in browser_page.requests if not u.startswith("file://")] == []
 
+    # --watch: the page reloads itself while it runs, and stops reloading once Ctrl-C ends it.
+    watched = tmp_path / "watched.html"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MXLAB_"))}
+    env.update(lab.variables(), COLUMNS="250")
+    watch = subprocess.Popen([sys.executable, "-m", "mxlab", "status", "--watch", "--every", "1", "--html", watched],
+                             env=env, cwd=str(REPO_ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (watched.exists() and 'http-equiv="refresh"' in watched.read_text()):
+            assert watch.poll() is None and time.monotonic() < deadline, watch.stderr.read()
+            time.sleep(0.2)
+    finally:
+        watch.send_signal(signal.SIGINT)
+        shown, err = watch.communicate(timeout=60)
+    assert watch.returncode == 0, err
+    assert "attendee-2" in shown and "NameError" in shown
+    assert 'http-equiv="refresh"' not in watched.read_text() and "NameError" in watched.read_text()
+
 
 def test_a_dead_jupyterlab_is_shown_and_mxlab_notebook_brings_it_back(lab, prepared):
     folder = jupyter_dir(lab, 2)

@@ -122,7 +122,8 @@ def test_the_workspace_readme_steps_work_as_written_over_ssh(lab):
     home = lab.host(2).home
     folder = home / workspace.WORKSPACE_DIR
     names = sorted(p.name for p in folder.iterdir())
-    assert names == sorted(["README.md", "synset.txt", "chelsea.jpg", "coffee.jpg",
+    assert names == sorted(["README.md", "synset.txt", "chelsea.jpg", "coffee.jpg", workspace.MODELS_FILE,
+                            workspace.NOTEBOOK.name,
                             "efficientnet-lite0-symbol.json", "efficientnet-lite0-0000.params",
                             "efficientnet-lite1-symbol.json", "efficientnet-lite1-0000.params"])
     params = folder / "efficientnet-lite1-0000.params"
