@@ -7,6 +7,11 @@ OfflineLab starts, in order, and stops in reverse (also when interrupted part-wa
 - one sshd per attendee instance (lab_host.py), listening on the instance's emulated public IP, logging in
   as this user with the instance's own throwaway home, trusting the key pair the stack made (read back from
   SSM), with the host keys that the instance's console output shows at first boot.
+With `rtt_ms` (`mxlab sandbox --rtt MS [--bandwidth MBIT]`) the operator reaches the lab across a modelled
+network (latency_relay.py): each instance's public address:port is a delaying relay, its sshd listening on
+another port behind it, and the AWS API endpoint the lab hands out is a relay too (the lab's own deploy goes
+straight to the emulator). The relays' counts (connections, round trips, bytes) are kept in
+round-trips.json in the lab's folder (`MXLAB_SANDBOX_ROUND_TRIPS`).
 Instances follow the emulator: a stop (StopInstances, the cost-guard alarm, a deadline) halts everything on
 that instance; a start brings its sshd back on the new public IP with the same host keys and home; a
 terminate removes it.
@@ -36,6 +41,7 @@ from mxlab.offline import ec2_instances, leftovers, ssm_run_command  # noqa: E40
 from mxlab.targets import DEFAULT_STACK  # noqa: E402
 from mxlab.offline.emulator import AwsEmulator  # noqa: E402
 from mxlab.offline.lab_host import SshdHost, free_port  # noqa: E402
+from mxlab.offline.latency_relay import LatencyNetwork, check_bandwidth, check_rtt, write_stats  # noqa: E402
 from mxlab.offline.zoo_server import ZooServer  # noqa: E402
 
 STACK = DEFAULT_STACK
@@ -99,12 +105,22 @@ class OfflineLab:
     `say(text)` gets progress lines; `facts` (dict) records what was started (PIDs, ports, folders) as
     soon as it is known, for callers that check it is all gone afterwards (`on_fact` hears each change).
     `log_dir`: where the deploy log goes (kept); default the throwaway folder.
+    `rtt_ms`: None, or the round-trip time (ms, 0 counts round trips without delay) between the operator and
+    the lab, modelled by relays in front of every sshd and the AWS API; `bandwidth_mbit` paces their bytes.
     """
 
     def __init__(self, attendees=1, stack=STACK, instance_type=None, say=None, log_dir=None, on_fact=None,
-                 conda_envs=("mxnet_p36",), throttle=0.0, host_python3=None, enforce_iam=False):
+                 conda_envs=("mxnet_p36",), throttle=0.0, host_python3=None, enforce_iam=False,
+                 rtt_ms=None, bandwidth_mbit=None):
         """enforce_iam: the emulator enforces IAM, and the lab is deployed and used as an organiser
         user with exactly `mxlab policy`'s policy (ORGANISER); `organiser` is then its credentials."""
+        self.rtt_ms = None if rtt_ms is None else check_rtt(rtt_ms)
+        self.bandwidth_mbit = check_bandwidth(bandwidth_mbit)
+        if bandwidth_mbit is not None and rtt_ms is None:
+            self.rtt_ms = 0  # a bandwidth alone: relays without delay
+        self.network = None  # LatencyNetwork when modelled
+        self.api_endpoint = None  # the AWS API as the operator reaches it
+        self.sshd_port = None  # where the sshds listen behind the relays
         self.attendees = attendees
         # An Ubuntu 24.04-like instance: this interpreter (e.g. a CPython 3.12) is its python3, no MXNet conda env.
         self.host_python3 = host_python3
@@ -175,7 +191,7 @@ class OfflineLab:
 
     def variables(self):
         """What the plain commands (mxlab, the AWS CLI, boto3) need to use this lab, as `export` would set it."""
-        aws = self._as_organiser(self.emulator.env({}))
+        aws = self._operator_aws(self._as_organiser(self.emulator.env({})))
         found = {key: aws[key] for key in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION",
                                             "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                             "AWS_SESSION_TOKEN", "AWS_EC2_METADATA_DISABLED") if key in aws}
@@ -185,12 +201,28 @@ class OfflineLab:
                           "MXLAB_SANDBOX_ADMIN_SECRET_ACCESS_KEY": admin["AWS_SECRET_ACCESS_KEY"]})
         found.update({"MXLAB_HOME": str(self.mxlab_home), "MXLAB_ZOO": self.zoo_url,
                       "MXLAB_SSH_PORT": str(self.ssh_port), "MXLAB_STACK": self.stack})
+        if self.network is not None:
+            found["MXLAB_SANDBOX_ROUND_TRIPS"] = str(self.round_trips_file)
         return found
+
+    @property
+    def round_trips_file(self):
+        """The relays' counts as JSON (LatencyNetwork.stats()), rewritten as each connection opens or ends."""
+        return self.state_dir / "round-trips.json"
+
+    def round_trips(self):
+        """The relays' counts now (LatencyNetwork.stats()); None without a modelled network."""
+        return None if self.network is None else self.network.stats()
+
+    def _operator_aws(self, env):
+        if self.api_endpoint:
+            env["AWS_ENDPOINT_URL"] = self.api_endpoint
+        return env
 
     def env(self, base=None):
         """Environment for `mxlab ...` against this lab: emulator endpoint, fake credentials, own MXLAB_HOME.
         (MXLAB_SSH_PORT and MXLAB_ZOO are left out: the demo passes --ssh-port/--zoo explicitly.)"""
-        env = self._as_organiser(self.emulator.env(base))
+        env = self._operator_aws(self._as_organiser(self.emulator.env(base)))
         env["MXLAB_HOME"] = str(self.mxlab_home)
         env.pop("MXLAB_SSH_PORT", None)
         env.pop("MXLAB_ZOO", None)
@@ -241,12 +273,15 @@ class OfflineLab:
             if host is None:
                 return
             if event == "stop":
+                self._unrelay(instance_id)
                 host.halt()
             elif event == "start":
                 host.address = public_ip
                 host.start()
+                self._relay(instance_id, host)
                 self.say("instance %s started: sshd on %s:%d (same host keys)" % (instance_id, public_ip, host.port))
             elif event == "terminate":
+                self._unrelay(instance_id)
                 host.stop()
                 del self.hosts[instance_id]
 
@@ -263,6 +298,15 @@ class OfflineLab:
         done = subprocess.run(["bash", "-c", script], cwd=str(host.home), capture_output=True, text=True,
                               timeout=60, env=dict(self._child_env(dict(os.environ)), HOME=str(host.home)))
         return done.returncode, done.stdout, done.stderr
+
+    def _relay(self, instance_id, host):
+        """The instance's public address:port, as the operator reaches it across the modelled network."""
+        if self.network is not None:
+            self.network.add(instance_id, (host.address, host.port), (host.address, host.listen_port))
+
+    def _unrelay(self, instance_id):
+        if self.network is not None:
+            self.network.remove(instance_id)
 
     def _stop_hosts(self):
         with self._lock:
@@ -303,6 +347,15 @@ class OfflineLab:
                 ORGANISER, iam_policy.split(iam_policy.organiser_policy(lab)))
             self.say("IAM enforced: the lab is deployed and used as IAM user %s, with exactly the policy "
                      "`mxlab policy --stack %s` prints" % (ORGANISER, self.stack))
+        if self.rtt_ms is not None:
+            self.say("modelling the network to the lab: %g ms round trip%s (relays on 127.0.0.1)"
+                     % (self.rtt_ms, ", %g Mbit/s" % self.bandwidth_mbit if self.bandwidth_mbit else ""))
+            self.network = LatencyNetwork(self.rtt_ms, self.bandwidth_mbit,
+                                          on_change=lambda stats: write_stats(self.round_trips_file, stats))
+            stack.callback(self.network.close)
+            api = self.network.add("aws-api", ("127.0.0.1", 0), ("127.0.0.1", self.emulator.port))
+            self.api_endpoint = "http://%s:%d" % api
+            self._fact(api_relay_port=api[1])
 
         self.say("serving the local model zoo (build/zoo) over HTTP on 127.0.0.1")
         self.zoo = ZooServer(str(REPO_ROOT / "build" / "zoo"))
@@ -341,6 +394,7 @@ class OfflineLab:
         # The instances: an sshd each on its (loopback) public IP, one port for all.
         stack.callback(self._stop_hosts)
         self.ssh_port = free_port()
+        self.sshd_port = free_port() if self.network is not None else None
         ssm = self.emulator.boto3_client("ssm")
         image = {"conda_envs": self.conda_envs}
         if self.host_python3:
@@ -352,13 +406,15 @@ class OfflineLab:
         for n in range(1, self.attendees + 1):
             ip = self.outputs["Attendee%dPublicIp" % n]
             host = SshdHost(address=ip, port=self.ssh_port, parent_dir=str(self.state_dir / "instances"),
-                            cloud_init="done", **image)
+                            cloud_init="done",
+                            listen_port=self.sshd_port, **image)
             self.say("starting attendee %d's instance: sshd on %s:%d, user %s, conda env %s%s"
                      % (n, ip, self.ssh_port, user, ",".join(image["conda_envs"]) or "none",
                         ", python3 %s" % self.host_python3 if self.host_python3 else ""))
             with self._lock:
                 self.hosts[self.instance_id(n)] = host
             host.start()
+            self._relay(self.instance_id(n), host)
             # It trusts the key pair the stack made (the private key waits in SSM for mxlab) ...
             private = ssm.get_parameter(Name=self.outputs["Attendee%dPrivateKeyParameter" % n],
                                         WithDecryption=True)["Parameter"]["Value"]

@@ -144,6 +144,8 @@ def ensure_wheelhouse(requirements=(REPO_ROOT / "agent" / "requirements.txt",
 
 class SshdHost:
     """One sshd on `address:port` with its own home. conda_envs: env names to lay out ([] = no conda).
+    listen_port: where sshd itself listens on `address` when something else (a latency relay) holds
+    `address:port`, the address clients use (known_hosts, hostspec); default `port`.
 
     start() makes the host (keys, home) the first time and starts its sshd; halt() ends everything running
     on it (sshd, sessions, detached agents) but keeps keys and home, as an instance stop does, and a later
@@ -151,9 +153,11 @@ class SshdHost:
     """
 
     def __init__(self, address="127.0.0.1", port=None, conda_envs=("mxnet_p36",), wheelhouse=None,
-                 extra_authorized=(), parent_dir=None, cloud_init=None, python3=None, python_downloads=None):
+                 extra_authorized=(), parent_dir=None, cloud_init=None, python3=None, python_downloads=None,
+                 listen_port=None):
         self.address = address
         self.port = port or free_port(address)
+        self._listen_port = listen_port
         self.conda_envs = list(conda_envs)
         self.wheelhouse = wheelhouse
         self.extra_authorized = list(extra_authorized)
@@ -180,6 +184,11 @@ class SshdHost:
     @property
     def known_hosts(self):
         return self.dir / "known_hosts"
+
+    @property
+    def listen_port(self):
+        """Where sshd listens on `address`: `port` itself unless a relay holds that."""
+        return self._listen_port or self.port
 
     @property
     def hostspec(self):
@@ -225,7 +234,7 @@ class SshdHost:
         self.known_hosts.write_text("".join("%s %s\n" % (entry, l) for l in self.host_key_lines()))
         config = self.dir / "sshd_config"
         config.write_text(_SSHD_CONFIG.format(
-            port=self.port, address=self.address, dir=self.dir, user=self.user, home=self.home,
+            port=self.listen_port, address=self.address, dir=self.dir, user=self.user, home=self.home,
             root_login="prohibit-password" if os.getuid() == 0 else "no",
             mark_variable=leftovers.MARK_VARIABLE, mark=self.mark))
         if os.getuid() == 0:
@@ -236,7 +245,7 @@ class SshdHost:
         deadline = time.monotonic() + 20
         while True:
             try:
-                with socket.create_connection((self.address, self.port), timeout=2) as sock:
+                with socket.create_connection((self.address, self.listen_port), timeout=2) as sock:
                     if sock.recv(4).startswith(b"SSH-"):
                         break
             except OSError:

@@ -21,6 +21,7 @@ import sys
 import threading
 
 from mxlab.offline import REPO_ROOT
+from mxlab.offline.latency_relay import MAX_RTT_MS, check_bandwidth, check_rtt
 from mxlab.targets import DEFAULT_STACK
 
 # What one attendee costs here (measured on the 2-core/24 GiB development machine): an idle instance is
@@ -64,6 +65,12 @@ def build_parser():
                    help="the emulator enforces IAM: the lab is deployed, and the exported keys belong to, an IAM "
                         "user with exactly `mxlab policy`'s policy (the administrator's keys: "
                         "MXLAB_SANDBOX_ADMIN_*)")
+    p.add_argument("--rtt", type=_rtt, metavar="MS",
+                   help="model the network to a far region: every SSH connection to an instance and every AWS "
+                        "API call goes through a relay adding MS ms per round trip (0..%d; 0 counts round trips "
+                        "without delay; counts in $MXLAB_SANDBOX_ROUND_TRIPS)" % MAX_RTT_MS)
+    p.add_argument("--bandwidth", type=_bandwidth, metavar="MBIT",
+                   help="with the relays, pace bytes to MBIT Mbit/s each way (shared by all connections)")
     return p
 
 
@@ -75,6 +82,20 @@ def _share(text):
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError("%r: expected a share from 0 to below 1, e.g. 0.3" % text)
     return value
+
+
+def _rtt(text):
+    try:
+        return check_rtt(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a round-trip time 0..%d ms, got %r" % (MAX_RTT_MS, text))
+
+
+def _bandwidth(text):
+    try:
+        return check_bandwidth(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive number of Mbit/s, got %r" % text)
 
 
 def missing_prerequisites(photos=()):
@@ -179,7 +200,8 @@ def main(argv=None):
     def serve():
         with OfflineLab(attendees=args.attendees, stack=args.stack, instance_type=args.instance_type,
                         say=say, throttle=args.throttle, host_python3=args.host_python3,
-                        enforce_iam=args.enforce_iam) as lab:
+                        enforce_iam=args.enforce_iam, rtt_ms=args.rtt,
+                        bandwidth_mbit=args.bandwidth) as lab:
             for line in export_lines(lab.variables()):
                 print(line)
             print("sandbox ready", flush=True)
