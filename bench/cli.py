@@ -108,6 +108,11 @@ def build_parser():
     p.add_argument("--fanout", choices=("auto", "skip"), default="auto", help="measure mxlab run fan-out")
     p.add_argument("--one-photo", choices=("auto", "skip"), default="auto",
                    help="measure a one-photo `mxlab run` process, fresh and on a prepared (warm) host")
+    p.add_argument("--round-trips", choices=("auto", "skip"), default="auto",
+                   help="measure a one-photo `mxlab run` on a prepared host behind the sandbox's latency relay "
+                        "at each --rtts round-trip time, with the round trips counted")
+    p.add_argument("--rtts", default="0,20,50,150", help="round-trip times in ms for --round-trips "
+                                                         "(default %(default)s)")
     p.add_argument("--no-measure-peak", action="store_true", help="nominal peak only (no FMA loop, no sgemm)")
     p.add_argument("--agent-dir", help="time the agent/ inside this folder instead (e.g. a proposed patch)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per measurement process")
@@ -119,9 +124,14 @@ def main(argv=None):
     sys.path.insert(0, ROOT)
     if args.agent_dir:
         os.environ["BENCH_AGENT_DIR"] = os.path.abspath(args.agent_dir)
-    from bench import fanout, machine, models, one_photo, photos, report
+    from bench import fanout, machine, models, one_photo, photos, report, round_trips
     names = [n.strip() for n in (args.models or ",".join(models.ORDER)).split(",") if n.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    try:
+        rtts = [float(r) if "." in r else int(r) for r in args.rtts.split(",") if r.strip()]
+    except ValueError:
+        _say("--rtts: expected comma-separated round-trip times in ms, got %r" % args.rtts)
+        return 2
     unknown = [n for n in names if n not in models.ORDER] + [m for m in methods if m not in METHODS]
     if unknown:
         _say("unknown model or method: %s" % ", ".join(unknown))
@@ -152,7 +162,9 @@ def main(argv=None):
     fan = fanout.measure(ROOT, args.build, paths) if args.fanout == "auto" else {"note": "skipped (--fanout skip)"}
     one = one_photo.measure(ROOT, args.build, paths[0], runs=3 if args.quick else 5) if args.one_photo == "auto" \
         else {"note": "skipped (--one-photo skip)"}
-    data = report.summary(results, info, fan, one)
+    far = round_trips.measure(ROOT, args.build, paths[0], rtts=rtts, runs=1 if args.quick else 3) \
+        if args.round_trips == "auto" else {"note": "skipped (--round-trips skip)"}
+    data = report.summary(results, info, fan, one, far)
     data["quick"] = bool(args.quick)
     data["seconds"] = round(time.time() - started, 1)
     print(report.table(data))

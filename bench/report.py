@@ -25,7 +25,7 @@ def _int8_verdict(r):
     return not use, reason
 
 
-def summary(results, machine, fanout, one_photo=None):
+def summary(results, machine, fanout, one_photo=None, round_trips=None):
     """The issue's JSON shape, with per-method details under "details"."""
     models = {}
     for name, r in results.items():
@@ -63,6 +63,7 @@ def summary(results, machine, fanout, one_photo=None):
             "fanout_s": fanout.get("parallel", {}), "fanout_sequential_s": fanout.get("sequential", {}),
             "fanout_note": fanout.get("note"),
             "one_photo_run_s": one_photo or {"note": "not measured"},
+            "one_photo_rtt": round_trips or {"note": "not measured"},
             "note": "timings from a shared 2-core machine: compare within one run"}
 
 
@@ -102,6 +103,10 @@ def targets(data):
     if one.get("warm"):
         rows.append(("one-photo mxlab run on a prepared host <= 1 s", "%.2fs" % one["warm"],
                      one["warm"] <= 1.0 and one.get("warm_used")))
+    goal = (data.get("one_photo_rtt") or {}).get("goal") or {}
+    if goal.get("wall_s") is not None:
+        rows.append(("one-photo mxlab run at %d ms RTT <= %.0f s" % (goal["rtt_ms"], goal["max_s"]),
+                     "%.2fs" % goal["wall_s"], goal["met"]))
     f = data.get("fanout") or {}
     speedup = _ratio(f.get("sequential_8_s"), f.get("parallel_8_s"))
     if speedup:
@@ -179,6 +184,8 @@ def table(data):
         "fresh agent %.2fs, warm agent %.2fs (median of %d; warm agent used: %s)" % (
             one["fresh"], one["warm"], one["runs"], one["warm_used"]) if "warm" in one
         else one.get("note", "not measured"))]
+    from bench.round_trips import lines as rtt_lines
+    lines += [""] + rtt_lines(data.get("one_photo_rtt") or {})
     lines += ["", "targets:"]
     for what, value, met in targets(data):
         lines.append("  [%s] %-42s %s" % ("met " if met else "MISS", what, value))

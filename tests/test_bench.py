@@ -19,7 +19,7 @@ def test_quick_bench_writes_the_issue_json_shape(tmp_path):
     proc = subprocess.run(
         [str(ROOT / "scripts" / "bench"), "--quick", "--models", "inception-bn", "--methods",
          "seed,agent,agent_ort,int8,whole", "--images", "6", "--whole-photos", "3", "--fanout", "skip",
-         "--one-photo", "skip", "--no-measure-peak", "--build", str(tmp_path / "build"),
+         "--one-photo", "skip", "--round-trips", "skip", "--no-measure-peak", "--build", str(tmp_path / "build"),
          "--photos", str(tmp_path / "photos"), "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -104,3 +104,20 @@ def test_one_photo_measures_a_fresh_and_a_warm_mxlab_run(tmp_path, sample_photos
     rows = dict((what, met) for what, _, met in report.targets({"peak_gflops": 1.0, "models": {},
                                                                 "one_photo_run_s": figures}))
     assert "one-photo mxlab run on a prepared host <= 1 s" in rows
+
+
+def test_round_trips_time_a_prepared_host_behind_the_latency_relay(tmp_path, sample_photos):
+    """The far-network figure, small: RTT 0 and 50 ms, one timed run each (no time asserted)."""
+    from bench import report, round_trips
+    figures = round_trips.measure(str(ROOT), str(tmp_path), str(sample_photos / "coffee.jpg"), rtts=(0, 50), runs=1)
+    assert "goal" in figures, figures
+    assert set(figures["rtt_ms"]) == {"0", "50"}
+    for row in figures["rtt_ms"].values():
+        assert row["wall_s"] > 0 and row["round_trips"] > 1 and row["connections"] == 1 and row["warm_used"]
+    assert figures["rtt_ms"]["0"]["waits"] is None and figures["rtt_ms"]["50"]["waits"] is not None
+    assert figures["goal"]["wall_s"] == figures["rtt_ms"]["50"]["wall_s"]
+    printed = "\n".join(round_trips.lines(figures))
+    assert "goal: one photo <= 1.0 s at 50 ms RTT: " + ("PASS" if figures["goal"]["met"] else "MISS") in printed
+    rows = dict((what, met) for what, _, met in report.targets({"peak_gflops": 1.0, "models": {},
+                                                                "one_photo_rtt": figures}))
+    assert rows["one-photo mxlab run at 50 ms RTT <= 1 s"] is figures["goal"]["met"]
