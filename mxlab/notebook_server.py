@@ -34,6 +34,7 @@ JUPYTER_DIR = "jupyter"  # under ~/.mxlab-agent
 REQUIREMENTS = Path(__file__).resolve().parent / "workshop" / "requirements-jupyterlab.txt"
 KERNEL_NAME = "mxnet"  # the workshop notebook's kernelspec name
 FIRST_PORT = 8888
+SERVER_PYTHON = (3, 10)  # jupyterlab 4.6's Requires-Python
 PORT_TRIES = 40
 UNIT = "mxlab-jupyter.service"
 START_TIMEOUT_S = 120
@@ -161,6 +162,14 @@ class NotebookServer:
         rc, _, _ = self.session.exec("test -e %s" % shlex.quote(ready), timeout=60)
         if rc == 0:
             return
+        probe = "import sys; print('%d.%d' % sys.version_info[:2])"
+        rc, out, _ = self.session.exec("python3 -c %s" % shlex.quote(probe), timeout=60)
+        version = out.strip()
+        if rc != 0 or tuple(int(x) for x in version.split(".")) < SERVER_PYTHON:
+            raise RemoteCommandError(
+                "%s: JupyterLab (%s) needs python3 %d.%d or later for its own venv, and the host's python3 is %s: "
+                "install a newer python3 there, or prepare with --no-notebook (the workshop then runs in a terminal)"
+                % (self.label, REQUIREMENTS.name, SERVER_PYTHON[0], SERVER_PYTHON[1], version or "missing"))
         reqs = posixpath.join(self.dir, "requirements-jupyterlab.txt")
         self.session.sftp().put(str(REQUIREMENTS), reqs)
         self.say("%s: installing JupyterLab in its own venv (~/%s/%s/venv)" % (self.label, contract.REMOTE_ROOT,
