@@ -163,6 +163,8 @@ def build_parser():
     po.add_argument("--cfn-role", nargs="?", const=True, metavar="ROLE",
                     help="deploying through a CloudFormation service role (-c cfn_role_arn=...): the narrower "
                          "organiser policy; ROLE: its ARN or name (default mxlab-cloudformation)")
+    po.add_argument("--part", type=_positive, metavar="K",
+                    help="only the K-th document, where the policy needs more than one managed policy")
     po.add_argument("--service-role", action="store_true",
                     help="the permissions policy (and trust policy) of that CloudFormation service role")
     po.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
@@ -450,8 +452,13 @@ def cmd_policy(args, out, err):
         documents = iam_policy.split(iam_policy.organiser_policy(lab, cfn_role=args.cfn_role))
         notes = iam_policy.explain(lab, cfn_role=args.cfn_role)
     if len(documents) > 1:
-        notes.append("%d documents: more than one managed policy holds (%d characters each at most)"
-                     % (len(documents), iam_policy.MANAGED_POLICY_LIMIT))
+        notes.append("%d documents: more than one managed policy holds (%d characters each at most); "
+                     "--part 1 .. --part %d prints each" % (len(documents), iam_policy.MANAGED_POLICY_LIMIT,
+                                                            len(documents)))
+    if args.part:
+        if args.part > len(documents):
+            raise UsageError("--part %d: the policy is %d document(s)" % (args.part, len(documents)))
+        documents = [documents[args.part - 1]]
     if not args.json:
         for line in notes:
             err.print("# " + line, markup=False, highlight=False, soft_wrap=True)

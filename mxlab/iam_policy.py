@@ -59,7 +59,10 @@ class Lab:
 
     @property
     def stack_arns(self):
-        return [self.arn("cloudformation", "stack/%s/*" % name) for name in self.stack_names]
+        # `?` is one character: the shard stacks NAME-2 .. NAME-5 (not NAME-anything), in one ARN
+        # (the policy must fit one managed policy: IAM_POLICY_LIMIT)
+        return [self.arn("cloudformation", "stack/%s/*" % self.stack),
+                self.arn("cloudformation", "stack/%s-?/*" % self.stack)]
 
     def iam_arn(self, resource):
         return self.arn("iam", resource, region="")

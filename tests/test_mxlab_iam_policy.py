@@ -42,8 +42,9 @@ def test_cloudformation_only_on_the_labs_stacks():
     cfn = [s for s in policy["Statement"] if any(a.startswith("cloudformation:") for a in s["Action"])]
     assert cfn
     for s in cfn:
-        assert resources(s) == ["arn:aws:cloudformation:eu-west-1:*:stack/%s/*" % name
-                                for name in ["MxnetLab", "MxnetLab-2", "MxnetLab-3", "MxnetLab-4", "MxnetLab-5"]]
+        # the first stack and its shards MxnetLab-2 .. -5 (`?`: one character)
+        assert resources(s) == ["arn:aws:cloudformation:eu-west-1:*:stack/MxnetLab/*",
+                                "arn:aws:cloudformation:eu-west-1:*:stack/MxnetLab-?/*"]
 
 
 def test_private_keys_only_from_the_key_pair_parameters():
@@ -102,6 +103,10 @@ def test_other_partitions_get_their_arns():
     assert "arn:aws:" not in text and "arn:aws-cn:cloudformation:cn-north-1:*:stack/Lab/*" in text
 
 
+def test_the_default_labs_policy_is_one_managed_policy():
+    assert len(iam_policy.split(iam_policy.organiser_policy(LAB))) == 1
+
+
 def test_each_document_fits_a_managed_policy():
     for document in (iam_policy.organiser_policy(LAB), iam_policy.service_role_policy(LAB)):
         for part in iam_policy.split(document):
@@ -124,6 +129,14 @@ def test_mxlab_policy_prints_the_one_copy(mxlab_cli, monkeypatch):
     code, out, err = mxlab_cli("policy", "--service-role")
     assert code == 0 and json.loads(out) == iam_policy.service_role_policy(iam_policy.Lab("MxnetLab", "*"))
     assert "cloudformation.amazonaws.com" in err
+    long = iam_policy.Lab("L" * 32, "ap-southeast-2", "123456789012")  # the longest names: two documents
+    parts = iam_policy.split(iam_policy.organiser_policy(long))
+    assert len(parts) == 2
+    code, out, err = mxlab_cli("policy", "--stack", "L" * 32, "--region", "ap-southeast-2", "--account",
+                               "123456789012", "--part", "2")
+    assert code == 0 and json.loads(out) == parts[1] and "2 documents" in err
+    code, out, err = mxlab_cli("policy", "--part", "2")
+    assert code == 2 and "--part 2: the policy is 1 document(s)" in err
     code, out, err = mxlab_cli("policy", "--account", "12")
     assert code == 2 and "--account '12'" in err
 

@@ -31,6 +31,7 @@ policies, resource-based and KMS key policies, and the role's trust policy for -
 """
 import json
 import logging
+import re
 import threading
 
 log = logging.getLogger(__name__)
@@ -492,6 +493,13 @@ def install():
                     backend.detach_role_policy(arn, role.name)
         return original_delete_role(cls, resource_name, cloudformation_json, account_id, region_name)
     iam_models.Role.delete_from_cloudformation_json = classmethod(delete_role)
+
+    # IAM's wildcards: `*` any run of characters, `?` exactly one (moto turns `*` into `.*` and
+    # leaves `?` and every other character to the regex: "stack/Lab-?/*" matched "stack/Lab/x").
+    def match(pattern, string):
+        regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+        return re.match("^%s$" % regex, string)
+    access_control.IAMPolicyStatement._match = staticmethod(match)
 
     original_check = access_control.IAMRequestBase.check_action_permitted
 
