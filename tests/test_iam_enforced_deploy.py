@@ -121,6 +121,7 @@ def check_instance_role_cannot_read_keys(emulator, outputs):
         with pytest.raises(ssm.exceptions.ClientError) as denied:
             ssm.get_parameter(Name=outputs["Attendee%dPrivateKeyParameter" % n], WithDecryption=True)
         assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert "with an explicit deny" in denied.value.response["Error"]["Message"]  # the role's Deny, not a gap
 
 
 def test_through_a_cloudformation_service_role_the_narrow_policy_suffices(organiser, mxlab_cli, enforcing):

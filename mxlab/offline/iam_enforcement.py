@@ -109,13 +109,16 @@ def disable():
 class Denied(Exception):
     """An action the acting principal may not do: (action, resource, principal ARN)."""
 
-    def __init__(self, action, resource, principal, logical_id=None):
+    def __init__(self, action, resource, principal, logical_id=None, explicit=False):
         super().__init__(action)
         self.action, self.resource, self.principal, self.logical_id = action, resource, principal, logical_id
+        self.explicit = explicit  # an explicit Deny, not just no Allow
 
     def message(self):
-        return ("User: %s is not authorized to perform: %s on resource: %s because no identity-based "
-                "policy allows the %s action" % (self.principal, self.action, self.resource, self.action))
+        why = ("with an explicit deny in an identity-based policy" if self.explicit else
+               "because no identity-based policy allows the %s action" % self.action)
+        return "User: %s is not authorized to perform: %s on resource: %s %s" % (
+            self.principal, self.action, self.resource, why)
 
 
 # ---- who acts, and what they may do ---------------------------------------------------------
@@ -149,7 +152,7 @@ class Principal:
         for policy in self.policies:
             result = IAMPolicy(policy).is_action_permitted(action, resource)
             if result == PermissionResult.DENIED:
-                raise Denied(action, resource, self.arn, logical_id)
+                raise Denied(action, resource, self.arn, logical_id, explicit=True)
             permitted = permitted or result == PermissionResult.PERMITTED
         if not permitted:
             raise Denied(action, resource, self.arn, logical_id)
@@ -518,7 +521,10 @@ def install():
         code = 403
 
     def raise_access_denied(self):
-        denied = Denied(self._action, getattr(self, "_mxlab_resource", "*"), self._access_key.arn)
+        resource = getattr(self, "_mxlab_resource", "*")
+        explicit = any(access_control.IAMPolicy(p).is_action_permitted(self._action, resource)
+                       == access_control.PermissionResult.DENIED for p in self._access_key.collect_policies())
+        denied = Denied(self._action, resource, self._access_key.arn, explicit=explicit)
         log.warning("IAM: refused: %s", denied.message())
         if self._service == "ec2":
             raise UnauthorizedOperation("UnauthorizedOperation",
