@@ -103,8 +103,8 @@ def _allow(actions, resources, condition=None):
     return statement
 
 
-LAB_COMMANDS = ("hosts", "run", "compare", "prepare", "handout", "ssh")
-HOST_COMMANDS = ("run", "compare", "prepare", "handout", "ssh")
+LAB_COMMANDS = ("hosts", "run", "compare", "prepare", "handout", "ssh", "status", "notebook")
+HOST_COMMANDS = ("run", "compare", "prepare", "handout", "ssh", "status", "notebook")
 
 GROUPS = (
     Group("ReadLabStacks", ("up", "extend", "down") + LAB_COMMANDS,
