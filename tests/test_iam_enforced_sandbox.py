@@ -159,6 +159,20 @@ def test_start_without_start_instances_is_refused(box, without, tmp_path):
         ec2.start_instances(InstanceIds=[instance])
 
 
+def test_an_unpinned_restarted_instance_without_run_command_is_refused(box, without, tmp_path):
+    """Restarted before anything pinned its keys, an instance no longer shows them on its console:
+    mxlab reads them through SSM Run Command (HostKeysThroughSsm), which this policy then lacks."""
+    ec2 = box.client("ec2", admin=True)
+    instance = box.outputs()["Attendee1InstanceId"]
+    ec2.stop_instances(InstanceIds=[instance])
+    ec2.get_waiter("instance_stopped").wait(InstanceIds=[instance], WaiterConfig={"Delay": 1})
+    ec2.start_instances(InstanceIds=[instance])
+    ec2.get_waiter("instance_running").wait(InstanceIds=[instance], WaiterConfig={"Delay": 1})
+    without("HostKeysThroughSsm")
+    run = mxlab(box, "run", "--attendee", "1", "--model", MODEL, PHOTO, home=fresh_home(box, tmp_path), cwd=tmp_path)
+    assert run.returncode == 1 and refused(run, "ssm:SendCommand"), run.stdout + run.stderr
+
+
 def test_up_without_quota_reads_says_so_and_goes_on(box, without):
     without("ReadQuotas")
     redeploy = box.mxlab(*up_args())
