@@ -22,6 +22,7 @@ from rich.table import Table
 from mxlab import status_codes
 from mxlab.atomic import write_atomic
 from mxlab.run import CONNECTION_ERRORS
+from mxlab import readiness
 from mxlab.session import Session
 from mxlab.errors import MxlabError
 
@@ -107,16 +108,16 @@ class Room:
         self.sessions = {}
 
     def states(self):
-        from mxlab.readiness import describe_instance
-        out = {}
-        for t in self.targets:
-            try:
-                inst = describe_instance(t.instance_id) if t.instance_id else None
-            except Exception as exc:  # a status page must not fail because AWS hiccuped
-                out[t.label] = ("unknown (%s)" % type(exc).__name__, None)
-                continue
-            out[t.label] = ((inst or {}).get("State", {}).get("Name", "unknown"), (inst or {}).get("PublicIpAddress"))
-        return out
+        """{label: (state, public address)} from one DescribeInstances for the room (readiness.refresh_all),
+        not one call per attendee at every refresh."""
+        from mxlab import readiness
+        lab = [t for t in self.targets if t.instance_id]
+        try:
+            readiness.refresh_all(lab)
+        except Exception as exc:  # a status page must not fail because AWS hiccuped
+            return {t.label: ("unknown (%s)" % type(exc).__name__, None) for t in self.targets}
+        return {t.label: (t.state or "unknown", t.host) if t.instance_id else ("unknown", None)
+                for t in self.targets}
 
     def _probe(self, target, state):
         row = Row(label=target.label, attendee=target.attendee, state=state)
@@ -125,8 +126,10 @@ class Room:
         session = self.sessions.get(target.label)
         try:
             if session is None or session.client is None:
+                # The run path (readiness.reach): the attendee's key from SSM and the host keys pinned
+                # where nothing has done it yet, the remembered address first.
                 session = Session(target, timeout=self.timeout)
-                session.connect(wait_cloud_init=False, quick_timeout=self.timeout)
+                readiness.reach(target, session, self.timeout)
                 self.sessions[target.label] = session
             rc, out, err = session.exec("python3 -", timeout=self.timeout, stdin_data=_PROBE)
             if rc != 0:
