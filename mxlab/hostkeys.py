@@ -234,7 +234,11 @@ def pin_every_instance(lab_targets, say, timeout=600):
             return target, None, exc
 
     pinned = 0
-    with ThreadPoolExecutor(max_workers=min(16, len(lab_targets) or 1)) as pool:
+    if lab_targets:
+        say("pinning the host keys of %d instance(s): each console is read until it shows them (up to %d s; "
+            "--timeout sets it)" % (len(lab_targets), timeout))
+    # All at once (waiting on consoles, not working): the whole lab waits `timeout` at most, not per batch.
+    with ThreadPoolExecutor(max_workers=min(100, len(lab_targets) or 1)) as pool:
         for target, done, exc in pool.map(pin, lab_targets):
             if exc is None:
                 pinned += 1

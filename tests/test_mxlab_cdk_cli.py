@@ -15,7 +15,7 @@ def test_up_hosts_down_against_the_emulator(aws_emulator, monkeypatch, tmp_path,
     home = tmp_path / "mxlab-home"
     monkeypatch.setenv("MXLAB_HOME", str(home))
     monkeypatch.setenv("HOME", str(tmp_path))  # the CDK CLI's own caches
-    code, out, err = mxlab_cli("up", "--stack", "MxlabUpTest", "-c", "ssh_cidr=127.0.0.1/32")
+    code, out, err = mxlab_cli("up", "--stack", "MxlabUpTest", "-c", "ssh_cidr=127.0.0.1/32", "--timeout", "5")
     assert code == 0, err
     assert "pre-flight: m5.2xlarge is offered in us-east-1a" in err
     assert "lab deadline: the instances stop at " in err  # 12 h from now, local and UTC
@@ -56,7 +56,8 @@ def test_down_destroys_every_shard_even_without_the_saved_context(aws_emulator, 
     home = tmp_path / "mxlab-home"
     monkeypatch.setenv("MXLAB_HOME", str(home))
     monkeypatch.setenv("HOME", str(tmp_path))
-    code, out, err = mxlab_cli("up", "--stack", "ShardUp", "-c", "ssh_cidr=127.0.0.1/32", "-c", "attendees=21")
+    code, out, err = mxlab_cli("up", "--stack", "ShardUp", "-c", "ssh_cidr=127.0.0.1/32", "-c", "attendees=21",
+                               "--timeout", "5")
     assert code == 0, err
     code, out, err = mxlab_cli("hosts", "--stack", "ShardUp")
     assert code == 0, err
@@ -139,7 +140,8 @@ def test_a_lab_deployed_with_c_region_is_found_there_by_the_later_commands(aws_e
     home = tmp_path / "mxlab-home"
     monkeypatch.setenv("MXLAB_HOME", str(home))
     monkeypatch.setenv("HOME", str(tmp_path))
-    code, out, err = mxlab_cli("up", "--stack", "Elsewhere", "-c", "ssh_cidr=127.0.0.1/32", "-c", "region=eu-west-2")
+    code, out, err = mxlab_cli("up", "--stack", "Elsewhere", "-c", "ssh_cidr=127.0.0.1/32", "-c", "region=eu-west-2",
+                               "--timeout", "5")
     assert code == 0, err
     assert "offered in eu-west-2a" in err
     instance_id = json.loads((home / "Elsewhere" / "outputs.json").read_text())["Elsewhere"]["Attendee1InstanceId"]
@@ -151,7 +153,7 @@ def test_a_lab_deployed_with_c_region_is_found_there_by_the_later_commands(aws_e
     assert instance_id in out and "running" in out and "unknown" not in out
     code, out, err = mxlab_cli("hosts", "--stack", "Elsewhere", "--region", aws_emulator.region)
     assert code == 2 and "--region %s: lab Elsewhere is deployed in eu-west-2" % aws_emulator.region in err
-    code, out, err = mxlab_cli("up", "--stack", "Elsewhere", "-c", "region=%s" % aws_emulator.region)
+    code, out, err = mxlab_cli("up", "--stack", "Elsewhere", "-c", "region=%s" % aws_emulator.region, "--timeout", "5")
     assert code == 2 and "-c region=%s: lab Elsewhere is deployed in eu-west-2" % aws_emulator.region in err
     code, out, err = mxlab_cli("down", "--stack", "Elsewhere")
     assert code == 0, err

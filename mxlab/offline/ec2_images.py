@@ -5,7 +5,8 @@ and every moto AMI claims a 15 GB root snapshot, so mxlab's pre-flight could not
 AWS decides at launch: the instance type's architecture against the image's, the root device
 name, and volume_gb against the root snapshot. register() adds an image with those facts; the
 emulator's stand-in for the DLAMI (behind the public SSM parameter) is an x86_64 Ubuntu image
-with its root on /dev/sda1 and a ROOT_SNAPSHOT_GB snapshot, as the DLAMI has.
+with its root on /dev/sda1 and a ROOT_SNAPSHOT_GB snapshot, as the DLAMI has. AWS publishes the DLAMI's
+parameter in every commercial region: install() makes it appear in any region the first time it is read.
 """
 import itertools
 
@@ -50,3 +51,37 @@ def deep_learning_ami(backend):
         if image.name == DLAMI_NAME:
             return ami_id
     return register(backend, DLAMI_NAME)
+
+
+_installed = False
+
+
+def publish(account_id, region, parameter_name):
+    """The DLAMI stand-in registered in `region` and its public parameter put there (once)."""
+    from moto.core.utils import utcnow
+    from moto.ec2.models import ec2_backends
+    from moto.ssm.models import Parameter, ssm_backends
+    params = ssm_backends[account_id][region]._parameters
+    if params.get(parameter_name):
+        return
+    image_id = deep_learning_ami(ec2_backends[account_id][region])
+    params[parameter_name].append(Parameter(
+        account_id=account_id, name=parameter_name, value=image_id, parameter_type="String",
+        description=None, allowed_pattern=None, keyid=None, last_modified_date=utcnow(),
+        version=len(params[parameter_name]) + 1, data_type="aws:ec2:image"))
+
+
+def install(parameter_name):
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    from moto.ssm.models import SimpleSystemManagerBackend
+
+    original = SimpleSystemManagerBackend.get_parameter
+
+    def get_parameter(self, name, *args, **kwargs):
+        if name == parameter_name:
+            publish(self.account_id, self.region_name, parameter_name)
+        return original(self, name, *args, **kwargs)
+    SimpleSystemManagerBackend.get_parameter = get_parameter

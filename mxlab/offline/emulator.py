@@ -76,6 +76,7 @@ def _install_patches():
 
     # -- instance life cycle (stop/start, new public IP), console output ----
     ec2_instances.install()
+    ec2_images.install(DEFAULT_AMI_SSM_PARAMETER)
 
     # -- instances from a launch template ------------------------------------
     original_create = instances.Instance.create_from_cloudformation_json.__func__
