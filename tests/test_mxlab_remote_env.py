@@ -332,7 +332,7 @@ def test_a_host_whose_python3_is_3_12_gets_its_venv_on_a_cpython_3_11_from_uv(
 
     host = sshd_factory(conda_envs=(), wheelhouse=wheelhouse, python3=cpython("3.12"),
                         python_downloads=ensure_mirror())
-    code, out, err = mxlab_cli("prepare", *direct_args(host), "--zoo", local_zoo, "--models", "efficientnet-lite0",
+    code, out, err = mxlab_cli("prepare", "--no-notebook", *direct_args(host), "--zoo", local_zoo, "--models", "efficientnet-lite0",
                                "--no-warm")
     assert code == 0 and "all 1 host(s) ready" in out, out + err
     assert "is Python 3.12" in err and "installing CPython 3.11 with uv" in err, err
