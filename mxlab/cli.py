@@ -211,6 +211,15 @@ def resolve_targets(args, want_many=True):
     return found
 
 
+def room_targets(args, command):
+    """The lab's attendee targets for a command about the room: every attendee unless --attendee."""
+    if args.host:
+        raise UsageError("--host: %s is for the lab's attendee instances (--all or --attendee N)" % command)
+    if not args.attendee:
+        args.all = True
+    return resolve_targets(args)
+
+
 def check_inputs(items):
     for item in items:
         if is_url(item):
@@ -405,11 +414,7 @@ def cmd_notebook(args, out, err):
 def cmd_status(args, out, err):
     from pathlib import Path
     from mxlab import room_status
-    if args.host:
-        raise UsageError("--host: status is for the lab's attendee instances (--all or --attendee N)")
-    if not args.attendee:
-        args.all = True
-    found = resolve_targets(args)
+    found = room_targets(args, "status")
     return room_status.show(found, args.stack, out, watch=args.watch, every=args.every,
                             html_file=Path(args.html) if args.html else None, timeout=min(args.timeout, 30))
 
@@ -428,11 +433,7 @@ def cmd_prepare(args, out, err):
 
 def cmd_handout(args, out, err):
     from mxlab import handout
-    if args.host:
-        raise UsageError("--host: handout is for the lab's attendee instances (--all or --attendee N)")
-    if not args.attendee:
-        args.all = True
-    found = resolve_targets(args)
+    found = room_targets(args, "handout")
     return handout.make(found, args.stack, args.out, force=args.force, timeout=args.timeout,
                         start=args.start, out=out, err=err)
 
