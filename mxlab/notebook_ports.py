@@ -17,7 +17,10 @@ LAST = 65000
 
 
 def in_use(port):
+    """Whether ssh could not listen on 127.0.0.1:port. ssh binds its forwards with SO_REUSEADDR, so a port whose
+    last connections linger in TIME_WAIT (a tunnel closed within the last minute) is free to it, and to us."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
