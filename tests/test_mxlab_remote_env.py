@@ -330,9 +330,12 @@ def test_a_host_whose_python3_is_3_12_gets_its_venv_on_a_cpython_3_11_from_uv(
     from mxlab.offline.python_mirror import ensure_mirror
     from tests.other_pythons import cpython
 
-    host = sshd_factory(conda_envs=(), wheelhouse=wheelhouse, python3=cpython("3.12"),
+    from mxlab.offline.lab_host import ensure_wheelhouse
+
+    python312 = cpython("3.12")
+    host = sshd_factory(conda_envs=(), wheelhouse=ensure_wheelhouse(python3=python312), python3=python312,
                         python_downloads=ensure_mirror())
-    code, out, err = mxlab_cli("prepare", "--no-notebook", *direct_args(host), "--zoo", local_zoo, "--models", "efficientnet-lite0",
+    code, out, err = mxlab_cli("prepare", *direct_args(host), "--zoo", local_zoo, "--models", "efficientnet-lite0",
                                "--no-warm")
     assert code == 0 and "all 1 host(s) ready" in out, out + err
     assert "is Python 3.12" in err and "installing CPython 3.11 with uv" in err, err
@@ -341,6 +344,10 @@ def test_a_host_whose_python3_is_3_12_gets_its_venv_on_a_cpython_3_11_from_uv(
     assert "version = 3.11" in cfg or "version_info = 3.11" in cfg, cfg
     assert str(agent_root / "python") in cfg, "the venv's base is uv's CPython under ~/.mxlab-agent/python"
     assert list((agent_root / "venv").glob("lib/python3.11/site-packages/mxnet/__init__.py"))
+    # JupyterLab's own venv is the host's python3 (3.12: its compiled wheels are that version's), and the
+    # notebook's kernel is the agent's 3.11 venv.
+    assert list((agent_root / "jupyter" / "venv").glob("lib/python3.12/site-packages/jupyterlab/__init__.py"))
+    assert list((agent_root / "venv").glob("lib/python3.11/site-packages/ipykernel/__init__.py"))
     # The host's own python3 is untouched (still 3.12), and uv linked nothing into ~/.local/bin.
     with connect(host) as session:
         rc, version, _ = session.exec("python3 -c 'import sys; print(sys.version_info[:2])'; "

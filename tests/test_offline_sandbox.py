@@ -240,8 +240,9 @@ def test_a_sandbox_of_ubuntu_24_04_like_instances_prepares_them_on_a_cpython_3_1
     refused = sandbox_factory("--attendees", "1", "--host-python3", "/nonexistent/python3")
     assert refused.proc.wait(120) == 2 and "--host-python3 /nonexistent/python3" in refused.err_file.read_text()
     box = sandbox_factory("--attendees", "1", "--host-python3", cpython("3.12")).wait_ready()
-    prep = box.mxlab("prepare", "--attendee", "1", "--models", "efficientnet-lite0", "--no-warm", "--no-notebook")
+    prep = box.mxlab("prepare", "--attendee", "1", "--models", "efficientnet-lite0", "--no-warm")
     assert prep.returncode == 0 and "all 1 host(s) ready" in prep.stdout, prep.stdout + prep.stderr
+    assert "installing JupyterLab" in prep.stderr, prep.stderr
     assert "is Python 3.12" in prep.stderr and "installing CPython 3.11 with uv" in prep.stderr, prep.stderr
     run = box.mxlab("run", "--model", "efficientnet-lite0", "--results", box.out_file.parent / "r", PHOTO)
     assert run.returncode == 0 and "installing CPython" not in run.stderr, run.stdout + run.stderr

@@ -402,7 +402,7 @@ class OfflineLab:
             from mxlab.offline.lab_host import ensure_wheelhouse
             from mxlab.offline.python_mirror import ensure_mirror
             image = {"conda_envs": (), "python3": self.host_python3, "python_downloads": ensure_mirror(),
-                     "wheelhouse": ensure_wheelhouse()}
+                     "wheelhouse": ensure_wheelhouse(python3=self.host_python3)}
         for n in range(1, self.attendees + 1):
             ip = self.outputs["Attendee%dPublicIp" % n]
             host = SshdHost(address=ip, port=self.ssh_port, parent_dir=str(self.state_dir / "instances"),

@@ -118,10 +118,20 @@ def project_site_packages():
 JUPYTER_REQUIREMENTS = REPO_ROOT / "mxlab" / "workshop" / "requirements-jupyterlab.txt"
 
 
+def python_version_of(python3):
+    """'X.Y' of an interpreter (None: this machine's)."""
+    if python3 is None:
+        return "%d.%d" % sys.version_info[:2]
+    return subprocess.run([python3, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
 def ensure_wheelhouse(requirements=(REPO_ROOT / "agent" / "requirements.txt",
-                                    REPO_ROOT / "agent" / "requirements-python.txt")):
+                                    REPO_ROOT / "agent" / "requirements-python.txt"), python3=None):
     """Download the agent's pinned wheels (and uv's, for hosts whose python3 is too new) once (package
-    registry) so venv installs need no index."""
+    registry) so venv installs need no index. python3: the hosts' own python3 where it is not this machine's
+    (e.g. 3.12, as on Ubuntu 24.04): JupyterLab's venv is made with it, so its compiled wheels (cffi,
+    pyzmq, ...) are fetched for that version too, as PyPI would serve them to that host."""
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(b"".join(Path(r).read_bytes() for r in requirements)).hexdigest()[:16]
     stamp = WHEELHOUSE / (".done-" + digest)
@@ -133,11 +143,12 @@ def ensure_wheelhouse(requirements=(REPO_ROOT / "agent" / "requirements.txt",
         stamp.touch()
     # prepare's JupyterLab (a venv of its own) and the MXNet env's ipykernel: resolved on their own (their
     # pins need not agree with the agent's), downloaded once for every host that installs from here.
+    version = python_version_of(python3)
     digest = hashlib.sha256(JUPYTER_REQUIREMENTS.read_bytes()).hexdigest()[:16]
-    stamp = WHEELHOUSE / (".done-jupyter-" + digest)
+    stamp = WHEELHOUSE / (".done-jupyter-%s-%s" % (version, digest))
     if not stamp.exists():
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(WHEELHOUSE),
-                        "-r", str(JUPYTER_REQUIREMENTS)], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version",
+                        version, "-d", str(WHEELHOUSE), "-r", str(JUPYTER_REQUIREMENTS)], check=True)
         stamp.touch()
     return WHEELHOUSE
 
@@ -383,7 +394,7 @@ def main(argv=None):
         from mxlab.offline.python_mirror import ensure_mirror
         downloads = ensure_mirror()
     host = SshdHost(args.address, args.port, conda_envs=() if args.no_conda else ("mxnet_p36",),
-                    wheelhouse=ensure_wheelhouse() if args.wheelhouse else None, python3=args.python3,
+                    wheelhouse=ensure_wheelhouse(python3=args.python3) if args.wheelhouse else None, python3=args.python3,
                     python_downloads=downloads)
     host.start()
     stop = []
