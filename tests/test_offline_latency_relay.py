@@ -120,6 +120,11 @@ def test_bytes_arrive_intact_and_in_order_under_load(network_factory, echo_serve
     for n, data in enumerate(payloads):
         assert received[n] == data, "connection %d: %d bytes back of %d, or out of order" % (
             n, len(received[n]), len(data))
+    # The client sees the end as soon as the relay passes the server's FIN on; the relay counts the connection
+    # closed a moment later, once its other direction is done too.
+    deadline = time.monotonic() + 30
+    while network.stats()["total"]["open"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     total = network.stats()["total"]
     assert total["connections"] == 4 and total["open"] == 0
     assert total["bytes_up"] == total["bytes_down"] == sum(len(p) for p in payloads)
