@@ -3,7 +3,7 @@
 Hosts are real OpenSSH servers on 127.0.0.1 (mxlab/offline/lab_host.SshdHost: a throwaway
 home each, a DLAMI-like conda env with the project's MXNet). `mxlab run --host`
 takes one host, so the fleet is driven through the function `mxlab run` calls for a
-stack, mxlab.fleet.run_fleet, with direct targets: parallel=N for the fan-out,
+stack, mxlab.runs.fleet.run_fleet, with direct targets: parallel=N for the fan-out,
 parallel=1 for the sequential baseline. One untimed run on every host first
 (agent upload, environment, model cache), so the timed runs measure a warm lab.
 Note: the hosts share this machine's cores, so 8 agents classify on 2 cores at
@@ -18,8 +18,9 @@ import time
 
 def _fleet(hosts, spec, parallel, results_dir):
     from rich.console import Console
-    from mxlab import fleet, targets
-    from mxlab.results import ResultStore, new_run_id
+    from mxlab.lab import targets
+    from mxlab.runs import fleet
+    from mxlab.results.rundir import ResultStore, new_run_id
     found = [targets.direct_target(h.hostspec, h.user, str(h.identity), str(h.known_hosts)) for h in hosts]
     run_id = new_run_id()
     store = ResultStore(results_dir, "bench-fanout", run_id)
@@ -36,8 +37,9 @@ def _fleet(hosts, spec, parallel, results_dir):
 def measure(root, build_dir, paths, counts=(1, 4, 8), model="efficientnet-lite0", images=4):
     """{"parallel": {"1": s, "4": s, "8": s}, "sequential": {"8": s}} or {"note": why not}."""
     try:
-        from mxlab import fleet, targets  # noqa: F401
-        from mxlab.run import RunSpec
+        from mxlab.lab import targets  # noqa: F401
+        from mxlab.runs import fleet
+        from mxlab.remote.run import RunSpec
         from mxlab.offline.lab_host import SshdHost
     except Exception as err:
         return {"note": "not measured: mxlab not available (%s)" % err}

@@ -17,11 +17,15 @@ from rich.console import Console
 # those commands: start-up time of one-photo runs. Nothing here may import boto3, botocore, cv2 or numpy
 # (tests/test_mxlab_startup.py).
 from agent import contract
-from mxlab import aws, catalogue, hostkeys, readiness, report, run_facts, targets
+from mxlab import catalogue
+from mxlab.hosts import hostkeys, readiness
+from mxlab.lab import aws, targets
+from mxlab.results import tables
+from mxlab.results import run_facts
 from mxlab.errors import AwsAccessDenied, MxlabError, UsageError
-from mxlab.fleet import run_fleet
-from mxlab.results import ResultStore, new_run_id
-from mxlab.run import RunSpec, is_url
+from mxlab.runs.fleet import run_fleet
+from mxlab.results.rundir import ResultStore, new_run_id
+from mxlab.remote.run import RunSpec, is_url
 from mxlab import status_codes
 
 log = logging.getLogger("mxlab")
@@ -117,7 +121,7 @@ def build_parser():
         p.add_argument("--results", default="results", metavar="DIR", help="where to save results (default ./results)")
         p.add_argument("--parallel", type=_positive, default=8, help="hosts at once (default %(default)s)")
         p.add_argument("--input-list", metavar="FILE", help="more inputs, one a line (files, folders, URLs)")
-        # Sharding (mxlab/shard.py; README: Sharding).
+        # Sharding (mxlab/runs/shard.py; README: Sharding).
         p.add_argument("--shard", action="store_true",
                        help="split the inputs across the hosts, each image classified once (not per host)")
         p.add_argument("--chunk-size", type=_positive, metavar="N",
@@ -234,13 +238,13 @@ def check_inputs(items):
 # ---- commands ----------------------------------------------------------------------------
 
 def cmd_up(args, out, err):
-    from mxlab import cdk_cli
-    path = cdk_cli.up(args.stack, args.context, args.profile, args.region, skip_preflight=args.skip_preflight,
+    from mxlab.lab import deploy
+    path = deploy.up(args.stack, args.context, args.profile, args.region, skip_preflight=args.skip_preflight,
                       say=lambda line: err.print(line, markup=False, highlight=False), force=args.force)
     err.print("outputs written to %s" % path, markup=False)
     # Now, not at the first prepare/run: cloud-init prints the keys on the first boot only, and the idle
     # stop or the deadline may come before anyone connects.
-    from mxlab import hostkeys
+    from mxlab.hosts import hostkeys
     say = lambda line: err.print(line, markup=False, highlight=False)  # noqa: E731
     try:
         lab = targets.lab_targets(args.stack, targets.read_outputs(args.stack, str(path)), None, args.ssh_port)
@@ -252,15 +256,15 @@ def cmd_up(args, out, err):
 
 
 def cmd_extend(args, out, err):
-    from mxlab import cdk_cli
-    cdk_cli.extend(args.stack, args.hours, args.profile, args.region, skip_preflight=args.skip_preflight,
+    from mxlab.lab import deploy
+    deploy.extend(args.stack, args.hours, args.profile, args.region, skip_preflight=args.skip_preflight,
                    say=lambda line: err.print(line, markup=False, highlight=False))
     return 0
 
 
 def cmd_down(args, out, err):
-    from mxlab import cdk_cli
-    removed = cdk_cli.down(args.stack, args.context, args.profile, args.region)
+    from mxlab.lab import deploy
+    removed = deploy.down(args.stack, args.context, args.profile, args.region)
     err.print("stack %s destroyed; removed %s" % (args.stack, removed), markup=False)
     return 0
 
@@ -288,10 +292,10 @@ def cmd_hosts(args, out, err):
                 t.state = "ssh up"
             except OSError as exc:
                 t.state = "down (%s)" % exc
-    out.print(report.hosts_table(found, "%s hosts" % (args.stack if not args.host else "direct")))
+    out.print(tables.hosts_table(found, "%s hosts" % (args.stack if not args.host else "direct")))
     if not args.host:
-        from mxlab import cdk_cli
-        out.print(cdk_cli.describe_deadline(targets.read_outputs(args.stack, args.outputs)), markup=False)
+        from mxlab.lab import deploy
+        out.print(deploy.describe_deadline(targets.read_outputs(args.stack, args.outputs)), markup=False)
     if refused is not None:
         raise refused
     return 0
@@ -301,7 +305,7 @@ def cmd_run(args, out, err, compare=False):
     models = [m.strip() for m in (args.models if compare else args.model).split(",") if m.strip()]
     catalogue.check_models(models, args.zoo)
     if args.input_list:
-        from mxlab import shard
+        from mxlab.runs import shard
         args.inputs = list(args.inputs) + shard.read_input_list(args.input_list)
     if not args.inputs:
         raise UsageError("no inputs: give INPUT... (image files, folders, http(s) URLs) or --input-list FILE")
@@ -336,9 +340,9 @@ def cmd_run(args, out, err, compare=False):
         raise
     for r in results:
         if r.records:
-            out.print(report.compare_table(r.label, r.records, models) if compare
-                      else report.topk_table(r.label, r.records))
-    out.print(report.summary_table(results, store.dir))
+            out.print(tables.compare_table(r.label, r.records, models) if compare
+                      else tables.topk_table(r.label, r.records))
+    out.print(tables.summary_table(results, store.dir))
     write_run_report(store.dir, "compare" if compare else "run", spec, results, started, out, err)
     if any(r.status == "failed" for r in results):
         for r in results:
@@ -349,8 +353,8 @@ def cmd_run(args, out, err, compare=False):
 
 
 def cmd_run_sharded(args, found, spec, name, compare, out, err):
-    """--shard: the inputs split across the hosts, each classified once (mxlab/shard.py)."""
-    from mxlab import shard
+    """--shard: the inputs split across the hosts, each classified once (mxlab/runs/shard.py)."""
+    from mxlab.runs import shard
     run_id = args.resume or new_run_id()
     if args.resume and not (Path(args.results) / name / run_id).is_dir():
         raise UsageError("--resume %s: no run folder %s (expected a run id from an earlier --shard run)"
@@ -367,7 +371,7 @@ def cmd_run_sharded(args, found, spec, name, compare, out, err):
 def write_run_report(run_dir, command, spec, results, started, out, err):
     """run.json and report.html beside the results; a failure here costs the run nothing."""
     try:
-        from mxlab import html_report  # in the try: a report that cannot even be imported costs the run nothing
+        from mxlab.results import html_report  # in the try: a report that cannot even be imported costs the run nothing
         run_facts.save_run_facts(run_dir, command, spec, [r.label for r in results], started, time.time())
         out.print("report: %s" % html_report.write_report([run_dir]), markup=False, highlight=False, soft_wrap=True)
     except Exception as exc:  # the results are saved: say so, and how to make the report later
@@ -377,7 +381,7 @@ def write_run_report(run_dir, command, spec, results, started, out, err):
 
 
 def cmd_report(args, out, err):
-    from mxlab import html_report
+    from mxlab.results import html_report
     out.print("report: %s" % html_report.write_report(args.run_dirs, args.output), markup=False,
               highlight=False, soft_wrap=True)
     return 0
@@ -404,7 +408,7 @@ def cmd_ssh(args, out, err):
 
 
 def cmd_notebook(args, out, err):
-    from mxlab import notebook_tunnel
+    from mxlab.workshop import notebook_tunnel
     if args.host:
         raise UsageError("--host: notebook is for the lab's attendee instances (--attendee N)")
     (target,) = resolve_targets(args, want_many=False)
@@ -413,14 +417,14 @@ def cmd_notebook(args, out, err):
 
 def cmd_status(args, out, err):
     from pathlib import Path
-    from mxlab import room_status
+    from mxlab.workshop import room_status
     found = room_targets(args, "status")
     return room_status.show(found, args.stack, out, watch=args.watch, every=args.every,
                             html_file=Path(args.html) if args.html else None, timeout=min(args.timeout, 30))
 
 
 def cmd_prepare(args, out, err):
-    from mxlab import prepare
+    from mxlab.workshop import prepare
     models = catalogue.check_models([m.strip() for m in args.models.split(",") if m.strip()], args.zoo)
     found = resolve_targets(args)
     results = prepare.prepare_fleet(found, models, err, zoo=args.zoo, env=args.env, lay_out=args.workspace,
@@ -432,7 +436,7 @@ def cmd_prepare(args, out, err):
 
 
 def cmd_handout(args, out, err):
-    from mxlab import handout
+    from mxlab.workshop import handout
     found = room_targets(args, "handout")
     return handout.make(found, args.stack, args.out, force=args.force, timeout=args.timeout,
                         start=args.start, out=out, err=err)
@@ -441,7 +445,7 @@ def cmd_handout(args, out, err):
 def cmd_policy(args, out, err):
     import json
 
-    from mxlab import iam_policy
+    from mxlab.lab import iam_policy
     if args.account != "*" and not re.match(r"^\d{12}$", args.account):
         raise UsageError("--account %r: expected a 12-digit AWS account id" % args.account)
     lab = iam_policy.Lab(args.stack, args.region or "*", args.account)
@@ -486,7 +490,7 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["demo"]:
         # The offline demo and sandbox have their own options (`mxlab demo --help`).
-        from mxlab import demo
+        from mxlab.offline import demo
         return demo.main(argv[1:])
     if argv[:1] == ["sandbox"]:
         from mxlab.offline import sandbox

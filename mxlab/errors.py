@@ -43,8 +43,8 @@ class CommandTimeout(RemoteCommandError):
 class AwsAccessDenied(MxlabError):
     """AWS refused a call for lack of an IAM permission; names the action and where the policy is.
 
-    Raised for every boto3 call (mxlab/aws.py hooks each session's clients) and for a `cdk deploy`
-    or `cdk destroy` that CloudFormation failed for one (mxlab/cdk_cli.py reads its output).
+    Raised for every boto3 call (mxlab/lab/aws.py hooks each session's clients) and for a `cdk deploy`
+    or `cdk destroy` that CloudFormation failed for one (mxlab/lab/deploy.py reads its output).
     """
 
     # the error codes AWS gives a call the caller's policies do not allow

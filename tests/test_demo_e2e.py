@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a whole demo (its 
 
 
 class Demo:
-    """`python -m mxlab.demo` as a child; output to files (a full pipe would stall it)."""
+    """`python -m mxlab.offline.demo` as a child; output to files (a full pipe would stall it)."""
 
     def __init__(self, tmp_path):
         env = dict(os.environ, COLUMNS="200")  # rich tables: whole model names in captured output
@@ -38,7 +38,7 @@ class Demo:
         self.out_file, self.err_file = tmp_path / "demo.out", tmp_path / "demo.err"
         with open(self.out_file, "w") as out, open(self.err_file, "w") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mxlab.demo", "--results", str(tmp_path / "results"),
+                [sys.executable, "-m", "mxlab.offline.demo", "--results", str(tmp_path / "results"),
                  "--facts", str(self.facts_file)], cwd=str(REPO_ROOT), env=env, stdout=out, stderr=err)
 
     def facts(self):

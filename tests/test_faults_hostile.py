@@ -137,7 +137,7 @@ def test_report_over_ten_thousand_hostile_results_is_inert_and_complete(tmp_path
 # ---- mxlab handout into awkward folders ---------------------------------------------------------------------
 
 def test_handout_into_a_folder_with_spaces_quotes_and_percent_and_through_a_symlink(sshd_factory, tmp_path):
-    from mxlab import handout
+    from mxlab.workshop import handout
     from tests.test_mxlab_handout import attendee_ssh, sheet_for
 
     host = sshd_factory(conda_envs=())

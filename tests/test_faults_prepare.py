@@ -16,7 +16,7 @@ import time
 import pytest
 
 from mxlab.offline import REPO_ROOT, leftovers
-from mxlab.remote_env import VENV_READY
+from mxlab.remote.python_env import VENV_READY
 from tests.fixtures_sshd import direct_args
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -74,8 +74,8 @@ def prepare_again(host, zoo, home):
 # A laptop's mxlab in miniature: one Session, one long remote command, then SIGKILL of that process.
 _LONG_COMMAND = """
 import sys
-from mxlab.session import Session
-from mxlab.targets import direct_target
+from mxlab.hosts.session import Session
+from mxlab.lab.targets import direct_target
 session = Session(direct_target(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4])).connect(wait_cloud_init=False)
 print("connected", flush=True)
 session.exec("sleep 600; : mxlab-fault-long-command")

@@ -1,7 +1,7 @@
 """The CUDA 11 runtime wheels cover every library MXNet's GPU build needs (from the wheels' real ELF data).
 
-mxlab/gpu_runtime.json is `readelf -d` over the real mxnet-cu112 1.9.1 wheel and each pinned NVIDIA
-wheel (see mxlab/gpu_runtime.py for how to remake it); agent/requirements-gpu.txt is what the host
+mxlab/remote/gpu_runtime.json is `readelf -d` over the real mxnet-cu112 1.9.1 wheel and each pinned NVIDIA
+wheel (see mxlab/remote/gpu_runtime.py for how to remake it); agent/requirements-gpu.txt is what the host
 installs. A pin dropped from the requirements, or a library no wheel provides, fails here.
 """
 import subprocess
@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
-from mxlab import gpu_runtime
-from mxlab.remote_env import mxnet_requirement
+from mxlab.remote import gpu_runtime
+from mxlab.remote.python_env import mxnet_requirement
 
 pytestmark = pytest.mark.aws_behaviour
 

@@ -15,8 +15,9 @@ import json
 import boto3
 import pytest
 
-from mxlab import iam_policy
-from mxlab.offline.emulator import ACCOUNT_ID, AwsEmulator
+from mxlab.lab import iam_policy
+from mxlab.offline.account import ACCOUNT_ID
+from mxlab.offline.emulator import AwsEmulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.aws_behaviour, pytest.mark.timeout(1200)]  # each up synthesizes the app
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from mxlab import iam_policy
+from mxlab.lab import iam_policy
 from mxlab.offline import REPO_ROOT
-from mxlab.offline.emulator import ACCOUNT_ID
+from mxlab.offline.account import ACCOUNT_ID
 from mxlab.offline.lab import ORGANISER
 from mxlab.offline.sandbox_process import SandboxProcess
 

@@ -1,8 +1,8 @@
-"""mxlab.agent_events: the agent's event log folded into what the operator sees (pure)."""
+"""mxlab.remote.agent_events: the agent's event log folded into what the operator sees (pure)."""
 import json
 
 from agent import contract
-from mxlab.agent_events import AgentLog, describe
+from mxlab.remote.agent_events import AgentLog, describe
 
 
 def line(kind, **fields):

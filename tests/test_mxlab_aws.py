@@ -1,7 +1,7 @@
-"""mxlab/aws.py: sessions with a region, or a clear error saying how to set one."""
+"""mxlab/lab/aws.py: sessions with a region, or a clear error saying how to set one."""
 import pytest
 
-from mxlab import aws
+from mxlab.lab import aws
 from mxlab.errors import UsageError
 
 

@@ -1,7 +1,7 @@
-"""mxlab.backoff gives up with mxlab's own GaveUp: a HostUnreachable, never an OSError (pure)."""
+"""mxlab.hosts.backoff gives up with mxlab's own GaveUp: a HostUnreachable, never an OSError (pure)."""
 import pytest
 
-from mxlab import backoff
+from mxlab.hosts import backoff
 from mxlab.errors import CommandTimeout, GaveUp, HostUnreachable, RemoteCommandError
 
 

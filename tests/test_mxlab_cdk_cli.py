@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from mxlab import cdk_cli
+from mxlab.lab import deploy
 
 
 @pytest.mark.slow
@@ -78,7 +78,7 @@ def cdk_runs(monkeypatch, tmp_path):
     """`cdk` not run: the argv mxlab would run, recorded."""
     monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
     ran = []
-    monkeypatch.setattr(cdk_cli, "_run", lambda argv, region: ran.append(argv) or 0)
+    monkeypatch.setattr(deploy, "_run", lambda argv, region: ran.append(argv) or 0)
     return ran
 
 
@@ -89,7 +89,7 @@ def test_down_from_another_machine_needs_no_ssh_cidr(aws_emulator, monkeypatch, 
     code, out, err = mxlab_cli("down", "--stack", "Lab")
     assert code == 0, err
     (argv,) = cdk_runs
-    assert "destroy" in argv and "ssh_cidr=%s" % cdk_cli.DESTROY_SSH_CIDR in argv
+    assert "destroy" in argv and "ssh_cidr=%s" % deploy.DESTROY_SSH_CIDR in argv
 
 
 def test_down_takes_only_what_names_the_stacks_from_the_saved_context(cdk_runs, tmp_path, mxlab_cli):
@@ -104,27 +104,27 @@ def test_down_takes_only_what_names_the_stacks_from_the_saved_context(cdk_runs, 
     (argv,) = cdk_runs
     context = [argv[i + 1] for i, a in enumerate(argv) if a == "-c"]
     assert sorted(context) == sorted(["stack_name=Lab", "attendees=30",
-                                      "ssh_cidr=%s" % cdk_cli.DESTROY_SSH_CIDR])
+                                      "ssh_cidr=%s" % deploy.DESTROY_SSH_CIDR])
     # the app really synthesizes with that (both stacks of 30 attendees)
-    config = cdk_cli._cdk_config().from_context(dict(c.split("=", 1) for c in context).get)
+    config = deploy.cdk_config.from_context(dict(c.split("=", 1) for c in context).get)
     assert [name for name, _ in config.shards] == ["Lab", "Lab-2"]
 
 
 def test_the_deadline_is_told_in_local_time_and_utc():
     now = datetime.datetime(2030, 6, 1, 8, 0, tzinfo=datetime.timezone.utc)
-    line = cdk_cli.describe_deadline({"LabDeadline": "2030-06-01T18:30:00Z stop"}, now=now)
+    line = deploy.describe_deadline({"LabDeadline": "2030-06-01T18:30:00Z stop"}, now=now)
     local = datetime.datetime(2030, 6, 1, 18, 30, tzinfo=datetime.timezone.utc).astimezone()
     assert line.startswith("lab deadline: the instances stop at %s (2030-06-01 18:30 UTC), in 10 h 30 min"
                            % local.strftime("%Y-%m-%d %H:%M %Z"))
     assert "mxlab up` moves it" in line
-    gone = cdk_cli.describe_deadline({"LabDeadline": "2030-06-01T07:00:00Z terminate"}, now=now)
+    gone = deploy.describe_deadline({"LabDeadline": "2030-06-01T07:00:00Z terminate"}, now=now)
     assert "the instances are terminated at" in gone and "1 h 00 min ago" in gone
-    assert "none" in cdk_cli.describe_deadline({"LabAttendees": "1"})
+    assert "none" in deploy.describe_deadline({"LabAttendees": "1"})
 
 
 def test_the_stack_name_default_is_spelled_once():
-    from mxlab import targets
-    assert targets.DEFAULT_STACK == cdk_cli.DEFAULT_STACK == cdk_cli._cdk_config().default("stack_name")
+    from mxlab.lab import targets
+    assert targets.DEFAULT_STACK == deploy.cdk_config.default("stack_name")
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@ import pytest
 
 from mxlab.catalogue import check_models, known_models
 from mxlab.errors import UsageError
-from mxlab.targets import parse_host
+from mxlab.lab.targets import parse_host
 from tests.fixtures_sshd import direct_args
 
 
@@ -60,7 +60,7 @@ def test_ssh_to_a_direct_host_uses_the_given_known_hosts(conda_host, capfd):
 
 def test_ssh_argv_verifies_a_lab_instance_by_its_instance_id(tmp_path):
     from mxlab.cli import ssh_argv
-    from mxlab.targets import Target
+    from mxlab.lab.targets import Target
     lab = Target(label="attendee-2", host="203.0.113.7", port=22, user="ubuntu", identity=tmp_path / "a.pem",
                  known_hosts=tmp_path / "known_hosts", pin_from_console=True, instance_id="i-0abc", attendee=2)
     argv = ssh_argv(lab, ["echo", "hi"])

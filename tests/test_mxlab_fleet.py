@@ -3,10 +3,10 @@ import json
 
 from rich.console import Console
 
-from mxlab.fleet import run_fleet
-from mxlab.results import ResultStore, new_run_id
-from mxlab.run import RunSpec
-from mxlab.targets import direct_target
+from mxlab.runs.fleet import run_fleet
+from mxlab.results.rundir import ResultStore, new_run_id
+from mxlab.remote.run import RunSpec
+from mxlab.lab.targets import direct_target
 from mxlab.offline.lab_host import free_port
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mxlab import handout
+from mxlab.workshop import handout
 from mxlab.errors import UsageError
 
 INSTANCE = "i-0abc1234def567890"

@@ -1,7 +1,7 @@
 """Host-key trust against a real sshd: console parsing, unknown key, wrong key — nothing runs on abort."""
 import base64
 
-from mxlab import hostkeys
+from mxlab.hosts import hostkeys
 from tests.fixtures_sshd import direct_args
 
 
@@ -59,7 +59,7 @@ def test_hosts_pinned_at_once_from_threads_all_keep_their_keys(tmp_path, monkeyp
     """`mxlab run --all` makes hosts ready in threads: every instance's keys land in the one known_hosts.
     (The console is replaced by a list here; the emulator's console is tested in test_offline_sandbox.)"""
     import threading
-    from mxlab.targets import Target
+    from mxlab.lab.targets import Target
     known = tmp_path / "known_hosts"
     start = threading.Barrier(6)
 

@@ -1,4 +1,4 @@
-"""mxlab/html_report.py and mxlab/thumbnails.py: the pure pieces, the `mxlab report` command, and
+"""mxlab/results/html_report.py and mxlab/results/thumbnails.py: the pure pieces, the `mxlab report` command, and
 reports opened in a real headless Chromium (every thumbnail loaded, labels visible, no errors)."""
 import io
 import json
@@ -12,13 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from mxlab import html_report
-from mxlab.html_report import image_rows, load_run, local_original, run_facts_rows, script_json, write_report
+from mxlab.results import html_report
+from mxlab.results.html_report import image_rows, load_run, local_original, run_facts_rows, script_json, write_report
 from mxlab.errors import UsageError
-from mxlab.results import ResultStore
-from mxlab.run import HostResult, RunSpec
-from mxlab.run_facts import save_run_facts
-from mxlab.thumbnails import MAX_SIDE, ThumbnailError, thumbnail_jpeg
+from mxlab.results.rundir import ResultStore
+from mxlab.remote.run import HostResult, RunSpec
+from mxlab.results.run_facts import save_run_facts
+from mxlab.results.thumbnails import MAX_SIDE, ThumbnailError, thumbnail_jpeg
 from tests.fixtures_sshd import direct_args
 
 MODELS = ["efficientnet-lite0", "efficientnet-lite1"]

@@ -1,5 +1,5 @@
-"""mxlab.install's upload plan: what to send, keep and remove on the host (pure)."""
-from mxlab.install import local_files, plan_upload
+"""mxlab.remote.install's upload plan: what to send, keep and remove on the host (pure)."""
+from mxlab.remote.install import local_files, plan_upload
 
 
 def test_plan_uploads_changed_and_new_keeps_same_removes_stale():

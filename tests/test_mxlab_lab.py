@@ -11,7 +11,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from mxlab import targets
+from mxlab.lab import targets
 from mxlab.offline.lab_host import SshdHost, free_port
 
 STACK = "MxlabTestLab"

@@ -18,7 +18,7 @@ import urllib.request
 import nbformat
 import pytest
 
-from mxlab import notebook_server, prepare, room_status, workspace
+from mxlab.workshop import notebook_server, prepare, room_status, workspace
 from mxlab.offline import REPO_ROOT
 from tests.test_mxlab_prepare import mxlab, readiness_file
 from tests.test_workshop_notebook import check_executed

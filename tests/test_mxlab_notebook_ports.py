@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from mxlab import notebook_ports
+from mxlab.workshop import notebook_ports
 
 
 def free_base():

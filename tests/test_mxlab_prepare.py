@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from mxlab import prepare, workspace
+from mxlab.workshop import prepare, workspace
 from mxlab.offline import REPO_ROOT
 from tests.fixtures_sandbox import pid_alive
 

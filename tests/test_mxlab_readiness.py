@@ -1,11 +1,11 @@
-"""Host readiness (mxlab/readiness.py, with the host-key pinning it drives) against the emulator and real
+"""Host readiness (mxlab/hosts/readiness.py, with the host-key pinning it drives) against the emulator and real
 sshd hosts: instance states, console host keys on Xen types, cloud-init's exit codes."""
 import pytest
 
-from mxlab import hostkeys, readiness
+from mxlab.hosts import hostkeys, readiness
 from mxlab.errors import HostKeyError, HostUnreachable
-from mxlab.session import Session
-from mxlab.targets import Target, direct_target
+from mxlab.hosts.session import Session
+from mxlab.lab.targets import Target, direct_target
 
 
 @pytest.fixture
@@ -14,7 +14,7 @@ def emulated(aws_emulator, monkeypatch, tmp_path):
     for key, value in aws_emulator.env({}).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "mxlab-home"))
-    from mxlab import aws
+    from mxlab.lab import aws
     aws.configure(None, None)
     return aws_emulator
 

@@ -1,4 +1,4 @@
-"""`mxlab up` again on a deployed lab (mxlab/redeploy.py): it starts from the context the lab was deployed
+"""`mxlab up` again on a deployed lab (mxlab/lab/redeploy.py): it starts from the context the lab was deployed
 with, refuses what would destroy or replace hosts without --force, and `mxlab extend` moves only the deadline.
 
 The sandbox flow: a 3-attendee `mxlab sandbox` (the real CDK app deployed into the emulator, an sshd per
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mxlab import cdk_cli
+from mxlab.lab import deploy
 from mxlab.offline.sandbox_process import SandboxProcess
 
 pytestmark = [pytest.mark.aws_behaviour]
@@ -111,7 +111,7 @@ def cdk_runs(monkeypatch, tmp_path):
     """`cdk` not run: the argv mxlab would run, recorded."""
     monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
     ran = []
-    monkeypatch.setattr(cdk_cli, "_run", lambda argv, region: ran.append(argv) or 0)
+    monkeypatch.setattr(deploy, "_run", lambda argv, region: ran.append(argv) or 0)
     return ran
 
 

@@ -6,11 +6,11 @@ import zipfile
 
 import pytest
 
-from mxlab import gpu_runtime, install
+from mxlab.remote import gpu_runtime, install
 from mxlab.errors import RemoteCommandError, UsageError
-from mxlab.remote_env import _DETECT, RemoteEnv, choose_conda, mxnet_requirement, parse_detect, venv_package
-from mxlab.session import Session
-from mxlab.targets import Target
+from mxlab.remote.python_env import _DETECT, RemoteEnv, choose_conda, mxnet_requirement, parse_detect, venv_package
+from mxlab.hosts.session import Session
+from mxlab.lab.targets import Target
 from tests.fixtures_sshd import direct_args
 
 

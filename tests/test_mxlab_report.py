@@ -1,11 +1,11 @@
-"""mxlab.report and mxlab.results: the terminal tables and summary.json built from host results (pure)."""
+"""mxlab.results.tables and mxlab.results.rundir: the terminal tables and summary.json built from host results (pure)."""
 import json
 
 from rich.console import Console
 
-from mxlab import report
-from mxlab.results import ResultStore, summary_entry
-from mxlab.run import HostResult
+from mxlab.results import tables
+from mxlab.results.rundir import ResultStore, summary_entry
+from mxlab.remote.run import HostResult
 
 OK_RECORD = {"image": "coffee.jpg", "model": "m1", "ms": 3.0,
              "top": [{"label": "espresso", "prob": 0.9}, {"label": "cup", "prob": 0.05}]}
@@ -26,7 +26,7 @@ def results():
 
 
 def test_summary_marks_recovered_results_partial_in_the_table_and_in_summary_json(tmp_path):
-    text = rendered(report.summary_table(results(), tmp_path))
+    text = rendered(tables.summary_table(results(), tmp_path))
     row1 = next(l for l in text.splitlines() if "h1" in l)
     row2 = next(l for l in text.splitlines() if "h2" in l)
     assert " 1 " in row1 and "partial" not in row1 and "env conda:mxnet_p36" in row1
@@ -38,10 +38,10 @@ def test_summary_marks_recovered_results_partial_in_the_table_and_in_summary_jso
 
 
 def test_topk_and_compare_tables_show_labels_and_errors():
-    text = rendered(report.topk_table("h1", [OK_RECORD, ERROR_RECORD]))
+    text = rendered(tables.topk_table("h1", [OK_RECORD, ERROR_RECORD]))
     assert "espresso" in text and "90.0%" in text and "cup" in text
     assert "error: not a regular file (FIFO)" in text
-    text = rendered(report.compare_table("h1", [OK_RECORD, dict(OK_RECORD, model="m2"), ERROR_RECORD], ["m1", "m2"]))
+    text = rendered(tables.compare_table("h1", [OK_RECORD, dict(OK_RECORD, model="m2"), ERROR_RECORD], ["m1", "m2"]))
     coffee = next(l for l in text.splitlines() if "coffee.jpg" in l)
     assert coffee.count("espresso (90.0%)") == 2
     zero = next(l for l in text.splitlines() if "zero.jpg" in l)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from mxlab.run import plan_uploads
+from mxlab.remote.run import plan_uploads
 
 from tests.fixtures_sshd import direct_args
 from mxlab.offline.lab_host import _children
@@ -288,9 +288,9 @@ def test_plan_uploads_keeps_names_and_numbers_only_collisions(tmp_path):
 
 
 def test_a_slow_liveness_check_is_neither_a_dropped_connection_nor_a_dead_agent(conda_host):
-    from mxlab import targets
-    from mxlab.run import RemoteRun, RunSpec
-    from mxlab.session import Session
+    from mxlab.lab import targets
+    from mxlab.remote.run import RemoteRun, RunSpec
+    from mxlab.hosts.session import Session
     target = targets.direct_target(conda_host.hostspec, conda_host.user, conda_host.identity, conda_host.known_hosts)
     with Session(target, timeout=10) as session:
         session.connect(wait_cloud_init=False)
@@ -304,9 +304,9 @@ def test_a_slow_liveness_check_is_neither_a_dropped_connection_nor_a_dead_agent(
 
 def test_start_returns_while_the_agent_still_runs(conda_host):
     """The start command must not hold its SSH channel until the agent ends (progress comes from polling)."""
-    from mxlab import targets
-    from mxlab.run import RemoteRun, RunSpec
-    from mxlab.session import Session
+    from mxlab.lab import targets
+    from mxlab.remote.run import RemoteRun, RunSpec
+    from mxlab.hosts.session import Session
     target = targets.direct_target(conda_host.hostspec, conda_host.user, conda_host.identity, conda_host.known_hosts)
     go = conda_host.home / "go-ahead"
     with Session(target, timeout=10) as session:

@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 
-from mxlab import backoff
+from mxlab.hosts import backoff
 from mxlab.errors import CommandTimeout, GaveUp
 from tests.fixtures_sshd import direct_args
 from mxlab.offline.lab_host import free_port
@@ -72,8 +72,8 @@ def test_retry_returns_the_first_success_and_names_the_last_error():
 
 
 def _direct_session(host, known_hosts=None, timeout=10):
-    from mxlab import targets
-    from mxlab.session import Session
+    from mxlab.lab import targets
+    from mxlab.hosts.session import Session
     target = targets.direct_target(host.hostspec, host.user, host.identity, known_hosts or host.known_hosts)
     return Session(target, timeout=timeout)
 

@@ -1,4 +1,4 @@
-"""mxlab/shard.py's pure pieces: inputs expanded and listed, chunks planned, handed out and handed back,
+"""mxlab/runs/shard.py's pure pieces: inputs expanded and listed, chunks planned, handed out and handed back,
 records merged in input order, and what a resumed run does. (Sharded runs on real hosts:
 tests/test_mxlab_shard_sandbox.py.)"""
 import json
@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from mxlab import shard
+from mxlab.runs import shard
 from mxlab.errors import UsageError
-from mxlab.results import ResultStore
+from mxlab.results.rundir import ResultStore
 
 
 def rec(image, model="m", **kw):
@@ -191,7 +191,7 @@ def test_load_saved_reads_host_files_not_the_merged_one(tmp_path):
 
 
 def test_annotated_summary_keeps_the_host_entries_the_report_reads(tmp_path):
-    from mxlab.run import HostResult
+    from mxlab.remote.run import HostResult
     store = ResultStore(tmp_path, "lab", "run1")
     store.save_summary([HostResult(label="attendee-1", address="a", status="ok", records=[rec("a")])])
     store.annotate_summary({"attendee-1": {"chunks": [1, 3], "moved_away": []}})

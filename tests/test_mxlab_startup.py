@@ -19,7 +19,7 @@ def heavy_modules(stderr):
 
 
 def test_importing_the_cli_imports_no_aws_sdk_nor_opencv():
-    code = "import json, sys\nimport mxlab.cli, mxlab.fleet, mxlab.run\n" + REPORT
+    code = "import json, sys\nimport mxlab.cli, mxlab.runs.fleet, mxlab.remote.run\n" + REPORT
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert heavy_modules(result.stderr) == []

@@ -5,10 +5,11 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from mxlab import aws, readiness
+from mxlab.hosts import readiness
+from mxlab.lab import aws
 from mxlab.offline import REPO_ROOT, throttle
 from mxlab.offline.sandbox_process import SandboxProcess
-from mxlab.targets import Target
+from mxlab.lab.targets import Target
 
 pytestmark = pytest.mark.aws_behaviour
 NO_RETRY = botocore.config.Config(retries={"total_max_attempts": 1})

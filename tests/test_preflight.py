@@ -1,4 +1,4 @@
-"""Pre-flight before `mxlab up` (mxlab/preflight.py) against the emulator.
+"""Pre-flight before `mxlab up` (mxlab/lab/preflight.py) against the emulator.
 
 The emulator answers DescribeInstanceTypeOfferings from moto's real per-AZ data and
 EC2 vCPU quotas from mxlab/offline/quotas.py, which a test can make too small.
@@ -8,9 +8,9 @@ import json
 import boto3
 import pytest
 
-from mxlab import cdk_cli, preflight
+from mxlab.lab import deploy, preflight
 from mxlab.offline import quotas
-from mxlab.preflight import PreflightError
+from mxlab.lab.preflight import PreflightError
 
 pytestmark = pytest.mark.aws_behaviour
 
@@ -25,7 +25,7 @@ def session(aws_emulator, monkeypatch):
 
 
 def _config(**context):
-    return cdk_cli._cdk_config().validate(dict({"ssh_cidr": "127.0.0.1/32"}, **context))
+    return deploy.cdk_config.validate(dict({"ssh_cidr": "127.0.0.1/32"}, **context))
 
 
 def _run(aws_emulator, instance_type, count=1, tags=None):
@@ -110,7 +110,7 @@ def test_mxlab_up_stops_before_anything_is_created(aws_emulator, monkeypatch, tm
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
     ran = []
-    monkeypatch.setattr(cdk_cli, "_run", lambda argv, region: ran.append(argv) or 0)
+    monkeypatch.setattr(deploy, "_run", lambda argv, region: ran.append(argv) or 0)
     quotas.set_quota(STANDARD, 8)
     code, out, err = mxlab_cli("up", "--stack", "Lab", "-c", "ssh_cidr=127.0.0.1/32", "-c", "attendees=2")
     assert code == 1
@@ -133,7 +133,7 @@ def test_mxlab_up_hands_the_chosen_az_to_the_cdk_app(aws_emulator, monkeypatch, 
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
     ran = []
-    monkeypatch.setattr(cdk_cli, "_run", lambda argv, region: ran.append(argv) or 0)
+    monkeypatch.setattr(deploy, "_run", lambda argv, region: ran.append(argv) or 0)
     code, out, err = mxlab_cli("up", "--stack", "Lab", "-c", "ssh_cidr=127.0.0.1/32",
                                "-c", "instance_type=trn1.2xlarge")
     assert code == 0, err
@@ -225,9 +225,9 @@ def test_a_lab_with_one_host_terminated_by_hand_names_it(aws_emulator, lab_stack
 
 
 def test_a_terminated_host_says_down_then_up_not_up(aws_emulator, lab_stacks, session):
-    from mxlab import readiness
+    from mxlab.hosts import readiness
     from mxlab.errors import HostUnreachable
-    from mxlab.targets import Target
+    from mxlab.lab.targets import Target
     outputs = _deploy_terminating_lab(aws_emulator, lab_stacks, attendees="1")
     target = Target(label="attendee-1", host="", port=22, user="ubuntu", identity=None, known_hosts=None,
                     pin_from_console=True, instance_id=outputs["Attendee1InstanceId"], attendee=1)

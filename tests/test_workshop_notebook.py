@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from mxlab import workspace
+from mxlab.workshop import workspace
 from tests.test_agent_syntax import vermin
 
 pytestmark = pytest.mark.timeout(900)

@@ -35,15 +35,11 @@ import sys
 import threading
 
 from mxlab.offline import REPO_ROOT
-if str(REPO_ROOT) not in sys.path:  # cdk/ is not an installed package
-    sys.path.insert(0, str(REPO_ROOT))
+from cdk.cli import cdk_argv, quiet_env  # stdlib-only module
+from cdk.config import DEFAULT_AMI_SSM_PARAMETER
+from mxlab.offline import ec2_images, ec2_instances, scheduler
+from mxlab.offline.account import ACCOUNT_ID, DEFAULT_REGION
 
-from cdk.cli import cdk_argv, quiet_env  # noqa: E402  (stdlib-only module)
-from cdk.config import DEFAULT_AMI_SSM_PARAMETER  # noqa: E402
-from mxlab.offline import ec2_images, ec2_instances, scheduler  # noqa: E402
-
-ACCOUNT_ID = "123456789012"  # moto's default account
-DEFAULT_REGION = "us-east-1"
 # What clients sign with when IAM is not enforced (moto accepts any key then).
 TESTING_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_SESSION_TOKEN": "testing"}
@@ -495,7 +491,7 @@ class AwsEmulator:
     def boto3_client(self, service, config=None):
         import boto3
 
-        from mxlab import aws
+        from mxlab.lab import aws
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region,
                             aws_access_key_id=self.credentials["AWS_ACCESS_KEY_ID"],
                             aws_secret_access_key=self.credentials["AWS_SECRET_ACCESS_KEY"],

@@ -34,15 +34,12 @@ import threading
 from pathlib import Path
 
 from mxlab.offline import REPO_ROOT
-if str(REPO_ROOT) not in sys.path:  # cdk/ is not an installed package
-    sys.path.insert(0, str(REPO_ROOT))
-
-from mxlab.offline import ec2_instances, leftovers, ssm_run_command  # noqa: E402
-from mxlab.targets import DEFAULT_STACK  # noqa: E402
-from mxlab.offline.emulator import AwsEmulator  # noqa: E402
-from mxlab.offline.lab_host import SshdHost, free_port  # noqa: E402
-from mxlab.offline.latency_relay import LatencyNetwork, check_bandwidth, check_rtt, write_stats  # noqa: E402
-from mxlab.offline.zoo_server import ZooServer  # noqa: E402
+from mxlab.offline import ec2_instances, leftovers, ssm_run_command
+from mxlab.lab.targets import DEFAULT_STACK
+from mxlab.offline.emulator import AwsEmulator
+from mxlab.offline.lab_host import SshdHost, free_port
+from mxlab.offline.latency_relay import LatencyNetwork, check_bandwidth, check_rtt, write_stats
+from mxlab.offline.zoo_server import ZooServer
 
 STACK = DEFAULT_STACK
 ORGANISER = "mxlab-organiser"  # the IAM user of --enforce-iam
@@ -340,8 +337,8 @@ class OfflineLab:
                      % round(self.throttle * 100))
             self.emulator.set_throttle(self.throttle)
         if self.enforce_iam:
-            from mxlab import iam_policy
-            from mxlab.offline.emulator import ACCOUNT_ID
+            from mxlab.lab import iam_policy
+            from mxlab.offline.account import ACCOUNT_ID
             lab = iam_policy.Lab(self.stack, self.emulator.region, ACCOUNT_ID)
             self.organiser = self.emulator.add_user(
                 ORGANISER, iam_policy.split(iam_policy.organiser_policy(lab)))
@@ -384,7 +381,7 @@ class OfflineLab:
             tail = deploy_log.read_text(errors="replace").strip().splitlines()[-15:]
             raise RuntimeError("cdk deploy failed (exit %d); last lines of %s:\n%s"
                                % (code, deploy_log, "\n".join(tail)))
-        # ... and the context, as `mxlab up` saves it: a later `mxlab up` starts from it (mxlab/redeploy.py).
+        # ... and the context, as `mxlab up` saves it: a later `mxlab up` starts from it (mxlab/lab/redeploy.py).
         (outputs_file.parent / "context.json").write_text(json.dumps(context, indent=2, sort_keys=True) + "\n")
         every = json.loads(outputs_file.read_text())
         self.outputs = {}

@@ -36,7 +36,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse"
 # One pip cache for every sandbox host: a room of hosts downloads JupyterLab (prepare's notebook) once.
 HOST_PIP_CACHE = REPO_ROOT / "build" / "host-pip-cache"
-# Where a host's enabled systemd user units are (mxlab/notebook_server.py): an instance start runs them.
+# Where a host's enabled systemd user units are (mxlab/workshop/notebook_server.py): an instance start runs them.
 USER_UNITS_WANTED = Path(".config") / "systemd" / "user" / "default.target.wants"
 
 _ACTIVATE = r'''# conda-like `activate` (test double of the DLAMI's ~/anaconda3/bin/activate)

@@ -1,7 +1,7 @@
 """The sandbox's stand-in for python-build-standalone's GitHub releases, where `uv python install` gets a CPython.
 
 A lab host whose python3 is too new for MXNet 1.9.1 (Ubuntu 24.04's 3.12) gets a CPython 3.11 from uv
-(mxlab/remote_env.py). A real host downloads it from GitHub; the sandbox cannot reach GitHub, so it serves uv
+(mxlab/remote/python_env.py). A real host downloads it from GitHub; the sandbox cannot reach GitHub, so it serves uv
 a downloads list (UV_PYTHON_DOWNLOADS_JSON_URL, uv's own format) naming one file:// archive: this machine's
 CPython 3.11 (the project venv's base interpreter) packed in python-build-standalone's `install_only` layout
 (python/bin/python3.11, python/lib/python3.11/...). Built once into build/python-mirror, keyed by the

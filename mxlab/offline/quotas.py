@@ -1,12 +1,12 @@
 """EC2 on-demand vCPU quotas in the emulator (moto 5.2.5's Service Quotas knows only VPC).
 
 GetServiceQuota(ServiceCode=ec2, QuotaCode=L-...) answers with the vCPU quotas
-mxlab's pre-flight reads (mxlab/preflight.py VCPU_QUOTAS): generous defaults, so
+mxlab's pre-flight reads (mxlab/lab/preflight.py VCPU_QUOTAS): generous defaults, so
 a sandbox lab deploys, and set_quota() for a test that needs an account whose
 quota is too small. The values live on moto's per-region backend, so resetting
 the backends (AwsEmulator.stop) resets them.
 """
-from mxlab.offline.emulator import ACCOUNT_ID, DEFAULT_REGION
+from mxlab.offline.account import ACCOUNT_ID, DEFAULT_REGION
 
 DEFAULT_VCPUS = 1152.0  # a seasoned account's standard quota; new ones get far less
 _installed = False
@@ -38,7 +38,7 @@ def set_quota(quota_code, value, region=DEFAULT_REGION, account_id=ACCOUNT_ID):
 
 
 def _ec2_quota(backend, quota_code):
-    from mxlab.preflight import VCPU_QUOTAS
+    from mxlab.lab.preflight import VCPU_QUOTAS
     names = {code: name for code, name, _ in VCPU_QUOTAS}
     if quota_code not in names:
         return None

@@ -22,7 +22,7 @@ import threading
 
 from mxlab.offline import REPO_ROOT
 from mxlab.offline.latency_relay import MAX_RTT_MS, check_bandwidth, check_rtt
-from mxlab.targets import DEFAULT_STACK
+from mxlab.lab.targets import DEFAULT_STACK
 
 # What one attendee costs here (measured on the 2-core/24 GiB development machine): an idle instance is
 # an sshd and a small home; a host classifying runs an MXNet agent. `mxlab run` runs --parallel hosts at once.

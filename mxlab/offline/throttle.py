@@ -5,7 +5,7 @@ worth of parallel calls, or another tool in the same account, makes AWS throttle
 set_rate(0.3) makes about 30 % of the calls to EC2, CloudFormation, SSM and Service Quotas fail, each
 in its own protocol as AWS answers them: EC2 HTTP 503 RequestLimitExceeded, CloudFormation HTTP 400
 Throttling, SSM and Service Quotas HTTP 400 ThrottlingException. The SDKs (boto3, the CDK CLI's) retry
-these; mxlab's clients do so adaptively (mxlab/aws.py). Calls made in-process (the sandbox's own
+these; mxlab's clients do so adaptively (mxlab/lab/aws.py). Calls made in-process (the sandbox's own
 backends) are never throttled. Not modelled: AWS's token buckets per action, bursts, or per-account
 limits: the share is random (seed it with MXLAB_THROTTLE_SEED for a repeatable run).
 """

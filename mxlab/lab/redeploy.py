@@ -138,5 +138,5 @@ def _ami(cfg):
 
 
 def _saved_name(stack):
-    from mxlab import statedir
+    from mxlab.lab import statedir
     return statedir.context_file(stack)

@@ -6,7 +6,7 @@ import logging
 import os
 
 from mxlab.atomic import write_atomic
-from mxlab import aws
+from mxlab.lab import aws
 from mxlab.errors import MxlabError
 
 log = logging.getLogger(__name__)

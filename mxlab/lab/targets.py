@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from mxlab import statedir
+from mxlab.lab import statedir
 from mxlab.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-from mxlab.cdk_cli import DEFAULT_STACK  # noqa: E402,F401  (for cli.py; spelled once, in cdk/config.py)
+from cdk.config import DEFAULT_STACK_NAME as DEFAULT_STACK  # the lab's stack name when none is given (stdlib only)
 
 
 @dataclass
@@ -83,7 +83,7 @@ def use_lab_region(stack, region_flag=None, profile=None, named="--region %s"):
     """Point mxlab's AWS calls at the region the lab was deployed to (recorded by `mxlab up`), so
     that a `-c region=...` lab is found there whatever region the session has. Returns the region
     to use (None: the session's); a --region that names another one is refused."""
-    from mxlab import aws
+    from mxlab.lab import aws
     region = statedir.read_region(stack)
     if not region:
         return region_flag
@@ -129,7 +129,7 @@ def _merged(stack_outputs):
 def describe_stack(stack):
     import botocore.exceptions
 
-    from mxlab import aws
+    from mxlab.lab import aws
 
     cfn = aws.client("cloudformation")
     try:

@@ -10,7 +10,7 @@ with its SONAME and NEEDED entries (readelf -d), so tests can prove offline that
 needs is missing. Rewrite it after changing a pin:
 
     pip download --no-deps -d DIR mxnet-cu112==1.9.1 -r agent/requirements-gpu.txt   # ~2.1 GB
-    python -m mxlab.gpu_runtime record DIR
+    python -m mxlab.remote.gpu_runtime record DIR
 """
 import argparse
 import json
@@ -127,14 +127,14 @@ def record(wheel_dir, requirements=REQUIREMENTS):
                          % (wheel_dir, ", ".join(missing), wheel_dir))
     return {
         "how": ["pip download --no-deps -d DIR %s==1.9.1 -r agent/requirements-gpu.txt" % MXNET_GPU,
-                "python -m mxlab.gpu_runtime record DIR   (readelf -d over every .so in each wheel)"],
+                "python -m mxlab.remote.gpu_runtime record DIR   (readelf -d over every .so in each wheel)"],
         "mxnet": dict(found[mxnet[0]], wheel=mxnet[0]),
         "packages": {k: found[k] for k in wanted},
     }
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m mxlab.gpu_runtime", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m mxlab.remote.gpu_runtime", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("record", help="rewrite %s from downloaded wheels" % RECORD.name)
     r.add_argument("wheel_dir")

@@ -25,7 +25,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from mxlab import aws
+from mxlab.lab import aws
 from mxlab.errors import AwsAccessDenied, MxlabError
 
 log = logging.getLogger(__name__)

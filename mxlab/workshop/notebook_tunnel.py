@@ -8,10 +8,13 @@ it, and that page's path is what is printed. Stays until Ctrl-C, then closes the
 import html
 import subprocess
 
-from mxlab import notebook_ports, notebook_server, readiness, statedir, status_codes
+from mxlab import status_codes
+from mxlab.hosts import readiness
+from mxlab.lab import statedir
+from mxlab.workshop import notebook_ports, notebook_server
 from mxlab.atomic import write_atomic
 from mxlab.errors import MxlabError
-from mxlab.session import Session
+from mxlab.hosts.session import Session
 
 
 def free_local_port():

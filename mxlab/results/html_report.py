@@ -18,9 +18,9 @@ from typing import List, Optional
 
 from mxlab.atomic import write_atomic
 from mxlab.errors import UsageError
-from mxlab.run import is_url
-from mxlab.run_facts import load_run_facts
-from mxlab.thumbnails import ThumbnailError, data_uri, thumbnail_jpeg
+from mxlab.remote.run import is_url
+from mxlab.results.run_facts import load_run_facts
+from mxlab.results.thumbnails import ThumbnailError, data_uri, thumbnail_jpeg
 
 PAGE_SIZE = 50  # images per page of a host's section
 REPORT_NAME = "report.html"

@@ -10,12 +10,13 @@ import threading
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mxlab import install, readiness
+from mxlab.hosts import readiness
+from mxlab.remote import install
 from mxlab.errors import MxlabError, UsageError
-from mxlab.remote_env import RemoteEnv
+from mxlab.remote.python_env import RemoteEnv
 from agent import contract
-from mxlab.run import CONNECTION_ERRORS, HostResult, Interrupted, run_on_host
-from mxlab.session import Session
+from mxlab.remote.run import CONNECTION_ERRORS, HostResult, Interrupted, run_on_host
+from mxlab.hosts.session import Session
 
 log = logging.getLogger(__name__)
 

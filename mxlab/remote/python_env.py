@@ -12,7 +12,7 @@ import posixpath
 import re
 import shlex
 
-from mxlab import gpu_runtime
+from mxlab.remote import gpu_runtime
 from agent.contract import AGENT_DIR, ENV_FILE, REMOTE_ROOT
 from mxlab.errors import RemoteCommandError, UsageError
 
@@ -165,7 +165,7 @@ class RemoteEnv:
         engine onnxruntime or auto, also the agent's optional ONNX Runtime engine."""
         if not self.lock or self._usable_as_remembered(requested, engine):
             return self._ensure_unlocked(requested, engine)
-        from mxlab.host_lock import HostLock
+        from mxlab.hosts.host_lock import HostLock
         with HostLock(self.session, self.say, wait_s=self.lock_wait_s):  # another organiser may be at it too
             return self._ensure_unlocked(requested, engine)
 

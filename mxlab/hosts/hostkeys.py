@@ -20,9 +20,9 @@ import time
 
 import paramiko
 
-from mxlab import backoff
+from mxlab.hosts import backoff
 from mxlab.atomic import write_atomic
-from mxlab import aws
+from mxlab.lab import aws
 from mxlab.errors import GaveUp, HostKeyError
 
 log = logging.getLogger(__name__)

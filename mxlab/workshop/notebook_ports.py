@@ -8,7 +8,7 @@ and the caller says so.
 import json
 import socket
 
-from mxlab import statedir
+from mxlab.lab import statedir
 from mxlab.atomic import write_atomic
 
 PORTS_FILE = "notebook-ports.json"

@@ -7,7 +7,7 @@ import time
 
 import paramiko
 
-from mxlab import backoff, hostkeys, readiness
+from mxlab.hosts import backoff, hostkeys, readiness
 from mxlab.errors import CommandTimeout, HostUnreachable, MxlabError, RemoteCommandError
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import time
 
 from agent.contract import REMOTE_ROOT
 from mxlab.errors import MxlabError
-from mxlab.session import guarded
+from mxlab.hosts.session import guarded
 
 log = logging.getLogger(__name__)
 

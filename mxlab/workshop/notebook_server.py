@@ -31,7 +31,7 @@ from mxlab.errors import RemoteCommandError
 log = logging.getLogger(__name__)
 
 JUPYTER_DIR = "jupyter"  # under ~/.mxlab-agent
-REQUIREMENTS = Path(__file__).resolve().parent / "workshop" / "requirements-jupyterlab.txt"
+REQUIREMENTS = Path(__file__).resolve().parent / "requirements-jupyterlab.txt"
 KERNEL_NAME = "mxnet"  # the workshop notebook's kernelspec name
 FIRST_PORT = 8888
 SERVER_PYTHON = (3, 10)  # jupyterlab 4.6's Requires-Python

@@ -5,8 +5,8 @@ private key, its SSH server answering, its host keys pinned. Separate from the S
 import logging
 import socket
 
-from mxlab import address_book, backoff, hostkeys, keys
-from mxlab import aws
+from mxlab.hosts import address_book, backoff, hostkeys, keys
+from mxlab.lab import aws
 from mxlab.errors import HostUnreachable, MxlabError
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from rich.table import Table
 
 from mxlab import status_codes
 from mxlab.atomic import write_atomic
-from mxlab.run import CONNECTION_ERRORS
-from mxlab import readiness
-from mxlab.session import Session
+from mxlab.remote.run import CONNECTION_ERRORS
+from mxlab.hosts import readiness
+from mxlab.hosts.session import Session
 from mxlab.errors import MxlabError
 
 _PROBE = r"""
@@ -110,7 +110,7 @@ class Room:
     def states(self):
         """{label: (state, public address)} from one DescribeInstances for the room (readiness.refresh_all),
         not one call per attendee at every refresh."""
-        from mxlab import readiness
+        from mxlab.hosts import readiness
         lab = [t for t in self.targets if t.instance_id]
         try:
             readiness.refresh_all(lab)

@@ -33,12 +33,14 @@ from rich.table import Table
 
 from agent import contract
 from agent.inputs import IMAGE_EXTENSIONS
-from mxlab import install, readiness, report
+from mxlab.hosts import readiness
+from mxlab.remote import install
+from mxlab.results import tables
 from mxlab.atomic import write_atomic
 from mxlab.errors import MxlabError, UsageError
-from mxlab.remote_env import RemoteEnv
-from mxlab.run import CONNECTION_ERRORS, HostResult, RemoteRun, RunSpec, is_url
-from mxlab.session import Session
+from mxlab.remote.python_env import RemoteEnv
+from mxlab.remote.run import CONNECTION_ERRORS, HostResult, RemoteRun, RunSpec, is_url
+from mxlab.hosts.session import Session
 from mxlab import status_codes
 
 log = logging.getLogger(__name__)
@@ -592,9 +594,9 @@ def show(run, saved_dir, compare, out, err):
         err.print(text, markup=False, highlight=False, soft_wrap=True)
 
     if run.records and len(run.inputs) <= SHOW_RECORDS_UP_TO:
-        out.print(report.compare_table("all hosts", run.records, run.models) if compare
-                  else report.topk_table("all hosts", run.records))
-    out.print(report.summary_table(run.hosts, saved_dir))
+        out.print(tables.compare_table("all hosts", run.records, run.models) if compare
+                  else tables.topk_table("all hosts", run.records))
+    out.print(tables.summary_table(run.hosts, saved_dir))
     out.print(chunks_table(run))
     if run.resumed:
         line("mxlab: resumed run %s: %d input(s) already had results; %d done now"

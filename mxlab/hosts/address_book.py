@@ -5,7 +5,7 @@ import json
 import logging
 import threading
 
-from mxlab import statedir
+from mxlab.lab import statedir
 from mxlab.atomic import write_atomic
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 The agent runs under setsid/nohup with its own run directory (~/.mxlab-agent/runs/<id>/:
 inputs/, results.jsonl, agent.log, pid, exit_code; names from agent.contract), so a dropped SSH
 connection does not stop it: we reconnect, wait for exit_code and fetch what it wrote. Its
-progress comes from its events in agent.log (mxlab.agent_events).
+progress comes from its events in agent.log (mxlab.remote.agent_events).
 """
 import json
 import logging
@@ -19,8 +19,8 @@ from typing import List, Optional
 import paramiko
 
 from agent import contract
-from mxlab import backoff
-from mxlab.agent_events import AgentLog
+from mxlab.hosts import backoff
+from mxlab.remote.agent_events import AgentLog
 from mxlab.errors import CommandTimeout, HostUnreachable
 
 log = logging.getLogger(__name__)

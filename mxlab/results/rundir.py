@@ -42,7 +42,7 @@ class ResultStore:
         write_atomic(path, json.dumps(summary, indent=2) + "\n")
         return path
 
-    # ---- a sharded run (mxlab/shard.py) ----
+    # ---- a sharded run (mxlab/runs/shard.py) ----
     def save_merged(self, records):
         """results.jsonl: every host's records once, in input order (beside the per-host files)."""
         path = self.dir / MERGED_FILE

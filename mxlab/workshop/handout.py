@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from mxlab import hostkeys, keys, notebook_ports, notebook_server, prepare, readiness, workspace
+from mxlab.hosts import hostkeys, keys, readiness
+from mxlab.workshop import notebook_ports, notebook_server, prepare, workspace
 from mxlab.atomic import write_atomic
 from mxlab.errors import MxlabError, UsageError
 
@@ -121,8 +122,8 @@ def collect(targets, stack, timeout=600, start=False):
 
 def read_notebook_access(target, sheet, timeout):
     """The host's JupyterLab port and token, over SSH (pinned keys): a failure is said, the folder written."""
-    from mxlab.run import CONNECTION_ERRORS
-    from mxlab.session import Session
+    from mxlab.remote.run import CONNECTION_ERRORS
+    from mxlab.hosts.session import Session
 
     try:
         with Session(target, timeout=timeout) as session:

@@ -16,7 +16,7 @@ WORKSPACE_DIR = "mxnet-lab"  # under the login user's home
 PHOTOS_DIR = Path(__file__).resolve().parent / "sample_photos"  # package data (CC0, from scikit-image)
 PHOTOS = ("chelsea.jpg", "coffee.jpg")
 SMOKE_PHOTO = PHOTOS[0]  # a tabby cat: `mxlab prepare` classifies it with every model
-NOTEBOOK = Path(__file__).resolve().parent / "workshop" / "mxnet-lab.ipynb"  # package data
+NOTEBOOK = Path(__file__).resolve().parent / "mxnet-lab.ipynb"  # package data
 MODELS_FILE = "models.json"  # the notebook's list of this workspace's models
 
 

@@ -1,5 +1,5 @@
 """`mxlab up` / `mxlab down`: the project's pinned CDK CLI (`npx cdk`, flags from cdk/cli.py)
-with an outputs file that the other commands read; `up` runs mxlab/preflight.py first."""
+with an outputs file that the other commands read; `up` runs mxlab/lab/preflight.py first."""
 import datetime
 import json
 import logging
@@ -10,31 +10,17 @@ import sys
 import threading
 from pathlib import Path
 
-from mxlab import statedir
+from cdk import cli as cdk_cli  # stdlib only, as config is
+from cdk import config as cdk_config
+from mxlab.lab import statedir
 from mxlab.errors import AwsAccessDenied, MxlabError, UsageError
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _CONTEXT_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_.:-]*)=(.*)$")
 
 
-def _cdk_config():
-    # cdk/ is the CDK app beside mxlab/, not an installed package; config.py is stdlib only.
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    from cdk import config
-    return config
-
-
-def _cdk_cli():
-    _cdk_config()  # puts the repo root on sys.path
-    from cdk import cli
-    return cli
-
-
-# The lab's stack name when none is given: spelled once, in cdk/config.py.
-DEFAULT_STACK = _cdk_config().DEFAULT_STACK_NAME
 # `down` synthesizes the app, which needs an ssh_cidr, though destroy never reads it:
 # from a machine without the saved context, a documentation address (TEST-NET-1).
 DESTROY_SSH_CIDR = "192.0.2.1/32"
@@ -68,7 +54,7 @@ def command(action, stack, context_items, outputs_file=None, profile=None, saved
                              "arn:aws:iam::123456789012:role/mxlab-cloudformation" % role)
         extra += ["--role-arn", role]
     try:
-        return _cdk_cli().cdk_argv(action, context=context,
+        return cdk_cli.cdk_argv(action, context=context,
                                    outputs_file=outputs_file, extra=extra)
     except FileNotFoundError as exc:
         raise MxlabError(str(exc))
@@ -87,7 +73,7 @@ def require_checkout():
 
 
 def _run(argv, region):
-    cli = _cdk_cli()
+    cli = cdk_cli
     extra = {"AWS_REGION": region, "AWS_DEFAULT_REGION": region} if region else {}
     # cdk/app.sh synthesizes with this very interpreter (the one with aws-cdk-lib beside mxlab), whatever
     # the venv is called.
@@ -129,7 +115,7 @@ def _deployed_outputs(stack):
     """The deployed lab's merged outputs (the outputs file here, else DescribeStacks), or None."""
     import botocore.exceptions
 
-    from mxlab import targets
+    from mxlab.lab import targets
     try:
         outputs = targets.read_outputs(stack)
     except UsageError:
@@ -145,9 +131,9 @@ def up(stack, context=(), profile=None, region=None, skip_preflight=False, say=N
     """Deploy the lab; `say(line)` hears the pre-flight and the deadline. Returns the outputs file.
 
     A deployed lab keeps every key left out of `context` as it was deployed (context.json);
-    a change that destroys or replaces hosts needs `force` (mxlab/redeploy.py).
+    a change that destroys or replaces hosts needs `force` (mxlab/lab/redeploy.py).
     """
-    from mxlab import redeploy, targets
+    from mxlab.lab import redeploy, targets
     say = say or log.info
     require_checkout()
     given = parse_context(list(context), stack)
@@ -159,7 +145,7 @@ def up(stack, context=(), profile=None, region=None, skip_preflight=False, say=N
     saved = statedir.read_context(stack)
     if deployed is not None:
         _refuse_fewer_stacks(stack, deployed, given.get("attendees", saved.get("attendees")))
-    chosen = redeploy.plan(_cdk_config(), stack, saved, given, deployed, force=force)
+    chosen = redeploy.plan(cdk_config, stack, saved, given, deployed, force=force)
     for line in chosen.notes:
         say(line)
     wanted = chosen.context
@@ -182,7 +168,7 @@ def up(stack, context=(), profile=None, region=None, skip_preflight=False, say=N
 
 
 def _session_region():
-    from mxlab import aws
+    from mxlab.lab import aws
     try:
         return aws.session().region_name
     except UsageError:
@@ -194,9 +180,9 @@ def _refuse_fewer_stacks(stack, deployed, attendees):
     CloudFormation refuses that update halfway: say so up front (even with --force)."""
     if not str(attendees or "").isdigit():
         return  # the default (1) or a bad value: synth names it
-    from mxlab import targets
+    from mxlab.lab import targets
     stacks = targets.lab_stacks(stack, deployed)
-    needed = max(1, -(-int(attendees) // _cdk_config().ATTENDEES_PER_STACK))
+    needed = max(1, -(-int(attendees) // cdk_config.ATTENDEES_PER_STACK))
     if needed < len(stacks):
         raise UsageError("lab %s is deployed as %d stacks (%s); %s attendees need %d: "
                          "run `mxlab down` first to shrink it"
@@ -205,7 +191,7 @@ def _refuse_fewer_stacks(stack, deployed, attendees):
 
 def extend(stack, hours, profile=None, region=None, skip_preflight=False, say=None, now=None):
     """Push the lab's deadline `hours` later (from now if it has passed); nothing else changes."""
-    from mxlab import targets
+    from mxlab.lab import targets
     now = now or datetime.datetime.now(datetime.timezone.utc)
     outputs = _deployed_outputs(stack)
     if outputs is None:
@@ -222,9 +208,9 @@ def extend(stack, hours, profile=None, region=None, skip_preflight=False, say=No
 
 
 def _preflight(stack, wanted, say):
-    """Check quotas and AZ offerings (mxlab/preflight.py); return context to add."""
-    from mxlab import aws, preflight
-    config = _cdk_config()
+    """Check quotas and AZ offerings (mxlab/lab/preflight.py); return context to add."""
+    from mxlab.lab import aws, preflight
+    config = cdk_config
     try:
         lab = config.from_context(wanted.get)
     except config.ConfigError as exc:
@@ -271,7 +257,7 @@ def describe_deadline(outputs, now=None):
 
 def down(stack, context=(), profile=None, region=None):
     require_checkout()
-    from mxlab import targets
+    from mxlab.lab import targets
     region = targets.use_lab_region(stack, region, profile)
     saved = statedir.read_context(stack)
     # Destroy synthesizes the app only to name the lab's stacks: what decides them

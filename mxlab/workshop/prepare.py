@@ -23,13 +23,16 @@ from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agent import contract
-from mxlab import install, notebook_server, readiness, statedir, workspace
+from mxlab.hosts import readiness
+from mxlab.lab import statedir
+from mxlab.remote import install
+from mxlab.workshop import notebook_server, workspace
 from mxlab.atomic import write_atomic
 from mxlab.errors import MxlabError, RemoteCommandError
-from mxlab.host_lock import HostLock
-from mxlab.remote_env import RemoteEnv
-from mxlab.run import CONNECTION_ERRORS
-from mxlab.session import Session
+from mxlab.hosts.host_lock import HostLock
+from mxlab.remote.python_env import RemoteEnv
+from mxlab.remote.run import CONNECTION_ERRORS
+from mxlab.hosts.session import Session
 from mxlab import status_codes
 
 log = logging.getLogger(__name__)
