@@ -3,7 +3,7 @@
 Per image a thumbnail made here from the operator's local original, per model its top-k labels
 with probability bars (models side by side for a compare run), a section per host, failed inputs
 with their error, and a header with the run's facts. Nothing is fetched when the file is opened:
-CSS and script are inline, thumbnails are data: URIs. Results sit in the page as JSON and a small
+CSS and script (report.css, report.js beside this module) are inline, thumbnails are data: URIs. Results sit in the page as JSON and a small
 script renders one page of rows when a host's section is opened, so a run of thousands of images
 opens at once and the file grows by a thumbnail per image, not by the originals.
 """
@@ -284,8 +284,8 @@ def render_report(runs, thumbs, generated=None, page_size=PAGE_SIZE):
         body.append("</section>")
     title = "mxlab report: " + ", ".join(r.run_id for r in runs)
     return TEMPLATE % {
-        "title": html.escape(title), "css": CSS, "generated": html.escape(generated),
-        "body": "\n".join(body), "data": script_json(page_data(runs, thumbs, page_size)), "script": SCRIPT}
+        "title": html.escape(title), "css": _asset("report.css"), "generated": html.escape(generated),
+        "body": "\n".join(body), "data": script_json(page_data(runs, thumbs, page_size)), "script": _asset("report.js")}
 
 
 def write_report(run_dirs, out_path=None, page_size=PAGE_SIZE):
@@ -305,128 +305,12 @@ def write_report(run_dirs, out_path=None, page_size=PAGE_SIZE):
     return out_path
 
 
-CSS = """
-:root { --fg:#1d2330; --mute:#6b7280; --line:#e3e6eb; --bar:#3b82f6; --bad:#c0262d; --ok:#15803d; --warn:#b45309; }
-* { box-sizing: border-box; }
-body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); margin: 0;
-       padding: 16px 24px; background: #f7f8fa; }
-h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 0 0 8px; }
-.gen { color: var(--mute); margin: 0 0 16px; }
-.run { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; margin-bottom: 16px; }
-.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 0 0 12px; }
-.facts dt { color: var(--mute); } .facts dd { margin: 0; word-break: break-all; }
-details.host { border-top: 1px solid var(--line); padding: 6px 0; }
-details.host > summary { cursor: pointer; padding: 4px 0; }
-.hostname { font-weight: 600; } .addr, .count { color: var(--mute); margin-left: 8px; }
-.status { margin-left: 8px; padding: 1px 6px; border-radius: 4px; font-size: 12px; background: #eef; }
-.st-ok { background: #dcfce7; color: var(--ok); } .st-partial { background: #fef3c7; color: var(--warn); }
-.st-failed { background: #fee2e2; color: var(--bad); }
-.bad, .err, .hosterr { color: var(--bad); } .hosterr { display: block; white-space: pre-wrap; margin: 2px 0 0 16px; }
-.pager { display: flex; align-items: center; gap: 8px; margin: 6px 0; color: var(--mute); }
-.pager button { font: inherit; padding: 2px 10px; }
-table.results { border-collapse: collapse; width: 100%; table-layout: fixed; }
-table.results th { text-align: left; font-weight: 600; border-bottom: 2px solid var(--line); padding: 4px 6px; }
-table.results th.img { width: 220px; }
-table.results td { vertical-align: top; border-bottom: 1px solid var(--line); padding: 6px; }
-.thumb { display: flex; gap: 8px; align-items: flex-start; }
-.thumb img { width: 96px; height: 96px; object-fit: contain; background: #eee; border-radius: 4px; flex: none; }
-.noimg { width: 96px; height: 96px; flex: none; display: flex; align-items: center; justify-content: center;
-         text-align: center; background: repeating-linear-gradient(45deg, #eee, #eee 6px, #f6f6f6 6px, #f6f6f6 12px);
-         color: var(--mute); font-size: 11px; border-radius: 4px; padding: 4px; }
-.imgname { word-break: break-all; font-weight: 600; } .why { color: var(--mute); font-size: 11px; word-break: break-all; }
-.lab { display: grid; grid-template-columns: 1fr 52px; align-items: center; gap: 0 6px; margin-bottom: 3px; max-width: 460px; }
-.lab .name { grid-column: 1; font-size: 13px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-.lab .p { grid-column: 2; grid-row: 1 / span 2; text-align: right; font-variant-numeric: tabular-nums; color: var(--mute); }
-.bar { grid-column: 1; height: 5px; background: #e5e7eb; border-radius: 3px; overflow: hidden; }
-.bar .fill { height: 100%; background: var(--bar); }
-.lab.first .name { font-weight: 600; } .missing { color: var(--mute); }
-"""
 
-SCRIPT = r"""
-(function () {
-  "use strict";
-  var data = JSON.parse(document.getElementById("report-data").textContent);
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined && text !== null) e.textContent = text;
-    return e;
-  }
-  function pct(p) { return (100 * p).toFixed(1) + "%"; }
-  function imageCell(name, img) {
-    var td = el("td"), box = el("div", "thumb"), text = el("div");
-    if (img.src) {
-      var i = el("img"); i.src = img.src; i.alt = name; box.appendChild(i);
-    } else {
-      var ph = el("div", "noimg", "no picture"); ph.title = img.why; box.appendChild(ph);
-    }
-    // The file name stands out; the folder (or URL's site) it came from is shown small under it.
-    var cut = name.replace(/\/+$/, "").lastIndexOf("/");
-    var base = el("div", "imgname", name.slice(cut + 1)); base.title = name; text.appendChild(base);
-    if (cut >= 0) text.appendChild(el("div", "why", name.slice(0, cut + 1)));
-    if (!img.src) text.appendChild(el("div", "why", img.why));
-    box.appendChild(text); td.appendChild(box);
-    return td;
-  }
-  function modelCell(c) {
-    var td = el("td");
-    if (!c) { td.appendChild(el("span", "missing", "no result")); return td; }
-    if (c.e !== undefined) { td.className = "failed"; td.appendChild(el("div", "err", "error: " + c.e)); return td; }
-    c.t.forEach(function (t, k) {
-      var row = el("div", k === 0 ? "lab first" : "lab"), bar = el("div", "bar"), fill = el("div", "fill");
-      fill.style.width = Math.max(0, Math.min(100, 100 * t[1])).toFixed(1) + "%";
-      var label = data.labels[t[0]], name = el("span", "name", label); name.title = label;
-      row.appendChild(name); row.appendChild(el("span", "p", pct(t[1])));
-      bar.appendChild(fill); row.appendChild(bar); td.appendChild(row);
-    });
-    return td;
-  }
-  function failedRow(r) {
-    for (var k = 2; k < r.length; k++) if (r[k] && r[k].e !== undefined) return true;
-    return false;
-  }
-  function setUp(section) {
-    var run = data.runs[+section.dataset.run], host = run.hosts[+section.dataset.host];
-    var holder = section.querySelector(".rows"), size = data.page_size, page = 0, onlyFailed = false;
-    var pager = el("div", "pager"), prev = el("button", "prev", "\u25c0 prev"), next = el("button", "next", "next \u25b6");
-    var where = el("span", "where"), filt = el("label"), box = el("input");
-    box.type = "checkbox"; filt.appendChild(box); filt.appendChild(document.createTextNode(" only failed inputs"));
-    pager.appendChild(prev); pager.appendChild(where); pager.appendChild(next); pager.appendChild(filt);
-    var table = el("table", "results"), head = el("tr"), tbody = el("tbody");
-    head.appendChild(el("th", "img", "image"));
-    run.models.forEach(function (m) { head.appendChild(el("th", null, m)); });
-    var thead = el("thead"); thead.appendChild(head); table.appendChild(thead); table.appendChild(tbody);
-    holder.appendChild(pager); holder.appendChild(table);
-    function rows() { return onlyFailed ? host.rows.filter(failedRow) : host.rows; }
-    function show() {
-      var all = rows(), pages = Math.max(1, Math.ceil(all.length / size));
-      page = Math.max(0, Math.min(page, pages - 1));
-      tbody.textContent = "";
-      all.slice(page * size, (page + 1) * size).forEach(function (r) {
-        var tr = el("tr");
-        tr.appendChild(imageCell(r[0], data.images[r[1]]));
-        for (var k = 2; k < r.length; k++) tr.appendChild(modelCell(r[k]));
-        tbody.appendChild(tr);
-      });
-      where.textContent = all.length ? "page " + (page + 1) + " of " + pages + " (" + all.length + " images)" : "no results";
-      prev.disabled = page === 0; next.disabled = page >= pages - 1;
-      section.dataset.page = page; section.dataset.pages = pages;
-    }
-    prev.addEventListener("click", function () { page--; show(); });
-    next.addEventListener("click", function () { page++; show(); });
-    box.addEventListener("change", function () { onlyFailed = box.checked; page = 0; show(); });
-    show();
-  }
-  // Rows are built when a host's section is first opened: a large fleet run opens at once.
-  Array.prototype.forEach.call(document.querySelectorAll("details.host"), function (section) {
-    if (section.open) { setUp(section); return; }
-    section.addEventListener("toggle", function once() {
-      if (!section.open) return;
-      section.removeEventListener("toggle", once); setUp(section);
-    });
-  });
-})();
-"""
+
+def _asset(name):
+    """The page's stylesheet or script: package data beside this module, inlined into every report."""
+    return (Path(__file__).parent / name).read_text(encoding="utf-8")
+
 
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
