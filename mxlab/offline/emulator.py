@@ -65,16 +65,30 @@ def _install_patches():
         return
     _patched = True
 
-    from moto.cloudformation import models as cf_models, parsing
-    from moto.core.common_models import CloudFormationModel
-    from moto.ec2.models import ec2_backends, instances, internet_gateways, route_tables, subnets
-    from moto.ssm.models import ssm_backends
-
     # -- instance life cycle (stop/start, new public IP), console output ----
     ec2_instances.install()
     ec2_images.install(DEFAULT_AMI_SSM_PARAMETER)
+    _patch_instances_from_launch_template()
+    _patch_subnet_public_ip_mapping()
+    _patch_vpc_deletions()
+    _add_cfn_key_pair()
+    _add_cfn_alarm()
+    _refresh_cfn_models()
+    _patch_change_set_outputs()
+    _patch_change_sets()
+    _patch_ssm_use_previous_value()
+    _patch_deleted_stack_outputs()
 
-    # -- instances from a launch template ------------------------------------
+    from mxlab.offline import (  # more that moto lacks, one module each
+        cloudformation_rules, cloudwatch_alarms, iam_enforcement, quotas, ssm_run_command, throttle)
+    for extension in (cloudformation_rules, cloudwatch_alarms, quotas, scheduler, ssm_run_command, throttle,
+                      iam_enforcement):
+        extension.install()
+
+
+def _patch_instances_from_launch_template():
+    """AWS::EC2::Instance from a launch template (no ImageId of its own), its public IP as the subnet says."""
+    from moto.ec2.models import ec2_backends, instances
     original_create = instances.Instance.create_from_cloudformation_json.__func__
 
     def create_instance(cls, resource_name, cloudformation_json, account_id,
@@ -98,6 +112,10 @@ def _install_patches():
         return instance
     instances.Instance.create_from_cloudformation_json = classmethod(create_instance)
 
+
+def _patch_subnet_public_ip_mapping():
+    """moto's CloudFormation path ignores a subnet's MapPublicIpOnLaunch."""
+    from moto.ec2.models import subnets
     original_subnet = subnets.Subnet.create_from_cloudformation_json.__func__
 
     def create_subnet(cls, resource_name, cloudformation_json, *args, **kwargs):
@@ -107,7 +125,11 @@ def _install_patches():
         return subnet
     subnets.Subnet.create_from_cloudformation_json = classmethod(create_subnet)
 
-    # -- deletions moto's CloudFormation lacks (else the VPC cannot go) --------
+
+def _patch_vpc_deletions():
+    """Deletions moto's CloudFormation lacks (else the VPC cannot go)."""
+    from moto.ec2.models import internet_gateways, route_tables
+
     def delete_route_table(self, account_id, region_name):
         if self.main_association_id is None:
             self._associations.clear()
@@ -120,7 +142,14 @@ def _install_patches():
         self.ec2_backend.internet_gateways.pop(self.id, None)
     internet_gateways.InternetGateway.delete = delete_gateway
 
-    # -- AWS::EC2::KeyPair ---------------------------------------------------
+
+def _add_cfn_key_pair():
+    """AWS::EC2::KeyPair: the key pair and, as AWS does, the SecureString /ec2/keypair/<id>
+    holding its private key."""
+    from moto.core.common_models import CloudFormationModel
+    from moto.ec2.models import ec2_backends
+    from moto.ssm.models import ssm_backends
+
     class CfnKeyPair(CloudFormationModel):
         # moto files models by the 2nd part of their module name (the service);
         # this one belongs with EC2, whether imported or run as __main__.
@@ -161,22 +190,11 @@ def _install_patches():
         @classmethod
         def create_from_cloudformation_json(cls, resource_name, cloudformation_json,
                                             account_id, region_name, **kwargs):
-            props = cloudformation_json["Properties"]
-            backend = ec2_backends[account_id][region_name]
-            tags = {t["Key"]: t["Value"] for t in props.get("Tags", [])}
-            key_type = props.get("KeyType", "rsa")
-            if props.get("PublicKeyMaterial"):
-                key_pair = backend.import_key_pair(
-                    resource_name, props["PublicKeyMaterial"].encode(), tags)
-            else:
-                key_pair = backend.create_key_pair(resource_name, key_type, tags)
+            key_pair = _key_pair_from_properties(
+                ec2_backends[account_id][region_name], resource_name, cloudformation_json["Properties"])
             model = cls(key_pair, account_id, region_name)
             if key_pair.material:
-                ssm_backends[account_id][region_name].put_parameter(
-                    name=model.parameter_name, description=None,
-                    value=key_pair.key_material, parameter_type="SecureString",
-                    allowed_pattern=None, keyid=None, overwrite=False, tags=[],
-                    data_type="text", tier=None, policies=None)
+                _store_private_key(ssm_backends[account_id][region_name], model.parameter_name, key_pair)
             return model
 
         def delete(self, account_id, region_name):
@@ -184,9 +202,30 @@ def _install_patches():
             ssm = ssm_backends[account_id][region_name]
             if self.parameter_name in ssm._parameters:
                 ssm.delete_parameter(self.parameter_name)
+    return CfnKeyPair
 
-    # -- AWS::CloudWatch::Alarm (the cost guard) -----------------------------
+
+def _key_pair_from_properties(backend, resource_name, props):
+    """The key pair an AWS::EC2::KeyPair resource asks for: imported, or made (ed25519 or rsa)."""
+    tags = {t["Key"]: t["Value"] for t in props.get("Tags", [])}
+    if props.get("PublicKeyMaterial"):
+        return backend.import_key_pair(resource_name, props["PublicKeyMaterial"].encode(), tags)
+    return backend.create_key_pair(resource_name, props.get("KeyType", "rsa"), tags)
+
+
+def _store_private_key(ssm, parameter_name, key_pair):
+    """As AWS does, a made key pair's private key goes into SSM as a SecureString."""
+    ssm.put_parameter(
+        name=parameter_name, description=None,
+        value=key_pair.key_material, parameter_type="SecureString",
+        allowed_pattern=None, keyid=None, overwrite=False, tags=[],
+        data_type="text", tier=None, policies=None)
+
+
+def _add_cfn_alarm():
+    """AWS::CloudWatch::Alarm (the cost guard; moto skips it): a real moto alarm."""
     from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core.common_models import CloudFormationModel
 
     class CfnAlarm(CloudFormationModel):
         __module__ = "moto.cloudwatch.cfn_alarm"  # see CfnKeyPair
@@ -225,13 +264,21 @@ def _install_patches():
 
         def delete(self, account_id, region_name):
             cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
+    return CfnAlarm
 
+
+def _refresh_cfn_models():
+    """moto caches its CloudFormation model lists: drop them so the models added above count."""
+    from moto.cloudformation import parsing
     for cached in (parsing.get_model_list, parsing.get_model_map,
                    parsing.get_name_type_map):
         cached.cache_clear()
     assert "AWS::EC2::KeyPair" in parsing.get_model_map()
 
-    # -- Outputs after a change set -----------------------------------------
+
+def _patch_change_set_outputs():
+    """Outputs after a change set (what `cdk deploy` uses): rebuilt, their Exports published."""
+    from moto.cloudformation import models as cf_models, parsing
     original_apply = cf_models.ChangeSet.apply
 
     def apply(self):
@@ -253,7 +300,10 @@ def _install_patches():
         backend.exports.update(new)
     cf_models.ChangeSet.apply = apply
 
-    # -- change sets: what the CLI expects on a second deploy -----------------
+
+def _patch_change_sets():
+    """Change sets: what the CLI expects on a second deploy (lookup by name, cleanup, no-change sets)."""
+    from moto.cloudformation import models as cf_models
     from moto.cloudformation.exceptions import CloudFormationError
 
     class ChangeSetNotFound(CloudFormationError):
@@ -289,8 +339,15 @@ def _install_patches():
         stack_id = self.change_sets[key].stack_id
         for other in [k for k, c in self.change_sets.items() if c.stack_id == stack_id]:
             del self.change_sets[other]
-    # An unchanged template gives a FAILED "didn't contain changes" change set
-    # (the backend does that); moto's response layer refused it outright.
+    backend_class.delete_change_set = delete_change_set
+    backend_class.describe_change_set = describe_change_set
+    backend_class.execute_change_set = execute_change_set
+    _allow_unchanged_change_sets()
+
+
+def _allow_unchanged_change_sets():
+    """An unchanged template gives a FAILED "didn't contain changes" change set
+    (the backend does that); moto's response layer refused it outright."""
     from moto.cloudformation.responses import CloudFormationResponse
     original_validate = CloudFormationResponse._validate_different_update
 
@@ -299,8 +356,12 @@ def _install_patches():
             original_validate(self, *args, **kwargs)
     CloudFormationResponse._validate_different_update = validate_different_update
 
-    # UsePreviousValue hands back the resolved value of an SSM-typed parameter
-    # (an AMI id), which moto then tries to resolve again as a parameter name.
+
+def _patch_ssm_use_previous_value():
+    """UsePreviousValue hands back the resolved value of an SSM-typed parameter
+    (an AMI id), which moto then tries to resolve again as a parameter name."""
+    from moto.cloudformation import parsing
+    from moto.ssm.models import ssm_backends
     original_parse_ssm = parsing.ResourceMap.parse_ssm_parameter
 
     def parse_ssm_parameter(self, value, value_type):
@@ -309,9 +370,13 @@ def _install_patches():
         return original_parse_ssm(self, value, value_type)
     parsing.ResourceMap.parse_ssm_parameter = parse_ssm_parameter
 
-    # A deleted stack's Outputs are parsed lazily when it is described (the CLI
-    # polls it by id): a Ref in them re-creates the resource it names (a subnet,
-    # then its VPC). Deleted stacks keep no outputs.
+
+def _patch_deleted_stack_outputs():
+    """A deleted stack's Outputs are parsed lazily when it is described (the CLI
+    polls it by id): a Ref in them re-creates the resource it names (a subnet,
+    then its VPC). Deleted stacks keep no outputs."""
+    from moto.cloudformation import models as cf_models, parsing
+    backend_class = cf_models.CloudFormationBackend
     original_delete_stack = backend_class.delete_stack
 
     def delete_stack(self, name_or_stack_id):
@@ -320,16 +385,6 @@ def _install_patches():
             stack.output_map = parsing.OutputMap(
                 stack.resource_map, {"Outputs": {}}, stack.stack_id)
     backend_class.delete_stack = delete_stack
-
-    backend_class.delete_change_set = delete_change_set
-    backend_class.describe_change_set = describe_change_set
-    backend_class.execute_change_set = execute_change_set
-
-    from mxlab.offline import (  # more that moto lacks, one module each
-        cloudformation_rules, cloudwatch_alarms, iam_enforcement, quotas, ssm_run_command, throttle)
-    for extension in (cloudformation_rules, cloudwatch_alarms, quotas, scheduler, ssm_run_command, throttle,
-                      iam_enforcement):
-        extension.install()
 
 
 def _aws_managed_policies(load):
