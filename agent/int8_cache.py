@@ -63,7 +63,7 @@ class Int8Cache(object):
 
     def load_graph(self):
         import mxnet as mx
-        from agent.predict import split_params
+        from agent.checkpoint import split_params
         symbol = mx.sym.load(self.symbol_path)
         args, aux = split_params(mx.nd.load(self.params_path), symbol)
         return symbol, args, aux

@@ -13,6 +13,7 @@ import json
 import time
 from collections import OrderedDict
 
+from agent import checkpoint
 from agent.errors import AgentError
 
 SOFTMAX_OPS = ("softmax", "SoftmaxActivation")
@@ -67,19 +68,6 @@ def probability_head(symbol):
     if op in SOFTMAX_OPS:
         return symbol, "softmax kept"
     return mx.sym.softmax(mx.sym.flatten(symbol), axis=1, name="agent_prob"), "softmax added"
-
-
-def split_params(saved, symbol):
-    """(arg_params, aux_params) from mx.nd.load output, with or without arg:/aux: prefixes."""
-    aux_names = set(symbol.list_auxiliary_states())
-    arg_params, aux_params = {}, {}
-    for key, value in saved.items():
-        kind, _, name = key.partition(":") if ":" in key else ("", "", key)
-        if kind == "aux" or (not kind and name in aux_names):
-            aux_params[name] = value
-        else:
-            arg_params[name] = value
-    return arg_params, aux_params
 
 
 class Classifier(object):
@@ -138,7 +126,7 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
         context = mx.cpu()
     try:
         symbol, _ = probability_head(mx.sym.load(files["symbol"]))
-        arg_params, aux_params = split_params(mx.nd.load(files["params"]), symbol)
+        arg_params, aux_params = checkpoint.split_params(mx.nd.load(files["params"]), symbol)
     except mx.base.MXNetError as err:
         raise AgentError("model {0}: cannot load its checkpoint: {1}".format(name, _first_line(err)))
     startup.mark("checkpoint")

@@ -15,11 +15,10 @@ import json
 import os
 import socket
 import struct
-import sys
 import threading
 import time
 
-from agent import contract, reporter, warm_client
+from agent import command, reporter, warm_client
 from agent.contract import EXIT_FATAL, EXIT_OK
 from agent.errors import AgentError
 from agent.loading import FreshModels
@@ -307,7 +306,6 @@ class WarmServer(object):
         return None
 
     def _run(self, conn, request):
-        from agent import cli
         connection = _Connection(conn)
         saved_env = dict((k, os.environ.get(k)) for k in warm_client.REQUEST_ENVIRONMENT)
         here = os.getcwd()
@@ -325,7 +323,7 @@ class WarmServer(object):
             connection.send({"accepted": {"pid": os.getpid(), "since": self.since}})
             events = _Lines(connection, lambda line: {"event": json.loads(line)})
             previous, redirected = reporter.events_to(events), True
-            cli._counts.update(results=0, errors=0)
+            command.counts.update(results=0, errors=0)
             code = self._classify(args, connection)
         except (IOError, OSError):  # the client went away: nothing to tell it
             return
@@ -341,26 +339,25 @@ class WarmServer(object):
             self.requests += 1
             self.last_activity = time.time()
         try:
-            connection.send({"exit": code, "results": cli._counts["results"], "errors": cli._counts["errors"]})
+            connection.send({"exit": code, "results": command.counts["results"], "errors": command.counts["errors"]})
         except (IOError, OSError):
             pass
         conn.close()
 
     def _classify(self, args, connection):
-        from agent import cli
         self.models.announce = lambda bound: connection.send(
             {"engines": dict((c.name, getattr(c.engine, "name", "mxnet")) for c in bound)})
         try:
-            return cli.classify(args, self.models, stdout=_Lines(connection, lambda line: {"stdout": line + "\n"}))
+            return command.classify(args, self.models, stdout=_Lines(connection, lambda line: {"stdout": line + "\n"}))
         except AgentError as err:
             reporter.emit("error", message=str(err))
             return err.exit_code
         except (IOError, OSError) as err:
             if getattr(err, "errno", None) in (errno.EPIPE, errno.ECONNRESET):
                 raise  # the client went away
-            return cli._unexpected(err)
+            return command.unexpected(err)
         except Exception as err:  # a bug: reported to the client, and the server goes on
-            return cli._unexpected(err)
+            return command.unexpected(err)
         finally:
             self.models.announce = None
 
@@ -382,9 +379,9 @@ def _malformed(request):
 
 
 def _parse_classify(argv):
-    from agent import cli
+    from agent import arguments
     try:  # the client parsed these already: an error here is a client of another version
-        args = cli.build_parser().parse_args(["classify"] + list(argv))
+        args = arguments.build_parser().parse_args(["classify"] + list(argv))
     except SystemExit:
         return None
     return args if args.command == "classify" else None
@@ -420,15 +417,14 @@ def main(args):
     reporter.emit("warm", used=True, reason="listening on {0} (pid {1}; models: {2}; exits after {3:.0f} s idle)"
                   .format(path, os.getpid(), ", ".join(server.models.names()) or "none yet", args.idle_timeout))
     why = server.serve()
-    from agent import cli
-    cli._counts.update(results=0, errors=0)  # its own "done" event: the runs it served counted theirs
+    command.counts.update(results=0, errors=0)  # its own "done" event: the runs it served counted theirs
     reporter.emit("warm", used=False, reason="the warm agent stopped: {0}".format(why))
     return EXIT_OK
 
 
 def _preload(models, args):
-    from agent import cli, predict
-    the_zoo, cache_dir, policy = cli._zoo_and_cache(args)
+    from agent import predict
+    the_zoo, cache_dir, policy = command.zoo_and_cache(args)
     catalogue = models.catalogue(the_zoo, cache_dir, policy)
     entries = [(name, catalogue.entry(name)) for name in args.preload]
     args.int8 = False

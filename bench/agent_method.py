@@ -6,7 +6,8 @@ from __future__ import print_function, division, absolute_import
 def load_probability_graph(prefix):
     """(symbol with a softmax head and no label, arg_params, aux_params) as agent.predict loads it."""
     import mxnet as mx
-    from agent.predict import probability_head, split_params
+    from agent.checkpoint import split_params
+    from agent.predict import probability_head
     symbol, _ = probability_head(mx.sym.load(prefix + "-symbol.json"))
     args, aux = split_params(mx.nd.load(prefix + "-0000.params"), symbol)
     return symbol, args, aux

@@ -139,7 +139,8 @@ def test_an_export_that_disagrees_with_mxnet_is_refused_and_mxnet_answers(tiny_z
     import mxnet as mx
     from agent import engine_onnx, reporter
     from agent.pipeline import Engine
-    from agent.predict import probability_head, split_params
+    from agent.checkpoint import split_params
+    from agent.predict import probability_head
     from tests.checkpoints import SIZE
 
     def load(name):

@@ -126,7 +126,7 @@ def test_mxlabs_imports_have_no_back_arrow():
     assert back_arrows(graph("mxlab"), allowed_imports()) == []
 
 
-@pytest.mark.parametrize("package", ["mxlab", "cdk", "localzoo"])
+@pytest.mark.parametrize("package", ["mxlab", "cdk", "localzoo", "agent", "bench"])
 def test_no_module_imports_itself_round_a_circle(package):
     assert circles(graph(package)) == []
 
