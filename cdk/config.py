@@ -181,7 +181,22 @@ def validate(raw, now=None):
         )
     cfg["allow_world_ssh"] = _bool(raw, "allow_world_ssh")
     cfg["ssh_cidr"] = ",".join(_ssh_cidrs(raw["ssh_cidr"], cfg["allow_world_ssh"]))
+    cfg["instance_type"], match = _instance_type(raw, warnings)
+    # More than ATTENDEES_PER_STACK: several stacks, deployed together (--all).
+    cfg["attendees"] = _int(raw, "attendees", 1, MAX_ATTENDEES)
+    cfg.update(_ami(raw))
+    _check_gpu_generation(match, cfg.get("ami_ssm_parameter") == DEFAULT_AMI_SSM_PARAMETER,
+                          warnings)
+    cfg["volume_gb"] = _int(raw, "volume_gb", 8, 16384)
+    cfg["auto_stop_minutes"] = _auto_stop_minutes(raw)
+    cfg.update(_names(raw))
+    cfg.update(_deadline(raw, now))
 
+    return LabConfig(warnings=tuple(warnings), **cfg)
+
+
+def _instance_type(raw, warnings):
+    """(instance_type, its match: <family>.<size>); a retired family is a warning, not an error."""
     itype = str(raw.get("instance_type", default("instance_type")))
     match = _INSTANCE_TYPE.match(itype) if len(itype) <= MAX_INSTANCE_TYPE_LENGTH else None
     if not match:
@@ -195,11 +210,11 @@ def validate(raw, now=None):
             "current Deep Learning AMIs may not support it and capacity is scarce; "
             "prefer m5.2xlarge (CPU) or g4dn/g5 (GPU)" % (itype, match.group("family"))
         )
-    cfg["instance_type"] = itype
+    return itype, match
 
-    # More than ATTENDEES_PER_STACK: several stacks, deployed together (--all).
-    cfg["attendees"] = _int(raw, "attendees", 1, MAX_ATTENDEES)
 
+def _ami(raw):
+    """{AMI key: value}: exactly one of ami_id, ami_name, ami_ssm_parameter (the default DLAMI's)."""
     chosen = [k for k in AMI_KEYS if k in raw]
     if len(chosen) > 1:
         raise ConfigError(
@@ -212,29 +227,31 @@ def validate(raw, now=None):
                 "ami_id=%r is not an AMI id; expected ami- followed by 8 or 17 "
                 "hex digits" % raw["ami_id"]
             )
-        cfg["ami_id"] = str(raw["ami_id"])
-    elif "ami_name" in raw:
-        cfg["ami_name"] = str(raw["ami_name"])
-    else:
-        param = str(raw.get("ami_ssm_parameter", DEFAULT_AMI_SSM_PARAMETER))
-        if not _SSM_NAME.match(param) or "//" in param:
-            raise ConfigError(
-                "ami_ssm_parameter=%r is not an SSM parameter name of at most 512 "
-                "characters; expected a path like %s" % (param, DEFAULT_AMI_SSM_PARAMETER)
-            )
-        cfg["ami_ssm_parameter"] = param
-    _check_gpu_generation(match, cfg.get("ami_ssm_parameter") == DEFAULT_AMI_SSM_PARAMETER,
-                          warnings)
+        return {"ami_id": str(raw["ami_id"])}
+    if "ami_name" in raw:
+        return {"ami_name": str(raw["ami_name"])}
+    param = str(raw.get("ami_ssm_parameter", DEFAULT_AMI_SSM_PARAMETER))
+    if not _SSM_NAME.match(param) or "//" in param:
+        raise ConfigError(
+            "ami_ssm_parameter=%r is not an SSM parameter name of at most 512 "
+            "characters; expected a path like %s" % (param, DEFAULT_AMI_SSM_PARAMETER)
+        )
+    return {"ami_ssm_parameter": param}
 
-    cfg["volume_gb"] = _int(raw, "volume_gb", 8, 16384)
+
+def _auto_stop_minutes(raw):
     minutes = _int(raw, "auto_stop_minutes", 0, 1440)
     if minutes and minutes % 5:
         raise ConfigError(
             "auto_stop_minutes=%d must be a multiple of 5 (EC2 basic monitoring "
             "reports CPU every 5 minutes), or 0 to disable" % minutes
         )
-    cfg["auto_stop_minutes"] = minutes
+    return minutes
 
+
+def _names(raw):
+    """The names the lab is deployed under and logs in with: stack, region, AZ, user, root device."""
+    cfg = {}
     cfg["stack_name"] = _matching(
         raw, "stack_name", _STACK_NAME,
         "is not a CloudFormation stack name; expected a letter then letters, digits "
@@ -255,9 +272,7 @@ def validate(raw, now=None):
     cfg["root_device"] = _matching(
         raw, "root_device", _DEVICE,
         "is not a block device name; expected /dev/sda1 (Ubuntu AMIs) or /dev/xvda (Amazon Linux)")
-    cfg.update(_deadline(raw, now))
-
-    return LabConfig(warnings=tuple(warnings), **cfg)
+    return cfg
 
 
 def _ssh_cidrs(value, allow_world):
