@@ -327,3 +327,81 @@ def test_a_suspended_operator_picks_up_where_it_was(lab, many_photos, tmp_path):
         records = [json.loads(line) for line in (run_folder(results) / ("attendee-%d.jsonl" % n)).read_text()
                    .splitlines()]
         assert len(records) == 32 and all(r.get("top") for r in records)
+
+
+# ---- 4. an instance stopped (the idle auto-stop, the deadline, by hand) ------------------------------------
+
+SLOW_MODEL = "efficientnet-lite1"  # fetched over a slow link: its agent is still busy when the stop comes
+
+
+def stopped_text(lab, n):
+    """readiness.not_running()'s text: the one every command gives for a stopped instance."""
+    iid = lab.instance_id(n)
+    return ("attendee-%d: instance %s is stopped (the idle auto-stop, the lab's deadline, or by hand): run again "
+            "with --start to start it and go on, or `aws ec2 start-instances --instance-ids %s`" % (n, iid, iid))
+
+
+def instance_state(lab, n):
+    (res,) = lab.emulator.boto3_client("ec2").describe_instances(InstanceIds=[lab.instance_id(n)])["Reservations"]
+    return res["Instances"][0]["State"]["Name"]
+
+
+def stop_while_fetching(lab, n, run, log):
+    """Stop attendee-n's instance once its agent is fetching SLOW_MODEL (its agent busy, its connection up)."""
+    host = lab.host(n)
+    for p in (host.home / ".mxlab" / "models" / SLOW_MODEL).glob("*"):
+        p.unlink()
+    lab.zoo.add_fault("/%s/%s-0000.params" % (SLOW_MODEL, SLOW_MODEL), "slow", 1, 10**6)
+    proc = mxlab_started(lab, *run, log=log)
+    part = host.home / ".mxlab" / "models" / SLOW_MODEL / (".%s-0000.params.part" % SLOW_MODEL)
+    try:
+        wait_for("attendee-%d's agent to be fetching" % n, lambda: part.exists() and part.stat().st_size > 10**5)
+        lab.emulator.boto3_client("ec2").stop_instances(InstanceIds=[lab.instance_id(n)])
+        assert proc.wait(300) == 1, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return " ".join(log.read_text().split())
+
+
+@pytest.fixture
+def stopped_later(lab):
+    """attendee-1 running again after the test (the test stops it)."""
+    yield
+    if instance_state(lab, 1) != "running":
+        lab.emulator.boto3_client("ec2").start_instances(InstanceIds=[lab.instance_id(1)])
+
+
+def test_a_plain_run_gives_up_at_once_on_an_instance_stopped_mid_run(lab, stopped_later, tmp_path):
+    """The stop ends the agent and the SSH server: no reconnecting for minutes (what a sharded run already
+    did), the same text as a stop found before connecting, and nothing started the instance again."""
+    results = tmp_path / "results"
+    said = stop_while_fetching(lab, 1, ["run", "--attendee", "1", "--model", SLOW_MODEL, "--results", results, PHOTO],
+                               tmp_path / "run.log")
+    assert stopped_text(lab, 1) in said, said
+    assert "reconnecting" not in said and "gave up" not in said, said
+    (entry,) = json.loads(next(results.rglob("summary.json")).read_text())
+    assert entry["status"] == "failed" and entry["error"] == stopped_text(lab, 1), entry
+    assert instance_state(lab, 1) == "stopped"
+
+
+def test_a_stopped_instance_reads_the_same_in_run_shard_and_prepare(lab, stopped_later, tmp_path):
+    """Stopped mid-run under a sharded run, then met before connecting by a plain run and by prepare: one text."""
+    results = tmp_path / "shard"
+    said = stop_while_fetching(lab, 1, ["run", "--attendee", "1", "--shard", "--model", SLOW_MODEL, "--results",
+                                        results, PHOTO], tmp_path / "shard.log")
+    assert "mxlab: attendee-1 failed: %s; chunk 1 (inputs 1) handed back" % stopped_text(lab, 1) in said, said
+    summary = json.loads(next(results.rglob("summary.json")).read_text())
+    assert summary[0]["error"].startswith(stopped_text(lab, 1) + "; chunk 1"), summary
+
+    run = mxlab(lab, "run", "--attendee", "1", "--model", MODEL, "--results", tmp_path / "run", PHOTO)
+    assert run.returncode == 1, run.stdout + run.stderr
+    (entry,) = json.loads(next((tmp_path / "run").rglob("summary.json")).read_text())
+    assert entry["error"] == stopped_text(lab, 1), entry
+
+    prepare = mxlab(lab, "prepare", "--attendee", "1", "--models", MODEL, "--no-warm", "--no-notebook")
+    assert prepare.returncode == 1, prepare.stdout + prepare.stderr
+    assert "mxlab: attendee-1 not ready: %s" % stopped_text(lab, 1) in " ".join(prepare.stderr.split()), \
+        prepare.stderr
+    assert instance_state(lab, 1) == "stopped"

@@ -19,6 +19,33 @@ class InstanceStopped(HostUnreachable):
     """The lab instance is stopped (the idle auto-stop, a deadline, or by hand); --start starts it."""
 
 
+def not_running(target, state):
+    """The one error for a lab instance that is stopped or gone, whichever command found it and whenever
+    (before connecting, or mid-run when its connection dropped)."""
+    if state in GONE:
+        # CloudFormation does not recreate an instance deleted outside it: `up` alone cannot.
+        return HostUnreachable("%s: instance %s is %s (the deadline's expiry_action=terminate, or by hand): "
+                               "`mxlab down`, then `mxlab up` brings the lab back"
+                               % (target.label, target.instance_id, state))
+    return InstanceStopped("%s: instance %s is %s (the idle auto-stop, the lab's deadline, or by hand): run again "
+                           "with --start to start it and go on, or `aws ec2 start-instances --instance-ids %s`"
+                           % (target.label, target.instance_id, state, target.instance_id))
+
+
+def stopped_now(target):
+    """not_running()'s error when EC2 says the lab instance is stopped or gone now, else None (a direct host,
+    a running instance, or no answer from EC2). A dropped connection asks this before waiting to reconnect:
+    the stop ended everything on the instance, and no SSH server will come back."""
+    if not target.instance_id:
+        return None
+    try:
+        state = refresh(target)
+    except Exception:  # no answer from EC2: the caller waits for SSH as usual
+        log.debug("%s: instance state unknown", target.label, exc_info=True)
+        return None
+    return not_running(target, state) if state in STOPPED + GONE else None
+
+
 def describe_instance(instance_id):
     """The instance's DescribeInstances record, or None."""
     import botocore.exceptions  # here, not at the top: start-up time of one-photo runs (botocore costs ~0.2 s)
@@ -87,10 +114,7 @@ def wait_state(target, wanted, timeout):
     def attempt():
         state = refresh(target)
         if state in GONE:
-            # CloudFormation does not recreate an instance deleted outside it: `up` alone cannot.
-            raise HostUnreachable("%s: instance %s is %s (the deadline's expiry_action=terminate, or by "
-                                  "hand): `mxlab down`, then `mxlab up` brings the lab back"
-                                  % (target.label, target.instance_id, state))
+            raise not_running(target, state)
         if state not in wanted:
             raise LookupError("instance %s is %s" % (target.instance_id, state))
     backoff.retry(attempt, timeout, "%s: waiting for instance %s to be %s"
@@ -102,10 +126,7 @@ def ensure_running(target, timeout, start=False):
     state = refresh(target)
     if state in STOPPED:
         if not start:
-            raise InstanceStopped(
-                "%s: instance %s is %s (the idle auto-stop, the lab's deadline, or by hand): run again with "
-                "--start to start it and go on, or `aws ec2 start-instances --instance-ids %s`"
-                % (target.label, target.instance_id, state, target.instance_id))
+            raise not_running(target, state)
         start_instance(target, timeout)
     wait_state(target, ("running",), timeout)
 

@@ -19,7 +19,7 @@ from typing import List, Optional
 import paramiko
 
 from agent import contract
-from mxlab.hosts import backoff
+from mxlab.hosts import backoff, readiness
 from mxlab.remote.agent_events import AgentLog
 from mxlab.errors import CommandTimeout, HostUnreachable
 
@@ -63,6 +63,14 @@ class HostResult:
     partial_results: bool = False  # records recovered from the agent's temporary file: the run did not finish
     warm_agent: Optional[bool] = None  # the host's warm agent (mxlab prepare) ran it; None: no word from the agent
     warm_reason: Optional[str] = None  # which warm agent, or why a fresh agent ran instead
+
+
+class _Stopped(Exception):
+    """Carries readiness.not_running()'s error out of a reconnect's retries (which retry on HostUnreachable)."""
+
+    def __init__(self, error):
+        super().__init__(str(error))
+        self.error = error
 
 
 class Interrupted(Exception):
@@ -232,15 +240,31 @@ class RemoteRun:
         log.info("%s: %s", self.session.target.label, agent_log.message)
 
     def _reconnect(self):
-        label = self.session.target.label
+        """Reconnect within reconnect_timeout; at once readiness.not_running()'s error when the lab instance is
+        stopped or gone (asked before each try: the stop ended the agent, no SSH server comes back)."""
+        target = self.session.target
+        stopped = readiness.stopped_now(target)
+        if stopped is not None:
+            raise stopped
+        label = target.label
         self.reconnects += 1
         log.warning("%s: connection lost; reconnecting (the agent keeps running on the host)", label)
         self.on_progress(None, None, "connection lost, reconnecting")
         results = self._path(contract.RESULTS_FILE)
-        backoff.retry(self.session.reconnect, self.reconnect_timeout, "%s: reconnecting" % label,
-                      retry_on=CONNECTION_ERRORS + (HostUnreachable,),
-                      advice="The agent keeps running on the host: its results will be in %s (e.g. `mxlab ssh "
-                             "... -- cat %s`)." % (results, results))
+
+        def attempt():
+            gone = readiness.stopped_now(target)
+            if gone is not None:
+                raise _Stopped(gone)
+            return self.session.reconnect()
+
+        try:
+            backoff.retry(attempt, self.reconnect_timeout, "%s: reconnecting" % label,
+                          retry_on=CONNECTION_ERRORS + (HostUnreachable,),
+                          advice="The agent keeps running on the host: its results will be in %s (e.g. `mxlab ssh "
+                                 "... -- cat %s`)." % (results, results))
+        except _Stopped as exc:
+            raise exc.error from None
 
     def _agent_alive(self):
         """False only when the run's pid file names a process that no longer exists (or is a zombie)."""

@@ -10,12 +10,9 @@ import threading
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mxlab.hosts import readiness
-from mxlab.remote import install
-from mxlab.errors import MxlabError, UsageError
-from mxlab.remote.python_env import RemoteEnv
+from mxlab.remote import host
 from agent import contract
-from mxlab.remote.run import CONNECTION_ERRORS, HostResult, Interrupted, run_on_host
+from mxlab.remote.run import HostResult, Interrupted, run_on_host
 from mxlab.hosts.session import Session
 
 log = logging.getLogger(__name__)
@@ -28,30 +25,19 @@ def run_one(target, spec, run_id, timeout, on_progress, say, start=False, stop=N
     result = HostResult(label=target.label, address=target.address)
     session = Session(target, timeout=timeout)
     try:
-        on_progress(None, None, "connecting")
-        readiness.reach(target, session, timeout, start=start)
+        step = lambda message: on_progress(None, None, message)  # noqa: E731
+        host.reach(session, timeout, start=start, on_step=step)
         result.address = target.address  # the live one (a restarted instance has a new address)
-        on_progress(None, None, "uploading agent")
-        install.upload_agent(session)
-        on_progress(None, None, "preparing environment")
-        env = RemoteEnv(session, say=say)
-        name = env.ensure(spec.env, engine=spec.engine)
+        remote_env, name = host.install_agent(session, env=spec.env, engine=spec.engine, say=say, on_step=step)
         if stop is not None and stop.is_set():
             raise Interrupted("%s: interrupted before its agent started" % target.label)
         on_progress(None, None, "running")
-        result = run_on_host(session, spec, run_id, env.prefix, name, on_progress, stop=stop, attach=attach)
+        result = run_on_host(session, spec, run_id, remote_env.prefix, name, on_progress, stop=stop, attach=attach)
     except Interrupted as exc:
         result.status, result.error = INTERRUPTED, str(exc)
         result.run_dir = result.run_dir or posixpath.join("~", contract.REMOTE_ROOT, contract.RUNS_DIR, run_id)
-    except UsageError as exc:
-        result.error = str(exc)
-    except MxlabError as exc:
-        result.error = str(exc)
-    except CONNECTION_ERRORS as exc:
-        result.error = "%s (%s): connection failed: %s" % (target.label, target.address, exc or type(exc).__name__)
-    except Exception as exc:  # a bug on one host must not cost the other hosts their results
-        log.debug("%s: unexpected error", target.label, exc_info=True)
-        result.error = "%s: unexpected %s: %s" % (target.label, type(exc).__name__, exc)
+    except Exception as exc:  # a failure (or a bug) on one host must not cost the other hosts their results
+        result.error = host.failure_text(target, exc)
     finally:
         session.close()
     return result

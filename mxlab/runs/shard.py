@@ -33,13 +33,11 @@ from rich.table import Table
 
 from agent import contract
 from agent.inputs import IMAGE_EXTENSIONS
-from mxlab.hosts import readiness
-from mxlab.remote import install
+from mxlab.remote import host as remote_host
 from mxlab.results import tables
 from mxlab.atomic import write_atomic
-from mxlab.errors import MxlabError, UsageError
-from mxlab.remote.python_env import RemoteEnv
-from mxlab.remote.run import CONNECTION_ERRORS, HostResult, RemoteRun, RunSpec, is_url
+from mxlab.errors import UsageError
+from mxlab.remote.run import HostResult, RemoteRun, RunSpec, is_url
 from mxlab.hosts.session import Session
 from mxlab import status_codes
 
@@ -270,23 +268,6 @@ def load_saved(run_dir):
 
 # ---- the run ---------------------------------------------------------------------------------
 
-class _ChunkRun(RemoteRun):
-    """One chunk's agent run. A lost connection to a lab instance that is now stopped (the stop ends
-    everything on it) gives up at once instead of waiting for an SSH server that will not come back."""
-
-    def _reconnect(self):
-        target = self.session.target
-        if target.instance_id:
-            try:
-                state = readiness.refresh(target)
-            except Exception:  # no answer from EC2: wait for SSH as usual
-                log.debug("%s: instance state unknown", target.label, exc_info=True)
-                state = None
-            if state in readiness.STOPPED + readiness.GONE:
-                raise readiness.InstanceStopped("%s: instance %s is %s" % (target.label, target.instance_id, state))
-        super()._reconnect()
-
-
 @dataclass
 class ShardedRun:
     """What a sharded run did: per-host results, the chunks, the moves, the inputs without results."""
@@ -333,21 +314,20 @@ class _Host:
 
 
 def _prepare(session, target, spec, timeout, start, say, host):
-    host.state = "connecting"
-    readiness.reach(target, session, timeout, start=start)
+    """The host ready for the agent (remote/host.py, as for a plain run); returns the environment's prefix."""
+    def step(message):
+        host.state = message
+
+    remote_host.reach(session, timeout, start=start, on_step=step)
     host.result.address = target.address
-    host.state = "uploading agent"
-    install.upload_agent(session)
-    host.state = "preparing environment"
-    env = RemoteEnv(session, say=say)
-    name = env.ensure(spec.env, engine=spec.engine)
-    host.result.environment = name
-    return env.prefix
+    remote_env, host.result.environment = remote_host.install_agent(session, env=spec.env, engine=spec.engine,
+                                                                    say=say, on_step=step)
+    return remote_env.prefix
 
 
 def _run_chunk(session, spec, remote_id, env_prefix, on_progress, reconnect_timeout):
     """(records, error): the chunk's records as collected, and None when the agent finished (exit 0 or 3)."""
-    run = _ChunkRun(session, spec, remote_id, env_prefix, on_progress, reconnect_timeout=reconnect_timeout)
+    run = RemoteRun(session, spec, remote_id, env_prefix, on_progress, reconnect_timeout=reconnect_timeout)
     run.start()
     code = run.wait()
     records, complete = run.collect()
@@ -359,22 +339,6 @@ def _run_chunk(session, spec, remote_id, env_prefix, on_progress, reconnect_time
     if not complete:
         return records, "the agent's results never reached their name (recovered from its temporary file)"
     return records, None
-
-
-def _failure_text(target, exc):
-    if isinstance(exc, MxlabError):
-        return str(exc)
-    if isinstance(exc, CONNECTION_ERRORS):
-        text = "%s (%s): connection failed: %s" % (target.label, target.address, exc or type(exc).__name__)
-        if target.instance_id:  # say why when EC2 knows: a stop ends everything on the instance
-            try:
-                state = readiness.refresh(target)
-            except Exception:
-                state = None
-            if state in readiness.STOPPED + readiness.GONE:
-                text = "%s: instance %s is %s (%s)" % (target.label, target.instance_id, state, text)
-        return text
-    return "%s: unexpected %s: %s" % (target.label, type(exc).__name__, exc)
 
 
 def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False, size=None, resume=False,
@@ -440,7 +404,7 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
             host.chunk_s[chunk.id] = round(time.monotonic() - began, 2)
         except Exception as exc:
             log.debug("%s: chunk %d failed", target.label, chunk.id, exc_info=True)
-            records, error = [], _failure_text(target, exc)
+            records, error = [], remote_host.failure_text(target, exc)
         host.live = 0
         mine = set(items)
         records = [r for r in records if r.get("image") in mine]
@@ -482,7 +446,7 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
                 host.prepare_s = round(time.monotonic() - began, 2)
             except Exception as exc:
                 log.debug("%s: not ready", target.label, exc_info=True)
-                host.failed, result.status, result.error = True, "failed", _failure_text(target, exc)
+                host.failed, result.status, result.error = True, "failed", remote_host.failure_text(target, exc)
                 say("%s: failed before any work: %s" % (target.label, result.error))
                 return
             while True:

@@ -23,15 +23,12 @@ from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agent import contract
-from mxlab.hosts import readiness
 from mxlab.lab import statedir
-from mxlab.remote import install
+from mxlab.remote import host as remote_host
 from mxlab.workshop import notebook_server, workspace
 from mxlab.atomic import write_atomic
-from mxlab.errors import MxlabError, RemoteCommandError
+from mxlab.errors import RemoteCommandError
 from mxlab.hosts.host_lock import HostLock
-from mxlab.remote.python_env import RemoteEnv
-from mxlab.remote.run import CONNECTION_ERRORS
 from mxlab.hosts.session import Session
 from mxlab import status_codes
 
@@ -247,21 +244,15 @@ def prepare_one(target, models, zoo=None, env=None, lay_out=False, timeout=600, 
                            instance_id=target.instance_id)
     session = Session(target, timeout=timeout)
     try:
-        on_progress("connecting")
-        readiness.reach(target, session, timeout, start=start)
+        remote_host.reach(session, timeout, start=start, on_step=on_progress)
         result.address = target.address
         on_progress("waiting for the host's set-up lock")
         with HostLock(session, say, wait_s=timeout) as lock:  # one organiser at a time sets a host up
             _prepare_locked(session, lock, result, models, zoo, env, lay_out or notebook, on_progress, say,
                             warm_idle, notebook)
         result.ready = True
-    except MxlabError as exc:
-        result.error = str(exc)
-    except CONNECTION_ERRORS as exc:
-        result.error = "%s (%s): connection failed: %s" % (target.label, target.address, exc or type(exc).__name__)
-    except Exception as exc:  # a bug on one host must not cost the others their preparation
-        log.debug("%s: unexpected error", target.label, exc_info=True)
-        result.error = "%s: unexpected %s: %s" % (target.label, type(exc).__name__, exc)
+    except Exception as exc:  # a failure (or a bug) on one host must not cost the others their preparation
+        result.error = remote_host.failure_text(target, exc)
     finally:
         session.close()
     result.seconds = round(time.monotonic() - began, 1)
@@ -272,11 +263,8 @@ def prepare_one(target, models, zoo=None, env=None, lay_out=False, timeout=600, 
 def _prepare_locked(session, lock, result, models, zoo, env, lay_out, on_progress, say, warm_idle, notebook=False):
     """The steps of prepare_one that change the host, run while this mxlab holds its set-up lock (checked
     between steps: a lock taken over while this mxlab was suspended stops the host here)."""
-    on_progress("uploading the agent")
-    install.upload_agent(session)
-    on_progress("preparing the environment")
-    remote_env = RemoteEnv(session, say=say, lock=False)  # this prepare holds the lock
-    result.environment = remote_env.ensure(env)
+    remote_env, result.environment = remote_host.install_agent(session, env=env, say=say, lock=False,  # held here
+                                                               on_step=on_progress)
     host = HostPreparer(session, remote_env.prefix, zoo)
     result.activate = host.activation()
     lock.check()
