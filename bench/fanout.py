@@ -37,8 +37,9 @@ def _fleet(hosts, spec, parallel, results_dir):
 def measure(root, build_dir, paths, counts=(1, 4, 8), model="efficientnet-lite0", images=4):
     """{"parallel": {"1": s, "4": s, "8": s}, "sequential": {"8": s}} or {"note": why not}."""
     try:
+        # Only whether mxlab imports here (_fleet uses them).
         from mxlab.lab import targets  # noqa: F401
-        from mxlab.runs import fleet
+        from mxlab.runs import fleet  # noqa: F401
         from mxlab.remote.run import RunSpec
         from mxlab.offline.lab_host import SshdHost
     except Exception as err:

@@ -2,7 +2,6 @@
 back arrows), and no module imports itself round a circle, function-level imports included. Read from the
 source with ast, so a lazy import counts as much as a top-level one."""
 import ast
-from pathlib import Path
 
 import pytest
 

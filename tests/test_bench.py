@@ -4,7 +4,6 @@ Speed is never asserted here: the benchmark measures, tests check behaviour.
 """
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

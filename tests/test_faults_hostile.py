@@ -5,12 +5,10 @@ report` over results with hostile names and labels, `mxlab handout` into awkward
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from cdk.config import DEFAULT_STACK_NAME as DEFAULT_STACK  # noqa: F401 (mxlab's name for it: the lab's stack when none is given; stdlib only)
 from mxlab.lab import statedir
 from mxlab.errors import UsageError
 
 log = logging.getLogger(__name__)
-
-from cdk.config import DEFAULT_STACK_NAME as DEFAULT_STACK  # the lab's stack name when none is given (stdlib only)
 
 
 @dataclass
