@@ -24,6 +24,6 @@ class FreshModels(object):
         # Read only when no calibrated graph is cached (agent.int8_cache).
         calibration = None
         if args.int8:
-            calibration = (lambda spec=entry["input"]: classify.calibration_batch(sources, spec))
+            calibration = (lambda spec=entry["input"]: classify.calibration_batch(sources, spec))  # noqa: E731
         return predict.load(name, entry, files, args.batch_size, context, calibration, engine=args.engine,
                             input_count=len(sources))
