@@ -177,8 +177,8 @@ def build_parser():
     sub.add_parser("sandbox", help="the whole lab offline on this machine, for the other commands to use "
                                    "(see `mxlab sandbox --help`)")
     sub.add_parser("demo", help="the sandbox with a scripted run and compare (see `mxlab demo --help`)")
-    nb = sub.add_parser("notebook", parents=[common], help="open a tunnel to an attendee's JupyterLab (as their "
-                        "handout does) and say where to open it; stays until Ctrl-C")
+    sub.add_parser("notebook", parents=[common], help="open a tunnel to an attendee's JupyterLab (as their "
+                   "handout does) and say where to open it; stays until Ctrl-C")
     st = sub.add_parser("status", parents=[common], help="the room: one row per attendee (instance, SSH, notebook, "
                         "cells run of mxnet-lab.ipynb, last activity, models, last kernel exception)")
     st.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")

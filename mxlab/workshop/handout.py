@@ -414,7 +414,7 @@ def make(targets, stack, out_dir, force=False, timeout=600, start=False, out=Non
     """`mxlab handout`: returns the exit status (1 when an attendee's folder could not be written)."""
     out_dir = check_out_dir(out_dir, force)
     sheets = collect(targets, stack, timeout, start)
-    say = lambda message: err.print("mxlab: " + message, markup=False, highlight=False, soft_wrap=True)
+    say = lambda message: err.print("mxlab: " + message, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     with_notebook = [s for s in sheets if s.notebook_token and not s.error]
     ports = notebook_ports.assign(stack, [(s.label, s.attendee) for s in with_notebook], say)
     for s in with_notebook:
