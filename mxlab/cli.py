@@ -24,6 +24,7 @@ from mxlab.results import tables
 from mxlab.results import run_facts
 from mxlab.errors import AwsAccessDenied, MxlabError, UsageError
 from mxlab.runs.fleet import run_fleet
+from mxlab.results import rundir
 from mxlab.results.rundir import ResultStore, new_run_id
 from mxlab.remote.run import RunSpec, is_url
 from mxlab import status_codes
@@ -317,7 +318,7 @@ def cmd_run(args, out, err, compare=False):
                    zoo=args.zoo, env=args.env, engine=args.engine)
     name = args.stack if not args.host else found[0].label
     run_dir = Path(args.results) / name / (args.resume or "-")
-    if args.shard or (args.resume and (run_dir / "shard.json").is_file()):
+    if args.shard or (args.resume and (run_dir / rundir.SHARD_FILE).is_file()):
         return cmd_run_sharded(args, found, spec, name, compare, out, err)
     if args.resume and not run_dir.is_dir():
         raise UsageError("--resume %s: no run folder %s (expected a run id from an earlier run)" % (args.resume,
@@ -343,7 +344,7 @@ def cmd_run(args, out, err, compare=False):
             out.print(tables.compare_table(r.label, r.records, models) if compare
                       else tables.topk_table(r.label, r.records))
     out.print(tables.summary_table(results, store.dir))
-    write_run_report(store.dir, "compare" if compare else "run", spec, results, started, out, err)
+    write_run_report(store, "compare" if compare else "run", spec, results, started, out, err)
     if any(r.status == "failed" for r in results):
         for r in results:
             if r.status == "failed":
@@ -364,16 +365,20 @@ def cmd_run_sharded(args, found, spec, name, compare, out, err):
     run = shard.run_sharded(found, spec, run_id, store, err, timeout=args.timeout, start=args.start,
                             size=args.chunk_size, resume=bool(args.resume))
     code = shard.show(run, store.dir, compare, out, err)
-    write_run_report(store.dir, "compare" if compare else "run", spec, run.hosts, started, out, err)
+    write_run_report(store, "compare" if compare else "run", spec, run.hosts, started, out, err)
     return code
 
 
-def write_run_report(run_dir, command, spec, results, started, out, err):
-    """run.json and report.html beside the results; a failure here costs the run nothing."""
+def write_run_report(store, command, spec, results, started, out, err):
+    """run.json and report.html beside the results; the report shows the hosts of the summary the run just
+    saved (store.hosts, in memory, not read back). A failure here costs the run nothing."""
+    run_dir = store.dir
     try:
         from mxlab.results import html_report  # in the try: a report that cannot even be imported costs the run nothing
-        run_facts.save_run_facts(run_dir, command, spec, [r.label for r in results], started, time.time())
-        out.print("report: %s" % html_report.write_report([run_dir]), markup=False, highlight=False, soft_wrap=True)
+        facts = run_facts.run_facts(command, spec, [r.label for r in results], started, time.time())
+        run_facts.write_run_facts(run_dir, facts)
+        report = html_report.write_runs([html_report.run_of(run_dir, store.hosts, facts)])
+        out.print("report: %s" % report, markup=False, highlight=False, soft_wrap=True)
     except Exception as exc:  # the results are saved: say so, and how to make the report later
         log.debug("report failed", exc_info=True)
         err.print("mxlab: could not write the report (%s: %s); the results are saved: try `mxlab report %s`"

@@ -190,11 +190,11 @@ def test_load_saved_reads_host_files_not_the_merged_one(tmp_path):
     assert summary == [{"host": "attendee-1", "status": "failed"}]
 
 
-def test_annotated_summary_keeps_the_host_entries_the_report_reads(tmp_path):
+def test_a_sharded_summary_carries_the_chunks_in_the_host_entries_the_report_reads(tmp_path):
     from mxlab.remote.run import HostResult
     store = ResultStore(tmp_path, "lab", "run1")
-    store.save_summary([HostResult(label="attendee-1", address="a", status="ok", records=[rec("a")])])
-    store.annotate_summary({"attendee-1": {"chunks": [1, 3], "moved_away": []}})
+    store.save_summary([HostResult(label="attendee-1", address="a", status="ok", records=[rec("a")])],
+                       {"attendee-1": {"chunks": [1, 3], "moved_away": []}})
     (entry,) = json.loads((store.dir / "summary.json").read_text())
     assert entry["host"] == "attendee-1" and entry["results"] == 1 and entry["chunks"] == [1, 3]
 

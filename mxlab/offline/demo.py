@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mxlab.atomic import write_atomic
 from mxlab.offline import REPO_ROOT, sandbox
+from mxlab.results import rundir
 from mxlab import status_codes
 
 PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg")
@@ -102,8 +103,7 @@ def print_epilogue(done, elapsed):
         print("  deploy   log:        %s" % _shown(done["run"].parent.parent / "deploy.log"))
     for name in ("run", "compare"):
         if done.get(name):
-            files = sorted(done[name].glob("*.jsonl"))
-            for f in files:
+            for f in rundir.host_files(done[name]).values():
                 print("  %-8s JSON lines: %s" % (name, _shown(f)))
     print()
     print("The same on real AWS (your credentials; the instance costs money until `mxlab down`):")

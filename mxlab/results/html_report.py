@@ -19,11 +19,11 @@ from typing import List, Optional
 from mxlab.atomic import write_atomic
 from mxlab.errors import UsageError
 from mxlab.remote.run import is_url
+from mxlab.results import rundir
 from mxlab.results.run_facts import load_run_facts
 from mxlab.results.thumbnails import ThumbnailError, data_uri, thumbnail_jpeg
 
 PAGE_SIZE = 50  # images per page of a host's section
-REPORT_NAME = "report.html"
 
 
 @dataclass
@@ -46,56 +46,47 @@ class Run:
 
 # ---- reading a run folder ------------------------------------------------------------------
 
-def read_records(path):
-    """The JSON records of a results file; a line cut short (a killed writer) is skipped."""
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            records.append(rec)
-    return records
-
-
 def load_run(run_dir):
     """A Run from results/<stack-or-host>/<run-id>/: summary.json, <host>.jsonl, run.json if there."""
     d = Path(run_dir)
     if not d.is_dir():
         raise UsageError("RUN_DIR %s: no such folder (expected a run folder like results/<stack>/<run-id>/)" % d)
-    summary_path = d / "summary.json"
+    try:
+        summary = rundir.load_summary(d)
+    except ValueError as exc:
+        raise UsageError("RUN_DIR %s: %s" % (d, exc))
     hosts = []
-    if summary_path.is_file():
-        try:
-            summary = json.loads(summary_path.read_text())
-        except ValueError as exc:
-            raise UsageError("RUN_DIR %s: summary.json is not valid JSON (%s)" % (d, exc))
-        if not isinstance(summary, list):
-            raise UsageError("RUN_DIR %s: summary.json is not a list of hosts" % d)
+    if summary is not None:
         for h in summary:
-            if not isinstance(h, dict) or not h.get("host"):
-                continue
             host = HostRun(label=str(h["host"]), address=str(h.get("address") or ""),
                            status=str(h.get("status") or "unknown"), error=h.get("error"))
-            path = d / ("%s.jsonl" % host.label)
+            path = rundir.host_file(d, host.label)
             if path.is_file():
-                host.records = read_records(path)
+                host.records = rundir.read_jsonl(path)
             hosts.append(host)
     else:
         # A run still going, or one whose summary was lost: each host's file is all there is
-        # (a merged results.jsonl beside them holds the same records again).
-        files = sorted(d.glob("*.jsonl"))
-        if len(files) > 1:
-            files = [f for f in files if f.name != "results.jsonl"]
-        for path in files:
-            hosts.append(HostRun(label=path.stem, records=read_records(path)))
+        # (a merged results.jsonl beside them holds the same records again; alone, it is all there is).
+        files = rundir.host_files(d) or {p.stem: p for p in [d / rundir.MERGED_FILE] if p.is_file()}
+        for label, path in files.items():
+            hosts.append(HostRun(label=label, records=rundir.read_jsonl(path)))
     if not hosts:
-        below = sorted(p.parent.name for p in d.glob("*/summary.json"))
+        below = sorted(p.parent.name for p in d.glob("*/" + rundir.SUMMARY_FILE))
         hint = (" It holds run folders (%s): give one of them." % ", ".join(below[-3:])) if below else ""
-        raise UsageError("RUN_DIR %s: no summary.json and no <host>.jsonl: not a run folder "
-                         "(expected results/<stack-or-host>/<run-id>/).%s" % (d, hint))
-    facts = load_run_facts(d)
+        raise UsageError("RUN_DIR %s: no %s and no <host>%s: not a run folder "
+                         "(expected results/<stack-or-host>/<run-id>/).%s"
+                         % (d, rundir.SUMMARY_FILE, rundir.HOST_SUFFIX, hint))
+    return _run(d, load_run_facts(d), hosts)
+
+
+def run_of(run_dir, results, facts):
+    """The Run that the same command just wrote (HostResults and run.json's facts in memory): nothing read back."""
+    hosts = [HostRun(label=r.label, address=r.address or "", status=r.status or "unknown", error=r.error,
+                     records=list(r.records)) for r in results]
+    return _run(Path(run_dir), facts, hosts)
+
+
+def _run(d, facts, hosts):
     models = [str(m) for m in facts.get("models") or []]
     for host in hosts:
         for rec in host.records:
@@ -142,10 +133,8 @@ def when_of(run):
     started = run.facts.get("started")
     if started:
         return started.replace("T", " ").replace("Z", " UTC")
-    try:
-        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.strptime(run.run_id[:16], "%Y%m%dT%H%M%SZ"))
-    except ValueError:
-        return "unknown"
+    started = rundir.run_id_time(run.run_id)
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", started) if started else "unknown"
 
 
 def run_facts_rows(run):
@@ -292,11 +281,15 @@ def write_report(run_dirs, out_path=None, page_size=PAGE_SIZE):
     """Write the report of `run_dirs` to `out_path` (default: report.html in the one run folder)."""
     if not run_dirs:
         raise UsageError("give at least one RUN_DIR")
-    runs = [load_run(d) for d in run_dirs]
+    return write_runs([load_run(d) for d in run_dirs], out_path, page_size)
+
+
+def write_runs(runs, out_path=None, page_size=PAGE_SIZE):
+    """write_report of Runs already in memory (load_run, run_of)."""
     if out_path is None:
         if len(runs) > 1:
             raise UsageError("several RUN_DIRs: choose where the report goes with -o FILE")
-        out_path = runs[0].dir / REPORT_NAME
+        out_path = runs[0].dir / rundir.REPORT_FILE
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
         raise UsageError("-o %s: folder %s does not exist" % (out_path, out_path.parent))

@@ -3,7 +3,6 @@
 Each host is independent: its failure is recorded in its HostResult and never stops the others
 or loses their saved results.
 """
-import json
 import logging
 import posixpath
 import threading
@@ -13,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mxlab.remote import host
 from agent import contract
 from mxlab.remote.run import HostResult, Interrupted, run_on_host
+from mxlab.results import rundir
 from mxlab.hosts.session import Session
 
 log = logging.getLogger(__name__)
@@ -46,22 +46,12 @@ def run_one(target, spec, run_id, timeout, on_progress, say, start=False, stop=N
 def kept_hosts(store):
     """{label: HostResult} of the hosts whose run in this run folder ended (ok or partial): a resumed run keeps
     them as they are."""
-    path = store.dir / "summary.json"
-    if not path.is_file():
-        return {}
     kept = {}
-    for entry in json.loads(path.read_text()):
+    for entry in rundir.load_summary(store.dir) or []:
         if entry.get("status") not in ("ok", "partial"):
             continue
-        records_file = store.dir / ("%s.jsonl" % entry["host"])
-        records = [json.loads(line) for line in records_file.read_text().splitlines() if line.strip()] \
-            if records_file.is_file() else []
-        kept[entry["host"]] = HostResult(
-            label=entry["host"], address=entry.get("address") or "", status=entry["status"], records=records,
-            error=entry.get("error"), exit_code=entry.get("exit_code"), environment=entry.get("environment"),
-            run_dir=entry.get("remote_run_dir"), reconnects=entry.get("reconnects") or 0,
-            partial_results=bool(entry.get("partial_results")), warm_agent=entry.get("warm_agent"),
-            warm_reason=entry.get("warm_reason"))
+        path = rundir.host_file(store.dir, entry["host"])
+        kept[entry["host"]] = rundir.host_result(entry, rundir.read_jsonl(path) if path.is_file() else [])
     return kept
 
 

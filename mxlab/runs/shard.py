@@ -34,7 +34,7 @@ from rich.table import Table
 from agent import contract
 from agent.inputs import IMAGE_EXTENSIONS
 from mxlab.remote import host as remote_host
-from mxlab.results import tables
+from mxlab.results import rundir, tables
 from mxlab.atomic import write_atomic
 from mxlab.errors import UsageError
 from mxlab.remote.run import HostResult, RemoteRun, RunSpec, is_url
@@ -43,7 +43,6 @@ from mxlab import status_codes
 
 log = logging.getLogger(__name__)
 
-SHARD_FILE = "shard.json"
 CHUNKS_PER_HOST = 4  # first chunks: small enough that every host starts with some and is measured
 FIRST_CHUNK_MAX = 8
 CHUNK_SECONDS = 60.0  # adaptive chunks hold about this much classifying at most: a lost chunk costs little
@@ -243,27 +242,14 @@ def todo_indexes(inputs, records, models):
     return [i for i, item in enumerate(inputs) if item not in done]
 
 
-def read_jsonl(path):
-    records = []
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a killed writer
-        if isinstance(rec, dict):
-            records.append(rec)
-    return records
-
-
 def load_saved(run_dir):
     """({host label: records}, [summary entries]) of a run folder: what `--resume` starts from."""
-    run_dir = Path(run_dir)
-    per_host = {p.stem: read_jsonl(p) for p in sorted(run_dir.glob("*.jsonl")) if p.name != contract.RESULTS_FILE}
+    per_host = {label: rundir.read_jsonl(p) for label, p in rundir.host_files(run_dir).items()}
     try:
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = rundir.load_summary(run_dir) or []
     except (OSError, ValueError):
         summary = []
-    return per_host, [e for e in summary if isinstance(e, dict) and e.get("host")] if isinstance(summary, list) else []
+    return per_host, summary
 
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -505,9 +491,9 @@ def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False,
                               "moved_away": [m for m in queue.moves if m["from"] == h.target.label]}
              for h in hosts}
     current = {h.target.label for h in hosts}
-    kept = [_earlier_host(e, saved.get(e["host"], [])) for e in old_summary if e["host"] not in current]
-    store.save_summary(kept + run.hosts)
-    store.annotate_summary(extra)
+    # A host of the earlier try that this resumed run did not use: its entry and file stay as they were.
+    kept = [rundir.host_result(e, saved.get(e["host"], [])) for e in old_summary if e["host"] not in current]
+    store.save_summary(kept + run.hosts, extra)
     return run
 
 
@@ -516,18 +502,11 @@ def remote_runs(run_id, attempt):
     return "~/%s/%s/%s-%s-c*" % (contract.REMOTE_ROOT, contract.RUNS_DIR, run_id, attempt)
 
 
-def _earlier_host(entry, records):
-    """A host of the earlier try that this resumed run did not use: its entry and file stay as they were."""
-    return HostResult(label=entry["host"], address=str(entry.get("address") or ""),
-                      status=str(entry.get("status") or "ok"), records=records, error=entry.get("error"),
-                      environment=entry.get("environment"), run_dir=entry.get("remote_run_dir"))
-
-
 def _save_plan(run_dir, run_id, inputs, size, chunks, moves, missing):
     plan = {"run_id": run_id, "inputs": len(inputs), "chunk_size": size,
             "chunks": [dict(id=cid, **info) for cid, info in sorted(chunks.items())],
             "moved": moves, "without_results": missing, "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_atomic(Path(run_dir) / SHARD_FILE, json.dumps(plan, indent=2) + "\n")
+    write_atomic(Path(run_dir) / rundir.SHARD_FILE, json.dumps(plan, indent=2) + "\n")
 
 
 # ---- what the operator sees ------------------------------------------------------------------
@@ -573,7 +552,7 @@ def show(run, saved_dir, compare, out, err):
         every = all(h.status == "failed" for h in run.hosts)
         line("mxlab: %s%d of %d input(s) without results%s:\n  %s"
              % ("every host failed: " if every else "", len(run.missing), len(run.inputs),
-                " (all in %s)" % (Path(saved_dir) / SHARD_FILE) if len(run.missing) > len(shown) else "",
+                " (all in %s)" % (Path(saved_dir) / rundir.SHARD_FILE) if len(run.missing) > len(shown) else "",
                 "\n  ".join(shown)))
         line("mxlab: once a host is back: the same command with --resume %s does only these" % run.run_id)
         for h in run.hosts:
