@@ -18,7 +18,7 @@ from rich.console import Console
 # (tests/test_mxlab_startup.py).
 from agent import contract
 from mxlab import catalogue
-from mxlab.hosts import hostkeys, readiness
+from mxlab.hosts import hostkeys, readiness, ssh_options
 from mxlab.lab import aws, targets
 from mxlab.results import tables
 from mxlab.results import run_facts
@@ -393,11 +393,9 @@ def cmd_report(args, out, err):
 
 
 def ssh_argv(target, remote_command):
-    argv = ["ssh", "-i", str(target.identity), "-p", str(target.port),
-            "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
-            "-o", "UserKnownHostsFile=%s" % target.known_hosts, "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "HostKeyAlias=%s" % hostkeys.alias(target),
-            "%s@%s" % (target.user, target.host)]
+    options = ssh_options.pinned(target.identity, target.known_hosts, hostkeys.alias(target), target.port,
+                                 extra=[("GlobalKnownHostsFile", "/dev/null")])
+    argv = ["ssh"] + ssh_options.as_argv(options) + ["%s@%s" % (target.user, target.host)]
     if remote_command:
         argv += ["--"] + remote_command
     return argv

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from mxlab.hosts import hostkeys, keys, readiness
+from mxlab.hosts import hostkeys, keys, readiness, ssh_options
 from mxlab.workshop import notebook_ports, notebook_server, prepare, workspace
 from mxlab.atomic import write_atomic
 from mxlab.errors import MxlabError, UsageError
@@ -160,19 +160,10 @@ def ssh_config_text(sheet, folder):
         "    HostName %s" % (sheet.host or "UNKNOWN-the-instance-is-stopped"),
         "    User %s" % sheet.user,
     ]
-    if sheet.port != 22:
-        lines.append("    Port %d" % sheet.port)
-    lines += [
-        "    IdentityFile %s" % ssh_config_path(folder / sheet.key_name),
-        "    IdentitiesOnly yes",
-        "    UserKnownHostsFile %s" % ssh_config_path(folder / "known_hosts"),
-        "    StrictHostKeyChecking yes",
-        # The keys are pinned under the instance id: a restarted instance has a new address, the same keys.
-        "    HostKeyAlias %s" % sheet.instance_id,
-        "    CheckHostIP no",
-        "    UpdateHostKeys no",
-        "    ServerAliveInterval 30",
-    ]
+    options = ssh_options.pinned(folder / sheet.key_name, folder / "known_hosts", sheet.instance_id, _port(sheet),
+                                 extra=[("CheckHostIP", "no"), ("UpdateHostKeys", "no"), ("ServerAliveInterval", "30")])
+    # The keys are pinned under the instance id (HostKeyAlias): a restarted instance has a new address, the same keys.
+    lines += ["    %s %s" % (k, ssh_config_path(v) if k in ssh_options.PATH_OPTIONS else v) for k, v in options]
     if sheet.notebook_token:
         lines += ["    # JupyterLab on the host: open %s while this connection is open"
                   % sheet.notebook_url.split("?")[0],
@@ -182,10 +173,12 @@ def ssh_config_text(sheet, folder):
 
 def one_line_command(sheet):
     """The connection without ssh_config, with paths relative to the folder (run from inside it)."""
-    port = " -p %d" % sheet.port if sheet.port != 22 else ""
-    return ("ssh -i %s -o IdentitiesOnly=yes -o UserKnownHostsFile=known_hosts -o StrictHostKeyChecking=yes "
-            "-o HostKeyAlias=%s%s %s@%s" % (sheet.key_name, sheet.instance_id, port, sheet.user,
-                                            sheet.host or "ADDRESS"))
+    options = ssh_options.pinned(sheet.key_name, "known_hosts", sheet.instance_id, _port(sheet))
+    return " ".join(["ssh"] + ssh_options.as_argv(options) + ["%s@%s" % (sheet.user, sheet.host or "ADDRESS")])
+
+
+def _port(sheet):
+    return sheet.port if sheet.port != 22 else None  # ssh's own: the handout names no port it does not need
 
 
 def _steps(sheet):
