@@ -445,11 +445,17 @@ def install():
     if _installed:
         return
     _installed = True
-    from moto.cloudformation import models as cf_models
-    from moto.core.authorization import ActionAuthenticatorMixin
-    from moto.core.exceptions import JsonRESTError, _RESTError
-    from moto.iam import access_control
+    _patch_authorization()
+    _patch_inline_role_policies()
+    _patch_role_managed_policies()
+    _patch_wildcards()
+    _patch_access_denied()
+    _patch_stack_changes()
 
+
+def _patch_authorization():
+    """Every resource a request names is authorized (not only `*`); CloudFormation's caller noted."""
+    from moto.core.authorization import ActionAuthenticatorMixin
     original_authorize = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
 
     def authorize(self, resource="*"):
@@ -461,8 +467,11 @@ def install():
             _caller.access_key = self.get_access_key()
     ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = authorize
 
-    # A role made by CloudFormation keeps its inline policies as dicts, which moto's evaluation
-    # takes for its own {"policy_document": ...} records (KeyError): give it the JSON text.
+
+def _patch_inline_role_policies():
+    """A role made by CloudFormation keeps its inline policies as dicts, which moto's evaluation
+    takes for its own {"policy_document": ...} records (KeyError): give it the JSON text."""
+    from moto.iam import access_control
     original_policy = access_control.IAMPolicy.__init__
 
     def policy_init(self, policy):
@@ -471,8 +480,10 @@ def install():
         original_policy(self, policy)
     access_control.IAMPolicy.__init__ = policy_init
 
-    # moto's CloudFormation ignores a role's ManagedPolicyArns: attach them (the AWS managed ones
-    # exist when the emulator loads them, as it does when enforcing), or the role's rights are missing.
+
+def _patch_role_managed_policies():
+    """moto's CloudFormation ignores a role's ManagedPolicyArns: attach them (the AWS managed ones
+    exist when the emulator loads them, as it does when enforcing), or the role's rights are missing."""
     from moto.iam import models as iam_models
     original_role = iam_models.Role.create_from_cloudformation_json.__func__
 
@@ -497,13 +508,23 @@ def install():
         return original_delete_role(cls, resource_name, cloudformation_json, account_id, region_name)
     iam_models.Role.delete_from_cloudformation_json = classmethod(delete_role)
 
-    # IAM's wildcards: `*` any run of characters, `?` exactly one (moto turns `*` into `.*` and
-    # leaves `?` and every other character to the regex: "stack/Lab-?/*" matched "stack/Lab/x").
+
+def _patch_wildcards():
+    """IAM's wildcards: `*` any run of characters, `?` exactly one (moto turns `*` into `.*` and
+    leaves `?` and every other character to the regex: "stack/Lab-?/*" matched "stack/Lab/x")."""
+    from moto.iam import access_control
+
     def match(pattern, string):
         regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
         return re.match("^%s$" % regex, string)
     access_control.IAMPolicyStatement._match = staticmethod(match)
 
+
+def _patch_access_denied():
+    """A refusal as each service words it (EC2's UnauthorizedOperation, the JSON services'
+    AccessDeniedException, AccessDenied elsewhere), naming the resource and whether a Deny did it."""
+    from moto.core.exceptions import JsonRESTError, _RESTError
+    from moto.iam import access_control
     original_check = access_control.IAMRequestBase.check_action_permitted
 
     def check_action_permitted(self, resource):
@@ -534,6 +555,11 @@ def install():
         raise AccessDenied("AccessDenied", denied.message())
     access_control.IAMRequest._raise_access_denied = raise_access_denied
 
+
+def _patch_stack_changes():
+    """CloudFormation acts with the deployer's permissions: a change set or a stack deletion is
+    checked first and fails as AWS fails it (events, status) when a resource's action is denied."""
+    from moto.cloudformation import models as cf_models
     backend_class = cf_models.CloudFormationBackend
     original_execute = backend_class.execute_change_set
     original_delete = backend_class.delete_stack
