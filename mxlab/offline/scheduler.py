@@ -35,7 +35,28 @@ def install():
     if _installed:
         return
     _installed = True
+    schedule = _add_cfn_schedule()  # held: moto finds models as (weakly held) subclasses
     from moto.cloudformation import parsing
+    for cached in (parsing.get_model_list, parsing.get_model_map,
+                   parsing.get_name_type_map):
+        cached.cache_clear()  # moto caches its model lists: the one added counts only then
+    assert schedule.cloudformation_type() == "AWS::Scheduler::Schedule" in parsing.get_model_map()
+
+
+def _schedule_settings(props):
+    """What an AWS::Scheduler::Schedule's properties set, as moto's create and update take them."""
+    return dict(
+        description=props.get("Description"), end_date=props.get("EndDate"),
+        flexible_time_window=props["FlexibleTimeWindow"],
+        kms_key_arn=props.get("KmsKeyArn"),
+        schedule_expression=props["ScheduleExpression"],
+        schedule_expression_timezone=props.get("ScheduleExpressionTimezone"),
+        start_date=props.get("StartDate"), state=props.get("State"),
+        target=dict(props["Target"]))
+
+
+def _add_cfn_schedule():
+    """AWS::Scheduler::Schedule in CloudFormation (moto has the API, not the resource): the lab's deadline."""
     from moto.core.common_models import CloudFormationModel
     from moto.scheduler.models import scheduler_backends
 
@@ -75,28 +96,15 @@ def install():
             props = cloudformation_json["Properties"]
             backend = scheduler_backends[account_id][region_name]
             schedule = backend.create_schedule(
-                description=props.get("Description"), end_date=props.get("EndDate"),
-                flexible_time_window=props["FlexibleTimeWindow"],
-                group_name=props.get("GroupName"), kms_key_arn=props.get("KmsKeyArn"),
-                name=resource_name[:64], schedule_expression=props["ScheduleExpression"],
-                schedule_expression_timezone=props.get("ScheduleExpressionTimezone"),
-                start_date=props.get("StartDate"), state=props.get("State"),
-                target=dict(props["Target"]),
-                action_after_completion=props.get("ActionAfterCompletion"))
+                group_name=props.get("GroupName"), name=resource_name[:64],
+                action_after_completion=props.get("ActionAfterCompletion"), **_schedule_settings(props))
             return cls(schedule, account_id, region_name)
 
         @classmethod
         def update_from_cloudformation_json(cls, original_resource, new_resource_name,
                                             cloudformation_json, account_id, region_name):
             props = cloudformation_json["Properties"]
-            original_resource.schedule.update(
-                description=props.get("Description"), end_date=props.get("EndDate"),
-                flexible_time_window=props["FlexibleTimeWindow"],
-                kms_key_arn=props.get("KmsKeyArn"),
-                schedule_expression=props["ScheduleExpression"],
-                schedule_expression_timezone=props.get("ScheduleExpressionTimezone"),
-                start_date=props.get("StartDate"), state=props.get("State"),
-                target=dict(props["Target"]))
+            original_resource.schedule.update(**_schedule_settings(props))
             original_resource.schedule.action_after_completion = props.get("ActionAfterCompletion")
             return original_resource
 
@@ -106,11 +114,7 @@ def install():
                 backend.delete_schedule(self.schedule.group_name, self.schedule.name)
             except Exception:  # already gone (ActionAfterCompletion=DELETE)
                 pass
-
-    for cached in (parsing.get_model_list, parsing.get_model_map,
-                   parsing.get_name_type_map):
-        cached.cache_clear()
-    assert "AWS::Scheduler::Schedule" in parsing.get_model_map()
+    return CfnSchedule
 
 
 def start(poll_seconds=POLL_SECONDS):
