@@ -48,10 +48,14 @@ def install():
     if _installed:
         return
     _installed = True
-    from moto.cloudformation import models as cf_models
-
     _update_security_groups_in_place()
+    _check_updates_and_deletes()
+    _tag_what_change_sets_create()
 
+
+def _check_updates_and_deletes():
+    """Updates (UpdateStack, change sets) and deletes checked first, refused as AWS refuses them."""
+    from moto.cloudformation import models as cf_models
     backend_class = cf_models.CloudFormationBackend
     original_execute = backend_class.execute_change_set
     original_update = backend_class.update_stack
@@ -96,6 +100,9 @@ def install():
     backend_class.update_stack = update_stack
     backend_class.delete_stack = delete_stack
 
+
+def _tag_what_change_sets_create():
+    """moto tags a stack's EC2 resources for CreateStack only; a change set's get them too."""
     from moto.cloudformation import parsing
     original_map_update = parsing.ResourceMap.update
 
