@@ -117,6 +117,13 @@ def targets(data):
 
 
 def table(data):
+    """The benchmark as text: the machine, a section per concern, the targets."""
+    return "\n".join(_machine_and_models(data) + _where_time_goes(data) + _engines(data)
+                     + _fleet_and_one_photo(data) + _targets(data))
+
+
+def _machine_and_models(data):
+    """The machine (its peak, how it was found) and each model's throughput by method."""
     m = data["machine"]
     lines = [
         "machine: %s, %d cores, %s; FP32 peak %.0f GFLOP/s = %s (%s; %s); nominal at lscpu %.0f MHz: %.0f GFLOP/s;"
@@ -147,7 +154,12 @@ def table(data):
                                           "%.0f%%")))
     lines.append("(* random weights, same architecture as the seed's zoo model; img/s over the whole path: "
                  "file read, decode, preprocess, forward)")
-    lines += ["", "where the time goes (ms per image; seed: sequential stages; others: forward alone at the chosen "
+    return lines
+
+
+def _where_time_goes(data):
+    """Milliseconds per image by stage, per model and method; the failed methods."""
+    lines = ["", "where the time goes (ms per image; seed: sequential stages; others: forward alone at the chosen "
               "batch, decode/preprocess measured alone, overlapped in the pipeline):",
               "%-19s %-6s %8s %10s %8s %8s  %s" % ("model", "method", "decode", "preprocess", "forward", "total",
                                                    "forward ms/img by batch")]
@@ -162,7 +174,12 @@ def table(data):
                 x["ms_per_image"], json.dumps(x.get("forward_ms_by_batch", {}))))
         for method, error in sorted(r.get("errors", {}).items()):
             lines.append("%-19s %-6s FAILED: %s" % (name, method, error))
-    lines += ["", "engines, whole process and start-up (seconds for N photos as a process; first result: one photo):",
+    return lines
+
+
+def _engines(data):
+    """The engine each model got, whole-process and first-result seconds, INT8 used or declined."""
+    lines = ["", "engines, whole process and start-up (seconds for N photos as a process; first result: one photo):",
               "%-19s %-12s %9s %9s | %6s %8s %8s %8s | %8s %s" % (
                   "model", "best engine", "img/s", "ort-eng", "N", "seed s", "agent s", "ort s", "1st res",
                   "int8")]
@@ -174,6 +191,12 @@ def table(data):
             _fmt(wp.get("ort"), "%.2f"), _fmt(r.get("first_result_s"), "%.2f"),
             "-" if r.get("int8_declined") is None else ("declined: " if r["int8_declined"] else "used: ")
             + (r.get("int8_reason") or "")))
+    return lines
+
+
+def _fleet_and_one_photo(data):
+    """Fleet fan-out, the one-photo `mxlab run` fresh and warm, and at a round trip."""
+    lines = []
     fan = data.get("fanout_s") or {}
     lines += ["", "fleet fan-out (mxlab run, loopback sshd): " + (
         ", ".join("%s hosts %.1fs" % (k, v) for k, v in sorted(fan.items(), key=lambda kv: int(kv[0])))
@@ -186,10 +209,15 @@ def table(data):
         else one.get("note", "not measured"))]
     from bench.round_trips import lines as rtt_lines
     lines += [""] + rtt_lines(data.get("one_photo_rtt") or {})
-    lines += ["", "targets:"]
+    return lines
+
+
+def _targets(data):
+    """Each target, met or missed."""
+    lines = ["", "targets:"]
     for what, value, met in targets(data):
         lines.append("  [%s] %-42s %s" % ("met " if met else "MISS", what, value))
-    return "\n".join(lines)
+    return lines
 
 
 def write_json(path, data):
