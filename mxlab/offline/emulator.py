@@ -71,9 +71,7 @@ def _install_patches():
     _patch_instances_from_launch_template()
     _patch_subnet_public_ip_mapping()
     _patch_vpc_deletions()
-    _add_cfn_key_pair()
-    _add_cfn_alarm()
-    _refresh_cfn_models()
+    _refresh_cfn_models(_add_cfn_key_pair(), _add_cfn_alarm())
     _patch_change_set_outputs()
     _patch_change_sets()
     _patch_ssm_use_previous_value()
@@ -267,13 +265,16 @@ def _add_cfn_alarm():
     return CfnAlarm
 
 
-def _refresh_cfn_models():
-    """moto caches its CloudFormation model lists: drop them so the models added above count."""
+def _refresh_cfn_models(*added):
+    """moto caches its CloudFormation model lists: drop them so the models added count. moto finds
+    models as CloudFormationModel's subclasses, weakly held: `added` keeps them alive until its
+    rebuilt cache holds them."""
     from moto.cloudformation import parsing
     for cached in (parsing.get_model_list, parsing.get_model_map,
                    parsing.get_name_type_map):
         cached.cache_clear()
-    assert "AWS::EC2::KeyPair" in parsing.get_model_map()
+    models = parsing.get_model_map()
+    assert all(model.cloudformation_type() in models for model in added)
 
 
 def _patch_change_set_outputs():
