@@ -97,104 +97,114 @@ class ZooServer:
 
 
 def _handler_for(server):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    """A handler class bound to ``server`` (the ZooServer: its folder, faults and counters)."""
+    return type("Handler", (_ZooHandler,), {"zoo": server})
 
-        def log_message(self, *args):  # keep test output clean
-            pass
 
-        def do_HEAD(self):
-            self._serve(body=False)
+class _ZooHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    zoo = None  # the ZooServer, set by _handler_for
 
-        def do_GET(self):
-            self._serve(body=True)
+    def log_message(self, *args):  # keep test output clean
+        pass
 
-        def _serve(self, body):
-            path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
-            range_header = self.headers.get("Range")
-            kind, value = server.take_fault(path)
-            if kind == "stall":
-                time.sleep(value)
-            if kind == "status":
-                return self._status(path, range_header, value)
-            file_path = self._file(path)
-            if file_path is None:
-                return self._status(path, range_header, 404)
-            stat = os.stat(file_path)
-            size = stat.st_size
-            last_modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
-            since = self.headers.get("If-Modified-Since")
-            if since and since == last_modified:
-                server.log(self.command, path, range_header, 304)
-                self.send_response(304)
-                self.send_header("Last-Modified", last_modified)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            start, end, status = 0, size - 1, 200
-            if range_header and kind != "no_range":
-                parsed = _parse_range(range_header, size)
-                if parsed is None:
-                    server.log(self.command, path, range_header, 416)
-                    self.send_response(416)
-                    self.send_header("Content-Range", "bytes */{}".format(size))
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                start, end = parsed
-                status = 206
-            length = end - start + 1
-            server.log(self.command, path, range_header, status)
-            self.send_response(status)
-            self.send_header("Content-Length", str(length))
-            self.send_header("Accept-Ranges", "bytes")
-            self.send_header("Last-Modified", last_modified)
-            self.send_header("Content-Type", "application/octet-stream")
-            if status == 206:
-                self.send_header("Content-Range", "bytes {}-{}/{}".format(start, end, size))
-            if kind == "truncate":
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if not body:
-                return
-            limit = min(length, value) if kind == "truncate" else length
-            with open(file_path, "rb") as handle:
-                handle.seek(start)
-                remaining = limit
-                while remaining > 0:
-                    chunk = handle.read(min(65536, remaining))
-                    if not chunk:
-                        break
-                    try:
-                        self.wfile.write(chunk)
-                    except (BrokenPipeError, ConnectionResetError):
-                        break
-                    server.count(path, len(chunk))
-                    remaining -= len(chunk)
-                    if kind == "slow":
-                        time.sleep(len(chunk) / float(value))
-            if kind == "truncate":
-                self.wfile.flush()
-                self.close_connection = True
+    def do_HEAD(self):
+        self._serve(body=False)
 
-        def _status(self, path, range_header, code):
-            server.log(self.command, path, range_header, code)
-            message = "injected or missing: {} {}".format(code, path).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(message)))
-            self.end_headers()
-            if self.command == "GET":
-                self.wfile.write(message)
+    def do_GET(self):
+        self._serve(body=True)
 
-        def _file(self, path):
-            parts = [part for part in posixpath.normpath(path).split("/") if part and part != ".."]
-            candidate = os.path.join(server.directory, *parts)
-            if os.path.isfile(candidate):
-                return candidate
-            return None
+    def _serve(self, body):
+        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        range_header = self.headers.get("Range")
+        kind, value = self.zoo.take_fault(path)
+        if kind == "stall":
+            time.sleep(value)
+        if kind == "status":
+            return self._status(path, range_header, value)
+        file_path = self._file(path)
+        if file_path is None:
+            return self._status(path, range_header, 404)
+        stat = os.stat(file_path)
+        size = stat.st_size
+        last_modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
+        since = self.headers.get("If-Modified-Since")
+        if since and since == last_modified:
+            return self._empty(path, range_header, 304, "Last-Modified", last_modified)
+        start, end, status = 0, size - 1, 200
+        if range_header and kind != "no_range":
+            parsed = _parse_range(range_header, size)
+            if parsed is None:
+                return self._empty(path, range_header, 416, "Content-Range", "bytes */{}".format(size))
+            start, end = parsed
+            status = 206
+        length = end - start + 1
+        self._file_headers(path, range_header, status, (start, end, size), last_modified,
+                           close=kind == "truncate")
+        if not body:
+            return
+        limit = min(length, value) if kind == "truncate" else length
+        self._send_body(path, file_path, start, limit, rate=value if kind == "slow" else None)
+        if kind == "truncate":
+            self.wfile.flush()
+            self.close_connection = True
 
-    return Handler
+    def _empty(self, path, range_header, code, header, header_value):
+        """An answer without a body (304 Not Modified, 416 Range Not Satisfiable)."""
+        self.zoo.log(self.command, path, range_header, code)
+        self.send_response(code)
+        self.send_header(header, header_value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _file_headers(self, path, range_header, status, span, last_modified, close):
+        start, end, size = span
+        self.zoo.log(self.command, path, range_header, status)
+        self.send_response(status)
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Last-Modified", last_modified)
+        self.send_header("Content-Type", "application/octet-stream")
+        if status == 206:
+            self.send_header("Content-Range", "bytes {}-{}/{}".format(start, end, size))
+        if close:  # a truncated body: the client sees the connection end early
+            self.send_header("Connection", "close")
+        self.end_headers()
+
+    def _send_body(self, path, file_path, start, limit, rate=None):
+        """``limit`` bytes of the file from ``start``, counted as sent; at about ``rate`` bytes/s if given."""
+        with open(file_path, "rb") as handle:
+            handle.seek(start)
+            remaining = limit
+            while remaining > 0:
+                chunk = handle.read(min(65536, remaining))
+                if not chunk:
+                    break
+                try:
+                    self.wfile.write(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                self.zoo.count(path, len(chunk))
+                remaining -= len(chunk)
+                if rate is not None:
+                    time.sleep(len(chunk) / float(rate))
+
+    def _status(self, path, range_header, code):
+        self.zoo.log(self.command, path, range_header, code)
+        message = "injected or missing: {} {}".format(code, path).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(message)))
+        self.end_headers()
+        if self.command == "GET":
+            self.wfile.write(message)
+
+    def _file(self, path):
+        parts = [part for part in posixpath.normpath(path).split("/") if part and part != ".."]
+        candidate = os.path.join(self.zoo.directory, *parts)
+        if os.path.isfile(candidate):
+            return candidate
+        return None
 
 
 def _parse_range(header, size):
