@@ -18,7 +18,7 @@ from rich.console import Console
 # (tests/test_mxlab_startup.py).
 from agent import contract
 from mxlab import catalogue
-from mxlab.hosts import hostkeys, readiness, ssh_options
+from mxlab.hosts import backoff, hostkeys, readiness, ssh_options
 from mxlab.lab import aws, targets
 from mxlab.results import tables
 from mxlab.results import run_facts
@@ -79,7 +79,7 @@ def build_parser():
     g.add_argument("--user", help="login user for --host")
     g.add_argument("--identity", metavar="KEYFILE", help="private key for --host")
     g.add_argument("--known-hosts", metavar="FILE", help="known_hosts for --host (default ~/.ssh/known_hosts)")
-    g.add_argument("--timeout", type=_positive, default=600,
+    g.add_argument("--timeout", type=_positive, default=backoff.READY_TIMEOUT,
                    help="seconds to wait for a host to be ready (default %(default)s)")
     g.add_argument("--start", action="store_true",
                    help="start lab instances that are stopped (the idle auto-stop, the deadline) and go on")
@@ -251,23 +251,23 @@ def cmd_up(args, out, err):
         lab = targets.lab_targets(args.stack, targets.read_outputs(args.stack, str(path)), None, args.ssh_port)
     except UsageError as exc:  # the deploy is done: a lab without addresses yet is pinned on first use
         say("host keys not pinned now (%s); mxlab pins each host on first use" % exc)
-        return 0
+        return status_codes.SUCCESS
     hostkeys.pin_every_instance(lab, say, timeout=args.timeout)
-    return 0
+    return status_codes.SUCCESS
 
 
 def cmd_extend(args, out, err):
     from mxlab.lab import deploy
     deploy.extend(args.stack, args.hours, args.profile, args.region, skip_preflight=args.skip_preflight,
                    say=lambda line: err.print(line, markup=False, highlight=False))
-    return 0
+    return status_codes.SUCCESS
 
 
 def cmd_down(args, out, err):
     from mxlab.lab import deploy
     removed = deploy.down(args.stack, args.context, args.profile, args.region)
     err.print("stack %s destroyed; removed %s" % (args.stack, removed), markup=False)
-    return 0
+    return status_codes.SUCCESS
 
 
 def cmd_hosts(args, out, err):
@@ -299,7 +299,7 @@ def cmd_hosts(args, out, err):
         out.print(deploy.describe_deadline(targets.read_outputs(args.stack, args.outputs)), markup=False)
     if refused is not None:
         raise refused
-    return 0
+    return status_codes.SUCCESS
 
 
 def cmd_run(args, out, err, compare=False):
@@ -389,7 +389,7 @@ def cmd_report(args, out, err):
     from mxlab.results import html_report
     out.print("report: %s" % html_report.write_report(args.run_dirs, args.output), markup=False,
               highlight=False, soft_wrap=True)
-    return 0
+    return status_codes.SUCCESS
 
 
 def ssh_argv(target, remote_command):
@@ -472,7 +472,7 @@ def cmd_policy(args, out, err):
             err.print("# " + line, markup=False, highlight=False, soft_wrap=True)
     text = json.dumps(documents[0] if len(documents) == 1 else documents, indent=None if args.json else 2)
     print(text)
-    return 0
+    return status_codes.SUCCESS
 
 
 def setup_logging(verbose):

@@ -91,3 +91,13 @@ def test_record_reads_sonames_and_needed_from_a_real_library_in_a_wheel(tmp_path
     assert list(libs) == ["fake_zlib/lib/libz.so.1"]
     assert libs["fake_zlib/lib/libz.so.1"]["soname"] == "libz.so.1"
     assert "libc.so.6" in libs["fake_zlib/lib/libz.so.1"]["needed"]
+
+
+def test_the_mxnet_pin_is_read_from_the_agent_requirements(tmp_path):
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("# comment\nnumpy==1.23.5; python_version >= \"3.8\"\nmxnet==2.0.0  # pinned\n")
+    assert gpu_runtime.mxnet_version(reqs) == "2.0.0"
+    assert "mxnet==%s\n" % gpu_runtime.MXNET_VERSION in gpu_runtime.AGENT_REQUIREMENTS.read_text()
+    reqs.write_text("numpy==1.23.5\n")
+    with pytest.raises(ValueError, match="no mxnet==VERSION"):
+        gpu_runtime.mxnet_version(reqs)

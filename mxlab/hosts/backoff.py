@@ -3,6 +3,11 @@ import time
 
 from mxlab.errors import GaveUp
 
+# How long mxlab waits for a host to be ready (`--timeout`, its documented default): a stopped lab instance that
+# --start wakes needs minutes to boot, run cloud-init and show its host keys on the console (which lags), so the
+# 300 s the run functions defaulted to cut a cold start short; every caller without --timeout uses this.
+READY_TIMEOUT = 600
+
 
 def delays(timeout, first=0.5, factor=2.0, cap=15.0, clock=time.monotonic):
     """Yield sleep lengths that grow exponentially and stop once `timeout` s have passed.

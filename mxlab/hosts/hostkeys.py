@@ -120,7 +120,7 @@ def console_output(instance_id):
     return ec2.get_console_output(InstanceId=instance_id).get("Output") or ""
 
 
-def wait_console_keys(target, timeout=600, sleep=None):
+def wait_console_keys(target, timeout=backoff.READY_TIMEOUT, sleep=None):
     """Poll GetConsoleOutput (bounded backoff) until the instance has printed its host keys."""
     restarted = ("An instance whose keys were never pinned here and that has been restarted since no longer "
                  "shows them: pin them by hand (`%s TYPE KEY` lines in %s, checked on the instance with "
@@ -188,7 +188,7 @@ def ssm_host_keys(instance_id, timeout=120, sleep=time.sleep):
     return keys
 
 
-def pin_from_console(target, timeout=600, sleep=None):
+def pin_from_console(target, timeout=backoff.READY_TIMEOUT, sleep=None):
     """Pin the instance's host keys under its instance id unless keys are already pinned: from the
     console, or, once that has waited `timeout` in vain, through SSM Run Command.
 
@@ -219,7 +219,7 @@ def pin_from_console(target, timeout=600, sleep=None):
     return entry
 
 
-def pin_every_instance(lab_targets, say, timeout=600):
+def pin_every_instance(lab_targets, say, timeout=backoff.READY_TIMEOUT):
     """Pin every lab instance's keys now (`mxlab up`): cloud-init prints them on the first boot only, and
     an instance stopped before its first prepare/run/ssh would otherwise come back unverifiable.
     A host that cannot be pinned yet is said and left for its first use; returns how many were pinned."""

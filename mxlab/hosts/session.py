@@ -62,7 +62,7 @@ def load_identity(path):
 class Session:
     """A ready, authenticated connection; exec() runs a command, sftp() gives file access."""
 
-    def __init__(self, target, timeout=300):
+    def __init__(self, target, timeout=backoff.READY_TIMEOUT):
         self.target = target
         self.timeout = timeout
         self.client = None

@@ -83,11 +83,11 @@ def run_demo(results_root, facts_file=None, say=_say):
             code = lab.mxlab(*argv)
             new = _new_dirs(stack_results, before)
             done[name] = new[-1] if new else None
-            if code != 0:
+            if code != status_codes.SUCCESS:
                 say("mxlab %s failed (exit %d); stopping the lab" % (name, code))
-                return 1, done
+                return status_codes.FAILED, done
         on_fact({"run_dir": str(done["run"]), "compare_dir": str(done["compare"])})
-    return 0, done
+    return status_codes.SUCCESS, done
 
 
 def _shown(path):
@@ -129,11 +129,11 @@ def main(argv=None):
 
     def demo():
         code, done = run_demo(results, facts)
-        if code == 0:
+        if code == status_codes.SUCCESS:
             print_epilogue(done, time.monotonic() - start)
         return code
 
-    return sandbox.run_interruptible(demo, _say, "interrupted: everything the demo started is stopped", 130)
+    return sandbox.run_interruptible(demo, _say, "interrupted: everything the demo started is stopped", status_codes.INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from cdk.cli import cdk_argv, quiet_env  # stdlib-only module
 from cdk.config import DEFAULT_AMI_SSM_PARAMETER
 from mxlab.offline import ec2_images, ec2_instances, scheduler
 from mxlab.offline.account import ACCOUNT_ID, DEFAULT_REGION
+from mxlab import status_codes
 
 # What clients sign with when IAM is not enforced (moto accepts any key then).
 TESTING_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -582,7 +583,7 @@ def main(argv=None):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     emulator.stop()
-    return 0
+    return status_codes.SUCCESS
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from mxlab.offline import REPO_ROOT, leftovers
+from mxlab import status_codes
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SYSTEM_PYTHON = "/usr/bin/python3"
 WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse"
@@ -408,7 +409,7 @@ def main(argv=None):
         pass
     finally:
         host.stop()
-    return 0
+    return status_codes.SUCCESS
 
 
 if __name__ == "__main__":

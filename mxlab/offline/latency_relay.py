@@ -30,6 +30,8 @@ import sys
 import threading
 import time
 
+from mxlab import status_codes
+
 # What may wait in one direction of one connection before the relay stops reading that side (its TCP
 # window): at least this, and at least twice the bandwidth-delay product.
 MIN_BUFFER_BYTES = 1 << 20
@@ -310,7 +312,7 @@ def main(argv=None):
     while not stop.wait(0.5):
         pass
     network.close()
-    return 0
+    return status_codes.SUCCESS
 
 
 def write_stats(path, stats):

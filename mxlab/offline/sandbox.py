@@ -23,6 +23,7 @@ import threading
 from mxlab.offline import REPO_ROOT
 from mxlab.offline.latency_relay import MAX_RTT_MS, check_bandwidth, check_rtt
 from mxlab.lab.targets import DEFAULT_STACK
+from mxlab import status_codes
 
 # What one attendee costs here (measured on the 2-core/24 GiB development machine): an idle instance is
 # an sshd and a small home; a host classifying runs an MXNet agent. `mxlab run` runs --parallel hosts at once.
@@ -165,7 +166,7 @@ def run_interruptible(body, say_fn, interrupted_text, interrupted_code):
         return interrupted_code
     except Exception as exc:
         say_fn("failed: %s: %s" % (type(exc).__name__, exc))
-        return 1
+        return status_codes.FAILED
 
 
 def quiet_emulator():
@@ -183,17 +184,17 @@ def main(argv=None):
     missing = missing_prerequisites()
     if missing:
         print("mxlab sandbox: missing (scripts/setup sets these up):\n  " + "\n  ".join(missing), file=sys.stderr)
-        return 2
+        return status_codes.USAGE
     if args.host_python3 and not os.access(args.host_python3, os.X_OK):
         print("mxlab sandbox: --host-python3 %s: no such interpreter (expected the path of a python3, e.g. a "
               "CPython 3.12)" % args.host_python3, file=sys.stderr)
-        return 2
+        return status_codes.USAGE
     ok, cost = check_capacity(args.attendees)
     say(cost)
     if not ok:
         print("mxlab sandbox: --attendees %d: more than this machine holds (%s)" % (args.attendees, cost),
               file=sys.stderr)
-        return 2
+        return status_codes.USAGE
     from mxlab.offline.lab import OfflineLab
     quiet_emulator()
 
@@ -209,9 +210,9 @@ def main(argv=None):
                 "Ctrl-C stops everything." % (args.attendees, "" if args.attendees == 1 else "s",
                                               os.path.relpath(str(REPO_ROOT / "build" / "photos"))))
             threading.Event().wait()  # until a signal unwinds
-        return 0
+        return status_codes.SUCCESS
 
-    return run_interruptible(serve, say, "stopped: everything the sandbox started is gone", 0)
+    return run_interruptible(serve, say, "stopped: everything the sandbox started is gone", status_codes.SUCCESS)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,11 @@ import zipfile
 from pathlib import Path
 
 from agent.contract import PACKAGE_DIR
+from mxlab import status_codes
 
 MXNET_GPU = "mxnet-cu112"  # the build these libraries are for (CUDA 11.2 and newer drivers)
 REQUIREMENTS = Path(PACKAGE_DIR) / "requirements-gpu.txt"
+AGENT_REQUIREMENTS = Path(PACKAGE_DIR) / "requirements.txt"  # its mxnet pin: the version of every build
 RECORD = Path(__file__).with_name("gpu_runtime.json")
 
 # Libraries the host itself provides, and why that is safe to assume.
@@ -59,6 +61,19 @@ def pins(path=REQUIREMENTS):
             raise ValueError("%s:%d: %r is not pinned as name==version" % (path, n, line))
         found.append((m.group(1), m.group(2)))
     return found
+
+
+def mxnet_version(path=AGENT_REQUIREMENTS):
+    """The MXNet version agent/requirements.txt pins (`mxnet==X`): the CPU build and every CUDA build mxlab
+    installs are this version, so the pin is written once, there."""
+    for raw in Path(path).read_text().splitlines():
+        m = _PIN.match(raw.split("#", 1)[0].split(";", 1)[0].strip())
+        if m and m.group(1) == "mxnet":
+            return m.group(2)
+    raise ValueError("%s: no mxnet==VERSION line" % path)
+
+
+MXNET_VERSION = mxnet_version()
 
 
 def load(path=RECORD):
@@ -121,12 +136,12 @@ def record(wheel_dir, requirements=REQUIREMENTS):
         found[key] = {"requires": requires, "libs": libs}
     mxnet = [k for k in found if k.split("==")[0] == MXNET_GPU]
     wanted = ["%s==%s" % p for p in pins(requirements)]
-    missing = [k for k in wanted + ["%s==1.9.1" % MXNET_GPU] if k not in found]
+    missing = [k for k in wanted + ["%s==%s" % (MXNET_GPU, MXNET_VERSION)] if k not in found]
     if missing:
         raise SystemExit("%s: no wheel for %s (pip download --no-deps -d %s ...)"
                          % (wheel_dir, ", ".join(missing), wheel_dir))
     return {
-        "how": ["pip download --no-deps -d DIR %s==1.9.1 -r agent/requirements-gpu.txt" % MXNET_GPU,
+        "how": ["pip download --no-deps -d DIR %s==%s -r agent/requirements-gpu.txt" % (MXNET_GPU, MXNET_VERSION),
                 "python -m mxlab.remote.gpu_runtime record DIR   (readelf -d over every .so in each wheel)"],
         "mxnet": dict(found[mxnet[0]], wheel=mxnet[0]),
         "packages": {k: found[k] for k in wanted},
@@ -143,7 +158,7 @@ def main(argv=None):
     data = record(args.wheel_dir)
     Path(args.out).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     print("wrote %s: %d packages" % (args.out, len(data["packages"])))
-    return 0
+    return status_codes.SUCCESS
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 PREFERRED = ("mxnet_p36", "mxnet_p27")
 # mxnet 1.9.1 CUDA builds on PyPI, newest first: pick the newest the driver supports.
 CUDA_BUILDS = ((11, 2, "mxnet-cu112"), (11, 0, "mxnet-cu110"), (10, 2, "mxnet-cu102"), (10, 1, "mxnet-cu101"))
-CPU_MXNET = "mxnet==1.9.1"
+CPU_MXNET = "mxnet==%s" % gpu_runtime.MXNET_VERSION
 # MXNet 1.9.1 and numpy 1.23.5 install on CPython 3.6-3.11 only: where the host's python3 is newer (Ubuntu 24.04
 # AMIs: 3.12), the venv gets a CPython 3.11 that uv installs (agent/requirements-python.txt) under ~/.mxlab-agent.
 NEWEST_VENV_PYTHON = (3, 11)
@@ -95,15 +95,16 @@ def last_line(text):
 def mxnet_requirement(gpu):
     """The pip requirement for mxnet: the CUDA build matching `nvidia-smi`'s CUDA version, or CPU."""
     if not gpu:
-        return "mxnet==1.9.1"
+        return CPU_MXNET
     m = re.match(r"(\d+)\.(\d+)", gpu)
     if m:
         have = (int(m.group(1)), int(m.group(2)))
         for major, minor, name in CUDA_BUILDS:
             if (major, minor) <= have:
-                return name + "==1.9.1"
-    log.warning("GPU with CUDA %s: no mxnet 1.9.1 CUDA build fits, using the CPU build", gpu)
-    return "mxnet==1.9.1"
+                return "%s==%s" % (name, gpu_runtime.MXNET_VERSION)
+    log.warning("GPU with CUDA %s: no mxnet %s CUDA build fits, using the CPU build", gpu,
+                gpu_runtime.MXNET_VERSION)
+    return CPU_MXNET
 
 
 class RemoteEnv:
@@ -254,7 +255,8 @@ class RemoteEnv:
             self._step("remove the GPU build", "%s -m pip uninstall -y -q %s 2>&1"
                        % (shlex.quote(venv + "/bin/python"), " ".join([mxnet.split("==")[0]] + runtime)))
         elif gpu:
-            warning = "GPU host (CUDA %s) but no MXNet 1.9.1 CUDA build fits: MXNet runs on the CPU build" % gpu
+            warning = "GPU host (CUDA %s) but no MXNet %s CUDA build fits: MXNet runs on the CPU build" % (
+                gpu, gpu_runtime.MXNET_VERSION)
         self._pip_install(venv, CPU_MXNET)
         snippet = ". %s" % shlex.quote(venv + "/bin/activate")
         ok, detail = self._works(snippet)

@@ -14,6 +14,7 @@ from agent import contract
 from mxlab.remote.run import HostResult, Interrupted, run_on_host
 from mxlab.results import rundir
 from mxlab.hosts.session import Session
+from mxlab.hosts.backoff import READY_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def kept_hosts(store):
     return kept
 
 
-def run_fleet(targets, spec, run_id, store, console, parallel=8, timeout=300, start=False, resume=False):
+def run_fleet(targets, spec, run_id, store, console, parallel=8, timeout=READY_TIMEOUT, start=False, resume=False):
     """Run `spec` on every target; save each host's results (and the summary) as it finishes; return HostResults
     in order. `start`: start stopped lab instances (else they fail, saying so). `resume`: the hosts that ended
     in this run folder are kept, the others follow the agent an interrupted mxlab started (or start one).

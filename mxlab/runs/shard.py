@@ -39,6 +39,7 @@ from mxlab.atomic import write_atomic
 from mxlab.errors import UsageError
 from mxlab.remote.run import HostResult, RemoteRun, RunSpec, is_url
 from mxlab.hosts.session import Session
+from mxlab.hosts.backoff import READY_TIMEOUT
 from mxlab import status_codes
 
 log = logging.getLogger(__name__)
@@ -327,7 +328,7 @@ def _run_chunk(session, spec, remote_id, env_prefix, on_progress, reconnect_time
     return records, None
 
 
-def run_sharded(targets, spec, run_id, store, console, timeout=300, start=False, size=None, resume=False,
+def run_sharded(targets, spec, run_id, store, console, timeout=READY_TIMEOUT, start=False, size=None, resume=False,
                 reconnect_timeout=RECONNECT_TIMEOUT):
     """Classify spec.inputs (expanded) across `targets`, each input once; returns a ShardedRun.
     `resume`: the run folder holds an earlier try of this run id; only inputs without results are done."""

@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import List, Optional
 
 from mxlab.hosts import hostkeys, keys, readiness, ssh_options
+from mxlab.hosts.backoff import READY_TIMEOUT
 from mxlab.workshop import notebook_ports, notebook_server, prepare, workspace
 from mxlab.atomic import write_atomic
 from mxlab.errors import MxlabError, UsageError
+from mxlab import status_codes
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ def fingerprints(lines):
     return out
 
 
-def collect(targets, stack, timeout=600, start=False):
+def collect(targets, stack, timeout=READY_TIMEOUT, start=False):
     """A Sheet per lab target: its key (from SSM if not here yet), live state and address (a stopped
     instance has none: `start` starts it), pinned keys (from the console when not pinned yet, as
     `mxlab prepare` would), its last readiness."""
@@ -403,7 +405,7 @@ def write(sheets, stack, out_dir):
     return page
 
 
-def make(targets, stack, out_dir, force=False, timeout=600, start=False, out=None, err=None):
+def make(targets, stack, out_dir, force=False, timeout=READY_TIMEOUT, start=False, out=None, err=None):
     """`mxlab handout`: returns the exit status (1 when an attendee's folder could not be written)."""
     out_dir = check_out_dir(out_dir, force)
     sheets = collect(targets, stack, timeout, start)
@@ -431,4 +433,4 @@ def make(targets, stack, out_dir, force=False, timeout=600, start=False, out=Non
                                              if s.notebook_token else ""),
                       markup=False, highlight=False, soft_wrap=True)
     out.print("organiser's page: %s" % page, markup=False, highlight=False, soft_wrap=True)
-    return 1 if any(s.error for s in sheets) else 0
+    return status_codes.FAILED if any(s.error for s in sheets) else status_codes.SUCCESS

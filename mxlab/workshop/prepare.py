@@ -30,6 +30,7 @@ from mxlab.atomic import write_atomic
 from mxlab.errors import RemoteCommandError
 from mxlab.hosts.host_lock import HostLock
 from mxlab.hosts.session import Session
+from mxlab.hosts.backoff import READY_TIMEOUT
 from mxlab import status_codes
 
 log = logging.getLogger(__name__)
@@ -234,7 +235,7 @@ class HostPreparer:
         return " && ".join(lines)
 
 
-def prepare_one(target, models, zoo=None, env=None, lay_out=False, timeout=600, start=False,
+def prepare_one(target, models, zoo=None, env=None, lay_out=False, timeout=READY_TIMEOUT, start=False,
                 on_progress=None, say=None, warm_idle=contract.WARM_IDLE_S, notebook=False):
     """Make one host ready; never raises: a failure is the HostReadiness's error. `warm_idle`: seconds a
     warm agent waits for work (None: leave none); `notebook`: JupyterLab serving the workspace (laid out)."""
@@ -303,7 +304,7 @@ def _prepare_locked(session, lock, result, models, zoo, env, lay_out, on_progres
 
 
 
-def prepare_fleet(targets, models, console, zoo=None, env=None, lay_out=False, timeout=600, start=False,
+def prepare_fleet(targets, models, console, zoo=None, env=None, lay_out=False, timeout=READY_TIMEOUT, start=False,
                   parallel=8, warm_idle=contract.WARM_IDLE_S, notebook=False):
     """prepare_one on every target, `parallel` at once, a progress line each; HostReadiness in order."""
     lock = threading.Lock()
@@ -400,7 +401,7 @@ def report(results, saved, out, err):
     failed = [r for r in results if not r.ready]
     if not failed:
         out.print("all %d host(s) ready" % len(results), markup=False, highlight=False)
-        return 0
+        return status_codes.SUCCESS
     err.print("mxlab: %d of %d host(s) NOT READY: %s" % (len(failed), len(results),
                                                          ", ".join(r.label for r in failed)),
               markup=False, highlight=False, soft_wrap=True)
