@@ -35,6 +35,7 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from cdk.access import LabAccess, attendee_key_pairs
+from cdk import outputs
 from cdk.config import LabConfig
 from cdk.cost_guard import LabCostGuard
 from cdk.deadline import LabDeadline, deadline_output
@@ -84,21 +85,20 @@ class _LabStackBase(Stack):
     def _outputs(self, numbers, key_pairs, instances) -> None:
         """Keys of `cdk deploy --outputs-file`: a contract with mxlab/."""
         config = self.config
-        CfnOutput(self, "LabAttendees", value=str(config.attendees))
-        CfnOutput(self, "LabStacks", value=",".join(n for n, _ in config.shards))
-        CfnOutput(self, "LabSshUser", value=config.ssh_user)
+        CfnOutput(self, outputs.ATTENDEES, value=str(config.attendees))
+        CfnOutput(self, outputs.STACKS, value=",".join(n for n, _ in config.shards))
+        CfnOutput(self, outputs.SSH_USER, value=config.ssh_user)
         if deadline_output(config):
-            CfnOutput(self, "LabDeadline", value=deadline_output(config))
+            CfnOutput(self, outputs.DEADLINE, value=deadline_output(config))
         for n, key, instance in zip(numbers, key_pairs, instances):
             inst = instance.logical_id
-            prefix = "Attendee%d" % n
-            CfnOutput(self, prefix + "InstanceId", value=instance.ref)
+            CfnOutput(self, outputs.attendee(n, outputs.INSTANCE_ID), value=instance.ref)
             # Fn::Sub renders on one line: shorter than GetAtt (size limit).
-            CfnOutput(self, prefix + "PublicIp", value=Fn.sub("${%s.PublicIp}" % inst))
-            CfnOutput(self, prefix + "PublicDns",
+            CfnOutput(self, outputs.attendee(n, outputs.PUBLIC_IP), value=Fn.sub("${%s.PublicIp}" % inst))
+            CfnOutput(self, outputs.attendee(n, outputs.PUBLIC_DNS),
                       value=Fn.sub("${%s.PublicDnsName}" % inst))
-            CfnOutput(self, prefix + "KeyPairId", value=key.key_pair_id)
-            CfnOutput(self, prefix + "PrivateKeyParameter",
+            CfnOutput(self, outputs.attendee(n, outputs.KEY_PAIR_ID), value=key.key_pair_id)
+            CfnOutput(self, outputs.attendee(n, outputs.PRIVATE_KEY_PARAMETER),
                       value=Fn.sub("/ec2/keypair/${%s.KeyPairId}" % key.node.default_child.logical_id))
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cdk import cli as cdk_cli  # stdlib only, as config is
 from cdk import config as cdk_config
+from cdk import outputs as stack_outputs
 from mxlab.lab import statedir
 from mxlab.errors import AwsAccessDenied, MxlabError, UsageError
 
@@ -122,7 +123,7 @@ def _deployed_outputs(stack):
         return None  # never deployed (or not findable: the pre-flight says why)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
         return None
-    if "LabAttendees" not in outputs:
+    if stack_outputs.ATTENDEES not in outputs:
         return None  # a first deploy that failed (ROLLBACK_COMPLETE, no outputs): no lab yet, cdk retries it
     return outputs
 
@@ -196,7 +197,7 @@ def extend(stack, hours, profile=None, region=None, skip_preflight=False, say=No
     outputs = _deployed_outputs(stack)
     if outputs is None:
         raise UsageError("no lab %s deployed from here: `mxlab up` first" % stack)
-    value = outputs.get("LabDeadline")
+    value = outputs.get(stack_outputs.DEADLINE)
     if not value:
         raise UsageError("lab %s has no deadline (lifetime_hours=0): nothing to extend; "
                          "`mxlab up -c lifetime_hours=N` sets one" % stack)
@@ -238,7 +239,7 @@ def _merged_outputs(outputs_file):
 
 def describe_deadline(outputs, now=None):
     """One line on the lab's deadline (the LabDeadline output), in local time and UTC."""
-    value = (outputs or {}).get("LabDeadline")
+    value = (outputs or {}).get(stack_outputs.DEADLINE)
     if not value:
         return ("lab deadline: none (lifetime_hours=0, or deployed before deadlines): "
                 "the instances run until `mxlab down`")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from mxlab.lab import aws
 from mxlab.errors import AwsAccessDenied, MxlabError
+from cdk import outputs as stack_outputs
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def _lab_stack_names(cfn, stack):
     if first.get("StackStatus") == "DELETE_COMPLETE":
         return []
     outputs = {o["OutputKey"]: o["OutputValue"] for o in first.get("Outputs", [])}
-    return [n for n in outputs.get("LabStacks", stack).split(",") if n] or [stack]
+    return [n for n in outputs.get(stack_outputs.STACKS, stack).split(",") if n] or [stack]
 
 
 # -- where the instances go -------------------------------------------------------

@@ -12,6 +12,7 @@ import datetime
 from dataclasses import dataclass, field
 
 from mxlab.errors import UsageError
+from cdk import outputs as stack_outputs
 
 
 @dataclass
@@ -106,8 +107,8 @@ def changes(before, after):
 def _unknown_baseline(config, stack, given, deployed, force):
     """Deployed, but not from here (no context.json): nothing tells what the deploy would change."""
     context = dict(given)
-    if "attendees" not in context and deployed.get("LabAttendees"):
-        context["attendees"] = deployed["LabAttendees"]  # at least never fewer hosts by default
+    if "attendees" not in context and deployed.get(stack_outputs.ATTENDEES):
+        context["attendees"] = deployed[stack_outputs.ATTENDEES]  # at least never fewer hosts by default
     if force:
         return Plan(context, ["--force: lab %s was deployed without its context saved here: every key "
                               "left out takes its default" % stack])

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from cdk.config import DEFAULT_STACK_NAME as DEFAULT_STACK  # noqa: F401 (mxlab's name for it: the lab's stack when none is given; stdlib only)
+from cdk import outputs as stack_outputs  # stdlib only: the output keys lab_stack.py writes
 from mxlab.lab import statedir
 from mxlab.errors import UsageError
 
@@ -74,7 +75,7 @@ def direct_target(spec, user, identity, known_hosts=None):
 def lab_stacks(stack, outputs):
     """The lab's stack names, first one first: past 20 attendees the CDK app splits a lab
     into shard stacks `<stack>-2`, `<stack>-3`... and lists them all in `LabStacks`."""
-    names = [n.strip() for n in outputs.get("LabStacks", "").split(",") if n.strip()]
+    names = [n.strip() for n in outputs.get(stack_outputs.STACKS, "").split(",") if n.strip()]
     return names or [stack]
 
 
@@ -147,9 +148,9 @@ def describe_stack(stack):
 
 def attendee_count(outputs, stack):
     try:
-        return int(outputs["LabAttendees"])
+        return int(outputs[stack_outputs.ATTENDEES])
     except (KeyError, ValueError):
-        nums = [int(m.group(1)) for k in outputs for m in [re.match(r"Attendee(\d+)InstanceId$", k)] if m]
+        nums = stack_outputs.attendee_numbers(outputs)
         if not nums:
             raise UsageError("stack %r has no attendee outputs (LabAttendees / Attendee<N>InstanceId)" % stack)
         return max(nums)
@@ -159,22 +160,24 @@ def lab_targets(stack, outputs, attendees=None, ssh_port=None):
     """Targets for `attendees` (list of numbers; None = all)."""
     count = attendee_count(outputs, stack)
     wanted = list(range(1, count + 1)) if attendees is None else attendees
-    user = outputs.get("LabSshUser", "ubuntu")
+    user = outputs.get(stack_outputs.SSH_USER, "ubuntu")
     port = int(ssh_port or os.environ.get("MXLAB_SSH_PORT") or 22)
     sdir = statedir.stack_dir(stack)
     targets = []
     for n in wanted:
         if not 1 <= n <= count:
             raise UsageError("--attendee %d: the stack %r has attendees 1..%d" % (n, stack, count))
-        key = "Attendee%d" % n
-        host = outputs.get(key + "PublicIp") or outputs.get(key + "PublicDns")
+        def key(what, n=n):
+            return stack_outputs.attendee(n, what)
+        host = outputs.get(key(stack_outputs.PUBLIC_IP)) or outputs.get(key(stack_outputs.PUBLIC_DNS))
         if not host:
-            raise UsageError("stack %r: no %sPublicIp output (is the instance up?)" % (stack, key))
+            raise UsageError("stack %r: no %s output (is the instance up?)" % (stack, key(stack_outputs.PUBLIC_IP)))
         targets.append(Target(
             label="attendee-%d" % n, host=host, port=port, user=user,
             identity=sdir / ("attendee-%d.pem" % n), known_hosts=sdir / "known_hosts",
-            pin_from_console=True, instance_id=outputs.get(key + "InstanceId"), attendee=n,
-            key_parameter=outputs.get(key + "PrivateKeyParameter")
-            or ("/ec2/keypair/%s" % outputs[key + "KeyPairId"] if outputs.get(key + "KeyPairId") else None),
+            pin_from_console=True, instance_id=outputs.get(key(stack_outputs.INSTANCE_ID)), attendee=n,
+            key_parameter=outputs.get(key(stack_outputs.PRIVATE_KEY_PARAMETER))
+            or ("/ec2/keypair/%s" % outputs[key(stack_outputs.KEY_PAIR_ID)]
+                if outputs.get(key(stack_outputs.KEY_PAIR_ID)) else None),
         ))
     return targets

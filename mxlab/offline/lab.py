@@ -33,6 +33,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from cdk import outputs as stack_outputs
 from mxlab.offline import REPO_ROOT
 from mxlab.offline import ec2_instances, leftovers, ssm_run_command
 from mxlab.lab.targets import DEFAULT_STACK
@@ -166,7 +167,7 @@ class OfflineLab:
         return self.zoo.url
 
     def instance_id(self, attendee):
-        return self.outputs["Attendee%dInstanceId" % attendee]
+        return self.outputs[stack_outputs.attendee(attendee, stack_outputs.INSTANCE_ID)]
 
     def host(self, attendee=1):
         """The SshdHost playing attendee `attendee`'s instance."""
@@ -401,7 +402,7 @@ class OfflineLab:
             image = {"conda_envs": (), "python3": self.host_python3, "python_downloads": ensure_mirror(),
                      "wheelhouse": ensure_wheelhouse(python3=self.host_python3)}
         for n in range(1, self.attendees + 1):
-            ip = self.outputs["Attendee%dPublicIp" % n]
+            ip = self.outputs[stack_outputs.attendee(n, stack_outputs.PUBLIC_IP)]
             host = SshdHost(address=ip, port=self.ssh_port, parent_dir=str(self.state_dir / "instances"),
                             cloud_init="done",
                             listen_port=self.sshd_port, **image)
@@ -413,8 +414,8 @@ class OfflineLab:
             host.start()
             self._relay(self.instance_id(n), host)
             # It trusts the key pair the stack made (the private key waits in SSM for mxlab) ...
-            private = ssm.get_parameter(Name=self.outputs["Attendee%dPrivateKeyParameter" % n],
-                                        WithDecryption=True)["Parameter"]["Value"]
+            parameter = self.outputs[stack_outputs.attendee(n, stack_outputs.PRIVATE_KEY_PARAMETER)]
+            private = ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
             host.authorize(_public_key_line(private))
             # ... and "boots" printing its host keys on the console, as cloud-init does (first boot only).
             self.emulator.set_console_output(self.instance_id(n), host.console_output())
