@@ -313,6 +313,19 @@ class OfflineLab:
             self.hosts.clear()
 
     def _start(self):
+        log_dir = self._make_state_dir()
+        self._start_emulator()
+        if self.rtt_ms is not None:
+            self._model_network()
+        self._start_zoo()
+        user = self._deploy(log_dir)
+        self._start_instances(user)
+        self._stack.callback(ec2_instances.add_listener(self._on_instance))
+        self._stack.callback(ssm_run_command.set_runner(self._run_command))
+        return self
+
+    def _make_state_dir(self):
+        """The lab's temporary folder (recorded, so a dead lab's is swept next time); the log folder."""
         stack = self._stack
         for what, killed, removed in leftovers.sweep():
             self.say("swept the leftovers of a dead lab (%s): %d process(es) ended, %d folder(s) removed"
@@ -327,7 +340,11 @@ class OfflineLab:
         self._fact(state_dir=str(self.state_dir))
         log_dir = self.log_dir or self.state_dir
         log_dir.mkdir(parents=True, exist_ok=True)
+        return log_dir
 
+    def _start_emulator(self):
+        """The AWS API emulator, throttling and enforcing IAM as asked (the organiser its IAM user)."""
+        stack = self._stack
         self.say("starting the AWS API emulator on 127.0.0.1")
         self.emulator = AwsEmulator(enforce_iam=self.enforce_iam)
         stack.callback(self.emulator.stop)
@@ -345,22 +362,30 @@ class OfflineLab:
                 ORGANISER, iam_policy.split(iam_policy.organiser_policy(lab)))
             self.say("IAM enforced: the lab is deployed and used as IAM user %s, with exactly the policy "
                      "`mxlab policy --stack %s` prints" % (ORGANISER, self.stack))
-        if self.rtt_ms is not None:
-            self.say("modelling the network to the lab: %g ms round trip%s (relays on 127.0.0.1)"
-                     % (self.rtt_ms, ", %g Mbit/s" % self.bandwidth_mbit if self.bandwidth_mbit else ""))
-            self.network = LatencyNetwork(self.rtt_ms, self.bandwidth_mbit,
-                                          on_change=lambda stats: write_stats(self.round_trips_file, stats))
-            stack.callback(self.network.close)
-            api = self.network.add("aws-api", ("127.0.0.1", 0), ("127.0.0.1", self.emulator.port))
-            self.api_endpoint = "http://%s:%d" % api
-            self._fact(api_relay_port=api[1])
 
+    def _model_network(self):
+        """Relays with the asked round trip between the operator and the lab, the AWS API first."""
+        stack = self._stack
+        self.say("modelling the network to the lab: %g ms round trip%s (relays on 127.0.0.1)"
+                 % (self.rtt_ms, ", %g Mbit/s" % self.bandwidth_mbit if self.bandwidth_mbit else ""))
+        self.network = LatencyNetwork(self.rtt_ms, self.bandwidth_mbit,
+                                      on_change=lambda stats: write_stats(self.round_trips_file, stats))
+        stack.callback(self.network.close)
+        api = self.network.add("aws-api", ("127.0.0.1", 0), ("127.0.0.1", self.emulator.port))
+        self.api_endpoint = "http://%s:%d" % api
+        self._fact(api_relay_port=api[1])
+
+    def _start_zoo(self):
+        stack = self._stack
         self.say("serving the local model zoo (build/zoo) over HTTP on 127.0.0.1")
         self.zoo = ZooServer(str(REPO_ROOT / "build" / "zoo"))
         self.zoo.start()
         stack.callback(self.zoo.stop)
         self._fact(zoo_port=self.zoo.port)
 
+    def _deploy(self, log_dir):
+        """`cdk deploy --all` of the real app into the emulator, the outputs and context saved where
+        `mxlab up` saves them; returns the user every instance logs in as."""
         user = pwd.getpwuid(os.getuid()).pw_name  # every instance logs in as this user (its own home each)
         self._fact(lab_user=user)
         deploy_log = log_dir / "deploy.log"
@@ -388,8 +413,11 @@ class OfflineLab:
         self.outputs = {}
         for outputs in every.values():  # shard stacks: attendee outputs are numbered lab-wide
             self.outputs.update(outputs)
+        return user
 
-        # The instances: an sshd each on its (loopback) public IP, one port for all.
+    def _start_instances(self, user):
+        """The instances: an sshd each on its (loopback) public IP, one port for all."""
+        stack = self._stack
         stack.callback(self._stop_hosts)
         self.ssh_port = free_port()
         self.sshd_port = free_port() if self.network is not None else None
@@ -421,6 +449,3 @@ class OfflineLab:
             self.emulator.set_console_output(self.instance_id(n), host.console_output())
             if n == 1:
                 self._fact(sshd_pid=host.proc.pid, sshd_address=ip, sshd_port=self.ssh_port, sshd_dir=str(host.dir))
-        stack.callback(ec2_instances.add_listener(self._on_instance))
-        stack.callback(ssm_run_command.set_runner(self._run_command))
-        return self
