@@ -80,13 +80,18 @@ def install():
     if _installed:
         return
     _installed = True
-    from moto.ec2.exceptions import EC2ClientError
     from moto.ec2.models import elastic_network_interfaces, instances
-    from moto.ec2.responses import general
 
     elastic_network_interfaces.random_public_ip = next_public_ip
     instances.Instance.public_dns_name = property(lambda self: "localhost" if self.public_ip else None)
+    _install_life_cycle()
+    _install_console_output()
+    _install_alarm_actions()
 
+
+def _install_life_cycle():
+    """Stop releases the public IP, start gives a new one and counts a boot; listeners hear each."""
+    from moto.ec2.models import instances
     original_start, original_stop = instances.Instance.start, instances.Instance.stop
     original_terminate = instances.Instance.terminate
 
@@ -122,6 +127,11 @@ def install():
     instances.Instance.start, instances.Instance.stop = start, stop
     instances.Instance.terminate = terminate
 
+
+def _install_console_output():
+    """The console as set per instance (host keys at first boot only); no `Latest` on Xen types."""
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.responses import general
     default_console = general.SAMPLE_CONSOLE_OUTPUT
 
     def get_console_output(self):
@@ -139,7 +149,6 @@ def install():
             "Output": Base64EncodedString.from_raw_string(console_text(instance.id, default_console)),
         })
     general.General.get_console_output = get_console_output
-    _install_alarm_actions()
 
 
 def _install_alarm_actions():
