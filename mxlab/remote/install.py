@@ -1,4 +1,9 @@
-"""Upload agent/ to the host over SFTP, skipping files whose sha256 already matches."""
+"""Upload agent/ to the host over SFTP, skipping files whose sha256 already matches.
+
+Each round trip counts across a far network, so one command makes the folders (mkdir -p) and hashes what is
+there; SFTP is opened only when a file differs. Paths are relative to the login's home, where both the command
+and the SFTP server start, so nothing asks the host where its home is.
+"""
 import hashlib
 import logging
 import posixpath
@@ -24,9 +29,12 @@ def local_files(agent_dir=AGENT_DIR):
     return files
 
 
-def remote_hashes(session, remote_agent):
-    rc, out, _ = session.exec("cd %s 2>/dev/null && find . -type f ! -name '*.pyc' -print0 | "
-                              "xargs -0 -r sha256sum" % shlex.quote(remote_agent))
+def remote_hashes(session, remote_agent, dirs=()):
+    """{relative path: sha256} of the files under remote_agent on the host, after making it and its `dirs`
+    (relative to it) in the same command."""
+    made = " ".join(shlex.quote(posixpath.join(remote_agent, d)) for d in [""] + sorted(dirs))
+    rc, out, _ = session.exec("mkdir -p %s && cd %s && find . -type f ! -name '*.pyc' -print0 | "
+                              "xargs -0 -r sha256sum" % (made, shlex.quote(remote_agent)))
     hashes = {}
     if rc != 0:
         return hashes
@@ -35,17 +43,6 @@ def remote_hashes(session, remote_agent):
         if name:
             hashes[name[2:] if name.startswith("./") else name] = digest
     return hashes
-
-
-def _makedirs(sftp, path, made):
-    if path in made or path in ("", "/"):
-        return
-    _makedirs(sftp, posixpath.dirname(path), made)
-    try:
-        sftp.stat(path)
-    except IOError:
-        sftp.mkdir(path)
-    made.add(path)
 
 
 def plan_upload(wanted, have):
@@ -59,22 +56,20 @@ def plan_upload(wanted, have):
 def upload_agent(session, agent_dir=AGENT_DIR, remote_root=REMOTE_ROOT):
     """Bring <home>/<remote_root>/agent in line with agent_dir. Returns (uploaded, skipped, removed)."""
     agent_dir = Path(agent_dir)
-    sftp = session.sftp()
-    home = session.home()
-    remote_agent = posixpath.join(home, remote_root, REMOTE_AGENT_DIR)
+    remote_agent = posixpath.join(remote_root, REMOTE_AGENT_DIR)
     wanted = local_files(agent_dir)
-    have = remote_hashes(session, remote_agent)
-    made = set()
-    _makedirs(sftp, remote_agent, made)
+    folders = {posixpath.dirname(rel) for rel in wanted} - {""}
+    have = remote_hashes(session, remote_agent, folders)
     uploaded, skipped, removed = plan_upload(wanted, have)
-    for rel in uploaded:
-        dest = posixpath.join(remote_agent, rel)
-        _makedirs(sftp, posixpath.dirname(dest), made)
-        # Upload beside, then rename: an interrupted upload never leaves a half file in place.
-        sftp.put(str(agent_dir / rel), dest + ".part")
-        sftp.posix_rename(dest + ".part", dest)
-    for rel in removed:
-        sftp.remove(posixpath.join(remote_agent, rel))
+    if uploaded or removed:
+        sftp = session.sftp()
+        for rel in uploaded:
+            dest = posixpath.join(remote_agent, rel)
+            # Upload beside, then rename: an interrupted upload never leaves a half file in place.
+            sftp.put(str(agent_dir / rel), dest + ".part")
+            sftp.posix_rename(dest + ".part", dest)
+        for rel in removed:
+            sftp.remove(posixpath.join(remote_agent, rel))
     log.info("%s: agent uploaded %d file(s), %d unchanged, %d stale removed",
              session.target.label, len(uploaded), len(skipped), len(removed))
     return uploaded, skipped, removed

@@ -4,12 +4,21 @@ The agent runs under setsid/nohup with its own run directory (~/.mxlab-agent/run
 inputs/, results.jsonl, agent.log, pid, exit_code; names from agent.contract), so a dropped SSH
 connection does not stop it: we reconnect, wait for exit_code and fetch what it wrote. Its
 progress comes from its events in agent.log (mxlab.remote.agent_events).
+
+Across a far network each round trip costs: one command makes the run folder, unpacks the inputs from a tar
+stream on its stdin, starts the agent and then stays to follow it (agent.log's new bytes on its stderr; once
+exit_code exists, the exit code and the results, framed, on its stdout), so a run waits for a few round trips,
+not one per file and poll. A lost connection or anything unexpected on that channel falls back to following
+over SFTP (reconnecting as needed), which is also how an agent started earlier is followed (attach).
 """
 import json
 import logging
 import posixpath
+import re
+import select
 import shlex
 import socket
+import tarfile
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -20,8 +29,9 @@ import paramiko
 
 from agent import contract
 from mxlab.hosts import backoff, readiness
+from mxlab.hosts.session import guarded
 from mxlab.remote.agent_events import AgentLog
-from mxlab.errors import CommandTimeout, HostUnreachable
+from mxlab.errors import CommandTimeout, HostUnreachable, RemoteCommandError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +40,59 @@ log = logging.getLogger(__name__)
 CONNECTION_ERRORS = (EOFError, OSError, socket.error, paramiko.SSHException)
 # Events worth a log line (-v) besides downloads at each quarter: a non-terminal log still shows them.
 _LOGGED_EVENTS = ("classify", "engine", "resume", "retry", "verified", "warning", "error", "done")
+
+
+# The start-and-follow command ($1 run dir, $2 the agent's command line for the `command` file, $3 the detached
+# command, $4 seconds between liveness checks, $5 the results' temporary-file prefix, $6 1: inputs on stdin).
+# Until the STARTED line its messages go to stdout (a failed start's reason); then stdout carries only the
+# frames and stderr only agent.log's bytes. `cat` on one open descriptor continues where the last one stopped.
+_START_AND_FOLLOW = r"""exec 4>&2 2>&1
+mkdir -p "$1/inputs" && cd "$1" || exit 1
+if [ "$6" = 1 ]; then tar -xf - || exit 1; fi
+printf '%s\n' "$2" > command && : >> agent.log || exit 1
+setsid nohup bash -c "$3" </dev/null >/dev/null 2>&1 &
+pid=$!
+echo "$pid" > pid || exit 1
+echo "MXLAB-STARTED $pid"
+exec 2>/dev/null 3<agent.log
+alive() { { kill -0 "$pid" || [ -d "/proc/$pid" ]; } && ! grep -qs ') Z ' "/proc/$pid/stat"; }
+nap=0.02 check=$((SECONDS + $4)) state=
+while :; do
+  [ -e exit_code ] && state=exit
+  if [ -z "$state" ] && [ "$SECONDS" -ge "$check" ]; then
+    check=$((SECONDS + $4))
+    alive || { [ -e exit_code ] && state=exit || state=vanished; }
+  fi
+  cat <&3 >&4 || exit 1
+  [ -n "$state" ] && break
+  [ "$SECONDS" -ge 2 ] && nap=0.1
+  sleep $nap
+done
+if [ "$state" = exit ]; then echo "MXLAB-EXIT $(cat exit_code)"; else echo MXLAB-VANISHED; fi
+kind=none f=
+if [ -f results.jsonl ]; then kind=complete f=results.jsonl
+else for t in "$5"*; do [ -f "$t" ] && { kind=partial f=$t; break; }; done; fi
+if [ -n "$f" ]; then size=$(( $(wc -c < "$f") )); echo "MXLAB-RESULTS $kind $size"; head -c "$size" "$f"
+else echo "MXLAB-RESULTS none 0"; fi
+echo MXLAB-END"""
+_STARTED = re.compile(rb"MXLAB-STARTED [0-9]+\n")
+# After the END frame, the channel's close (every byte of stderr before it) is awaited this long at most.
+_CLOSE_WAIT_S = 10.0
+
+
+class _Unexpected(Exception):
+    """The follow command's channel ended or said something else than its frames: follow over SFTP instead."""
+
+
+class _ChannelWriter:
+    """What tarfile writes to: the start command's stdin."""
+
+    def __init__(self, chan):
+        self.chan = chan
+
+    def write(self, data):
+        self.chan.sendall(data)
+        return len(data)
 
 
 def is_url(item):
@@ -122,18 +185,11 @@ class RemoteRun:
         self.reconnects = 0
         self.names = {}  # agent's image name -> operator's input
         self.dirs = []  # (remote dir/, operator's dir/) for files found in uploaded directories
+        self._stream = None  # the start command's channel while it follows the agent
+        self._out = b""  # what it wrote on stdout, not yet taken
+        self._streamed = None  # (results text, complete) as the follow command sent them
 
     # ---- start --------------------------------------------------------------------------
-    def _upload(self, local, remote_rel, sftp):
-        dest = posixpath.join(self.run_dir, remote_rel)
-        if local.is_dir():
-            sftp.mkdir(dest)
-            for child in sorted(local.iterdir()):
-                if child.is_file() or child.is_dir():
-                    self._upload(child, remote_rel + "/" + child.name, sftp)
-            return
-        sftp.put(str(local), dest)
-
     def _path(self, name):
         return posixpath.join(self.run_dir, name)
 
@@ -147,26 +203,90 @@ class RemoteRun:
 
     def attach(self):
         """Follow an agent started earlier with the same inputs: the names mapping only, nothing uploaded."""
-        self._inputs(upload=None)
+        self._inputs()
         log.info("%s: following the agent already started in %s", self.session.target.label, self.run_dir)
 
     def start(self):
-        sftp = self.session.sftp()
-        for d in (posixpath.dirname(self.run_dir), self.run_dir, self._path(contract.INPUTS_DIR)):
-            try:
-                sftp.mkdir(d)
-            except IOError:
-                pass  # exists
-        self._start_agent(self._inputs(upload=sftp))
+        """Upload the inputs and start the agent detached: one command, which then stays to follow it."""
+        args = self._inputs()
+        files = [(local, arg) for local, arg, _ in plan_uploads(self.spec.inputs) if local is not None]
+        agent, inner = self._agent_command(args)
+        every = max(1, int(round(self.liveness_every)))
+        prefix = contract.results_temp_prefix(contract.RESULTS_FILE)
+        transport = self.session.client.get_transport()
+        chan = transport.open_session(timeout=30)
+        try:
+            chan.settimeout(120)  # sends wait for the window this long at most; reads take only what is there
+            chan.exec_command(guarded(_START_AND_FOLLOW, self.run_dir, " ".join(agent), inner, str(every), prefix,
+                                      "1" if files else "0"))
+            if files:
+                with tarfile.open(fileobj=_ChannelWriter(chan), mode="w|") as tar:
+                    for local, arg in files:
+                        self._pack(tar, local, arg)
+            chan.shutdown_write()
+            deadline = time.monotonic() + max(self.session.timeout, 300)
+            while not _STARTED.search(self._out):
+                if not self._pump(chan):
+                    rc = chan.recv_exit_status() if chan.exit_status_ready() else -1
+                    if rc == -1:
+                        raise EOFError("SSH connection lost while starting the agent")
+                    said = self._out.decode("utf-8", "replace").strip()[-800:]
+                    raise RemoteCommandError("%s: starting the agent failed (exit %d): %s"
+                                             % (self.session.target.label, rc, said))
+                if time.monotonic() > deadline:
+                    raise CommandTimeout("%s: starting the agent timed out" % self.session.target.label)
+        except BaseException:
+            chan.close()
+            raise
+        self._stream = chan
+        self._out = self._out[_STARTED.search(self._out).end():]
+        log.info("%s: agent started in %s", self.session.target.label, self.run_dir)
 
-    def _inputs(self, upload):
-        """The agent's input arguments (uploading local ones with the `upload` SFTP client, unless None), and
-        the mapping of its image names back to the operator's inputs."""
+    def _pack(self, tar, local, arcname):
+        """`local` (a file, or a folder with its files and folders; symlinks followed) into the tar stream."""
+        if local.is_dir():
+            info = tarfile.TarInfo(arcname)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+            tar.addfile(info)
+            for child in sorted(local.iterdir()):
+                if child.is_file() or child.is_dir():
+                    self._pack(tar, child, arcname + "/" + child.name)
+            return
+        with open(str(local), "rb") as fh:  # a symlink's target, as SFTP put read it
+            info = tarfile.TarInfo(arcname)
+            st = local.stat()
+            info.size, info.mode, info.mtime = st.st_size, 0o644, int(st.st_mtime)
+            tar.addfile(info, fh)
+
+    def _pump(self, chan, wait=0.2):
+        """Take what the follow command sent (stderr: agent.log's bytes, fed to AgentLog; stdout: kept in _out);
+        False once its channel has closed and everything is read."""
+        got = False
+        while chan.recv_stderr_ready():
+            data = chan.recv_stderr(65536)
+            if not data:
+                break
+            got = True
+            self.log_offset += len(data)
+            self.agent_log.feed(data)
+        while chan.recv_ready():
+            data = chan.recv(65536)
+            if not data:
+                break
+            got = True
+            self._out += data
+        if got:
+            return True
+        if chan.closed or (chan.eof_received and not chan.get_transport().is_active()):
+            return chan.recv_ready() or chan.recv_stderr_ready()
+        select.select([chan], [], [], wait)
+        return True
+
+    def _inputs(self):
+        """The agent's input arguments, and the mapping of its image names back to the operator's inputs."""
         args = []
         for local, arg, original in plan_uploads(self.spec.inputs):
             if local is not None:
-                if upload is not None:
-                    self._upload(local, arg, upload)
                 remote = posixpath.join(self.run_dir, arg)
                 self.names[remote] = original
                 if local.is_dir():
@@ -176,7 +296,8 @@ class RemoteRun:
                 args.append(arg)
         return args
 
-    def _start_agent(self, args):
+    def _agent_command(self, args):
+        """(the agent's argv, the detached command that runs it and writes exit_code)."""
         # --warm: the host's warm agent (mxlab prepare) runs it if it can, else this process does.
         agent = ["python", "-m", "agent", "classify", contract.EVENTS_FLAG, "--warm", "--model", ",".join(self.spec.models),
                  "--top-k", str(self.spec.top_k), "--out", self._path(contract.RESULTS_FILE)]
@@ -193,14 +314,7 @@ class RemoteRun:
                     log_file, exit_file, exit_file, exit_file))
         # The failure of env activation also has to produce an exit code: wrap in a subshell.
         inner = "( %s ) || { [ -f %s ] || echo %d > %s; }" % (inner, exit_file, contract.EXIT_FATAL, exit_file)
-        command_file, pid_file = (shlex.quote(self._path(n)) for n in (contract.COMMAND_FILE, contract.PID_FILE))
-        # Only the detached agent goes to the background (braces): with `a && b & c`, bash backgrounds the
-        # whole list in a subshell that keeps this channel open until the agent ends, and no progress is seen.
-        cmd = ("cd %s && printf '%%s\\n' %s > %s && { setsid nohup bash -c %s </dev/null >/dev/null 2>&1 & "
-               "echo $! > %s; }"
-               % (shlex.quote(self.run_dir), shlex.quote(" ".join(agent)), command_file, shlex.quote(inner), pid_file))
-        self.session.check(cmd, "starting the agent")
-        log.info("%s: agent started in %s", self.session.target.label, self.run_dir)
+        return agent, inner
 
     # ---- follow -------------------------------------------------------------------------
     def _poll_once(self):
@@ -286,6 +400,15 @@ class RemoteRun:
         A process that is gone without an exit code (killed -9, host rebooted) counts as exit 1,
         with `vanished` set, instead of waiting for an exit code that will never come.
         """
+        if self._stream is not None:
+            try:
+                return self._follow_stream()
+            except (_Unexpected,) + CONNECTION_ERRORS as exc:
+                log.info("%s: following the agent over SFTP instead (%s)", self.session.target.label,
+                         exc or type(exc).__name__)
+            finally:
+                self._stream.close()
+                self._stream = None
         next_check = time.monotonic() + self.liveness_every
         interval, began = self.first_poll, time.monotonic()
         while True:
@@ -310,8 +433,43 @@ class RemoteRun:
             if time.monotonic() - began > 1.0:  # not a warm one-photo run: back off to `poll`
                 interval = min(self.poll, interval * 2)
 
+    def _follow_stream(self):
+        """The agent's exit status from the follow command's frames; _Unexpected when they are not all there."""
+        chan = self._stream
+        ended = None  # when the END frame came
+        while self._pump(chan):
+            if self.stop is not None and self.stop.is_set():
+                raise Interrupted("%s: interrupted; the agent goes on in %s" % (self.session.target.label,
+                                                                                self.run_dir))
+            if ended is None and self._out.endswith(b"MXLAB-END\n"):
+                ended = time.monotonic()
+            if ended is not None and time.monotonic() - ended > _CLOSE_WAIT_S:
+                break
+        status, _, rest = self._out.partition(b"\n")
+        header, _, rest = rest.partition(b"\n")
+        words = header.split()
+        try:
+            if len(words) != 3 or words[0] != b"MXLAB-RESULTS" or words[1] not in (b"complete", b"partial", b"none"):
+                raise ValueError(header)
+            size = int(words[2])
+            if rest[size:] != b"MXLAB-END\n":
+                raise ValueError("results cut short")
+            if status == b"MXLAB-VANISHED":
+                code, self.vanished = contract.EXIT_FATAL, True
+            elif status.startswith(b"MXLAB-EXIT"):
+                text = status[len(b"MXLAB-EXIT"):].strip()
+                code = int(text) if text else contract.EXIT_FATAL
+            else:
+                raise ValueError(status)
+        except ValueError as exc:
+            raise _Unexpected("the follow command's output ended or was not its frames: %s" % str(exc)[:80])
+        self._streamed = rest[:size].decode("utf-8", "replace"), words[1] == b"complete"
+        return code
+
     # ---- collect ------------------------------------------------------------------------
     def _read_results(self):
+        if self._streamed is not None:
+            return self._streamed
         sftp = self.session.sftp()
         try:
             with sftp.open(self._path(contract.RESULTS_FILE)) as fh:
