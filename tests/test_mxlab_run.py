@@ -333,3 +333,32 @@ def test_start_returns_while_the_agent_still_runs(conda_host):
         # Whatever the agent then makes of no environment and no inputs, the run ends with an exit code.
         assert isinstance(run.wait(), int)
         assert (conda_host.home / ".mxlab-agent" / "runs" / "start-returns" / "exit_code").exists()
+
+
+# A second `mxlab run` of one photo (agent uploaded, environment remembered), counted at the latency relay as
+# bench/round_trips.py counts: 29 since one command feeds, starts and follows the agent (146 while mxlab polled
+# its files over SFTP). The margin absorbs a turn or two of chunking; per-file or per-poll round trips go past it.
+MAX_ROUND_TRIPS = 35
+
+
+def test_a_run_through_the_latency_relay_takes_few_round_trips(sshd_factory, mxlab_cli, local_zoo, sample_photos,
+                                                               tmp_path):
+    from mxlab.offline.lab_host import free_port
+    from mxlab.offline.latency_relay import LatencyNetwork
+    host = sshd_factory(conda_envs=("mxnet_p36",), listen_port=free_port())  # host.port: the relay's
+    with LatencyNetwork(10) as network:
+        network.add("host", (host.address, host.port), (host.address, host.listen_port))
+
+        def run(results):
+            code, out, err = mxlab_cli("run", *direct_args(host), "--zoo", local_zoo, "--model", "efficientnet-lite0",
+                                       "--results", results, sample_photos / "coffee.jpg")
+            assert code == 0, err
+            deadline = time.monotonic() + 10
+            while network.stats()["total"]["open"] and time.monotonic() < deadline:  # its connection counted
+                time.sleep(0.02)
+            return network.stats()["total"]["round_trips"]
+
+        before = run(tmp_path / "first")  # uploads the agent, finds the environment, caches the model
+        trips = run(tmp_path / "second") - before
+    assert top1(saved_records(tmp_path / "second"), "coffee.jpg") == "espresso"
+    assert 0 < trips <= MAX_ROUND_TRIPS, "%d round trips for one photo" % trips
