@@ -362,3 +362,17 @@ def test_a_run_through_the_latency_relay_takes_few_round_trips(sshd_factory, mxl
         trips = run(tmp_path / "second") - before
     assert top1(saved_records(tmp_path / "second"), "coffee.jpg") == "espresso"
     assert 0 < trips <= MAX_ROUND_TRIPS, "%d round trips for one photo" % trips
+
+
+def test_a_follow_command_that_says_something_unexpected_falls_back_to_sftp(conda_host, mxlab_cli, local_zoo,
+                                                                           sample_photos, monkeypatch, tmp_path):
+    from mxlab.remote import run as remote_run
+    script = remote_run._START_AND_FOLLOW
+    assert script.endswith("echo MXLAB-END")
+    monkeypatch.setattr(remote_run, "_START_AND_FOLLOW", script[:-len("MXLAB-END")] + "something-else")
+    code, out, err = mxlab_cli("run", *direct_args(conda_host), "-v", "--zoo", local_zoo, "--model",
+                               "efficientnet-lite0", "--results", tmp_path, sample_photos / "coffee.jpg")
+    assert code == 0, err
+    assert "following the agent over SFTP instead" in err
+    assert top1(saved_records(tmp_path), "coffee.jpg") == "espresso"
+    assert summary(tmp_path)[0]["status"] == "ok"
