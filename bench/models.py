@@ -24,7 +24,8 @@ def resolve(name, root, zoo_dir, build_dir):
     if name in REAL:
         prefix = os.path.join(zoo_dir, name, name)
         if not os.path.exists(prefix + "-0000.params"):
-            raise RuntimeError("%s is not in the local zoo %s: run scripts/build-local-zoo %s" % (name, zoo_dir, zoo_dir))
+            raise RuntimeError("%s is not in the local zoo %s: run scripts/build-local-zoo %s"
+                               % (name, zoo_dir, zoo_dir))
         return {"name": name, "prefix": prefix, "input": catalogue[name]["input"], "real_weights": True}
     from bench import architectures
     prefix = architectures.build(name, os.path.join(build_dir, "zoo"))

@@ -31,8 +31,8 @@ def summary(results, machine, fanout, one_photo=None, round_trips=None):
     for name, r in results.items():
         gflop = r["flops"] / 1e9
         agent = r.get("agent", {}).get("ips")
-        engines = dict((engine, r[method]["ips"]) for engine, method in (("mxnet", "agent"), ("onnxruntime", "agent_ort"))
-                       if method in r)
+        engines = dict((engine, r[method]["ips"])
+                       for engine, method in (("mxnet", "agent"), ("onnxruntime", "agent_ort")) if method in r)
         best_engine = max(engines, key=engines.get) if engines else None
         whole = r.get("whole") or {}
         declined, why = _int8_verdict(r)

@@ -9,7 +9,8 @@ import pytest
 
 AGENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "agent")
 SOURCES = sorted(os.path.join(AGENT, name) for name in os.listdir(AGENT) if name.endswith(".py"))
-PY2_ONLY_STDLIB = {"urllib2", "httplib", "urlparse", "Queue", "StringIO", "cPickle", "ConfigParser"}  # the fallbacks of try/except ImportError
+# The fallbacks of try/except ImportError.
+PY2_ONLY_STDLIB = {"urllib2", "httplib", "urlparse", "Queue", "StringIO", "cPickle", "ConfigParser"}
 THIRD_PARTY = {"numpy", "cv2", "mxnet"}
 # The optional ONNX Runtime engine (agent/requirements-onnx.txt): imported lazily, inside functions of
 # its own module only, so the agent imports and runs without it.

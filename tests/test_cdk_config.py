@@ -39,7 +39,8 @@ OK = {"ssh_cidr": "203.0.113.7/32"}
     ({"attendees": "100"}, None),
     ({"attendees": "21"}, None),  # more than one stack holds: sharded, not refused
     ({"ami_id": "ami-123"}, r"ami_id='ami-123' is not an AMI id"),
-    ({"ami_id": "ami-0123456789abcdef0", "ami_name": "Deep Learning*"}, r"exactly one of ami_id, ami_ssm_parameter, ami_name \(got ami_id, ami_name\)"),
+    ({"ami_id": "ami-0123456789abcdef0", "ami_name": "Deep Learning*"},
+     r"exactly one of ami_id, ami_ssm_parameter, ami_name \(got ami_id, ami_name\)"),
     ({"ami_ssm_parameter": "no spaces allowed"}, r"ami_ssm_parameter='no spaces allowed' is not an SSM parameter name"),
     ({"volume_gb": "4"}, r"volume_gb=4 is out of range; allowed 8 to 16384"),
     ({"volume_gb": "75GB"}, r"volume_gb='75GB' must be a whole number"),
@@ -55,7 +56,8 @@ OK = {"ssh_cidr": "203.0.113.7/32"}
     ({"availability_zone": "us-east-1"}, r"availability_zone='us-east-1' is not an availability zone"),
     ({"availability_zone": "ap-southeast-2-akl-1a"}, None),  # a Local Zone
     ({"availability_zone": "us-west-2-" + "x" * 20 + "a"}, r"is not an availability zone name"),
-    ({"availability_zone": "eu-west-1a", "region": "us-east-1"}, r"availability_zone=eu-west-1a is not in region=us-east-1"),
+    ({"availability_zone": "eu-west-1a", "region": "us-east-1"},
+     r"availability_zone=eu-west-1a is not in region=us-east-1"),
     ({"availability_zone": "us-east-1b", "region": "us-east-1"}, None),
     ({"lifetime_hours": "-1"}, r"lifetime_hours='-1' must be a number of hours from 0"),
     ({"lifetime_hours": "soon"}, r"lifetime_hours='soon' must be a number"),

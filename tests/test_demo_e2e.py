@@ -96,7 +96,8 @@ def assert_all_stopped(facts):
     assert not port_open("127.0.0.1", facts["emulator_port"])
     assert not port_open("127.0.0.1", facts["zoo_port"])
     assert facts["lab_user"] == pwd.getpwuid(os.getuid()).pw_name
-    owned = [p for p in leftovers.records_dir().glob("*.json") if json.loads(p.read_text())["owner"] == facts["demo_pid"]]
+    owned = [p for p in leftovers.records_dir().glob("*.json")
+             if json.loads(p.read_text())["owner"] == facts["demo_pid"]]
     assert owned == [], "the demo forgot its leftover records"
     assert not Path(facts["state_dir"]).exists()
     assert not Path(facts["sshd_dir"]).exists()

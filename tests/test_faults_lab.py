@@ -212,7 +212,8 @@ def test_a_suspended_organisers_lock_is_taken_over_and_it_stops_cleanly_when_it_
             sleeper.kill()
             sleeper.wait()
     said = (tmp_path / "sleeper.log").read_text()
-    assert "attendee-2 not ready: attendee-2: this mxlab's set-up lock on the host was lost" in " ".join(said.split()), said
+    lost = "attendee-2 not ready: attendee-2: this mxlab's set-up lock on the host was lost"
+    assert lost in " ".join(said.split()), said
     cached = host.home / ".mxlab" / "models" / model / ("%s-0000.params" % model)
     import hashlib
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == zoo_file_sha(lab, model)

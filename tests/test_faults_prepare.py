@@ -105,7 +105,8 @@ def test_a_prepare_killed_during_the_mxnet_install_and_then_a_model_fetch_is_fin
 
     # 1. Killed while pip installs MXNet into the new venv.
     kill_prepare_when(host, zoo, home, tmp_path / "install.log",
-                      lambda: host_commands(host, "pip install") and list(venv.glob("lib/python3*/site-packages/numpy")),
+                      lambda: (host_commands(host, "pip install")
+                               and list(venv.glob("lib/python3*/site-packages/numpy"))),
                       "pip to be installing")
     wait_for("the killed prepare's pip to end on the host", lambda: not host_commands(host, "pip install"), 60)
     assert not (venv / VENV_READY).exists() and not (host.home / ".mxlab-agent" / "env.sh").exists()

@@ -23,7 +23,8 @@ from mxlab.offline.account import ACCOUNT_ID
 from mxlab.offline.lab import ORGANISER
 from mxlab.offline.sandbox_process import SandboxProcess
 
-pytestmark = [pytest.mark.slow, pytest.mark.aws_behaviour, pytest.mark.timeout(1800)]  # the first test also waits for the sandbox
+# timeout: the first test also waits for the sandbox.
+pytestmark = [pytest.mark.slow, pytest.mark.aws_behaviour, pytest.mark.timeout(1800)]
 PHOTO = str(REPO_ROOT / "build" / "photos" / "chelsea.jpg")
 MODEL = "efficientnet-lite0"
 

@@ -85,6 +85,7 @@ def test_the_cdk_clis_refusal_lines_name_the_action():
     from mxlab.errors import AwsAccessDenied
     line = ('MxnetLab | 1:05:18 AM | CREATE_FAILED | AWS::IAM::Role | Access/InstanceRole Resource handler '
             'returned message: "User: arn:aws:iam::1:user/o is not authorized to perform: iam:CreateRole on '
-            'resource: arn:aws:iam::1:role/MxnetLab-x because no identity-based policy allows the iam:CreateRole action')
+            'resource: arn:aws:iam::1:role/MxnetLab-x because no identity-based policy allows the '
+            'iam:CreateRole action')
     assert AwsAccessDenied.action_in(line) == "iam:CreateRole"
     assert AwsAccessDenied.action_in("MxnetLab: deploying... [1/1]") is None

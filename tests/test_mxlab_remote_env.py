@@ -95,7 +95,8 @@ EOF
 # TEST DOUBLE of `nvidia-smi` on a CPU instance of a GPU AMI: installed, and failing.
 FAKE_NVIDIA_SMI_NO_GPU = """#!/bin/sh
 # TEST DOUBLE (tests/test_mxlab_remote_env.py): nvidia-smi on a CPU instance of a GPU AMI.
-echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running."
+echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver." \
+  "Make sure that the latest NVIDIA driver is installed and running."
 exit 9
 """
 

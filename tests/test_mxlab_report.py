@@ -1,4 +1,5 @@
-"""mxlab.results.tables and mxlab.results.rundir: the terminal tables and summary.json built from host results (pure)."""
+"""mxlab.results.tables and mxlab.results.rundir: the terminal tables and summary.json built from host results
+(pure)."""
 import json
 
 from rich.console import Console

@@ -193,7 +193,8 @@ def _deploy_terminating_lab(aws_emulator, lab_stacks, attendees="3"):
     cfn = aws_emulator.boto3_client("cloudformation")
     cfn.create_stack(StackName="MxnetLab", TemplateBody=json.dumps(template.to_json()),
                      Capabilities=["CAPABILITY_IAM"])
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName="MxnetLab")["Stacks"][0]["Outputs"]}
+    stack = cfn.describe_stacks(StackName="MxnetLab")["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
     scheduler.stop()  # driven by hand: the deadline is hours away
     later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=13)
     assert scheduler.run_due(now=later), "the deadline's schedule ran"
@@ -216,8 +217,10 @@ def test_a_lab_whose_hosts_the_deadline_terminated_is_refused_with_down_then_up(
 def test_a_lab_with_one_host_terminated_by_hand_names_it(aws_emulator, lab_stacks, session):
     template = lab_stacks.template(ssh_cidr="127.0.0.1/32", attendees="2")
     cfn = aws_emulator.boto3_client("cloudformation")
-    cfn.create_stack(StackName="MxnetLab", TemplateBody=json.dumps(template.to_json()), Capabilities=["CAPABILITY_IAM"])
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName="MxnetLab")["Stacks"][0]["Outputs"]}
+    cfn.create_stack(StackName="MxnetLab", TemplateBody=json.dumps(template.to_json()),
+                     Capabilities=["CAPABILITY_IAM"])
+    stack = cfn.describe_stacks(StackName="MxnetLab")["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
     assert preflight.check(session, _config(attendees="2"), "MxnetLab").availability_zone  # all there: passes
     aws_emulator.boto3_client("ec2").terminate_instances(InstanceIds=[outputs["Attendee2InstanceId"]])
     with pytest.raises(PreflightError, match=r"the instance of attendee-2 was terminated"):

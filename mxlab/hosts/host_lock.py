@@ -46,7 +46,8 @@ if ! flock -n 9; then
     exit %(busy)d
   fi
 fi
-printf '%%s since %%s shell=%%s\n' "$1" "$(date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ)" "$$" > %(holder)s.tmp && mv %(holder)s.tmp %(holder)s
+printf '%%s since %%s shell=%%s\n' "$1" "$(date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ)" "$$" > %(holder)s.tmp &&
+  mv %(holder)s.tmp %(holder)s
 echo LOCKED
 while read -r _; do touch %(holder)s; done
 grep -qs " shell=$$\$" %(holder)s && rm -f %(holder)s

@@ -133,7 +133,8 @@ def main(argv=None):
             print_epilogue(done, time.monotonic() - start)
         return code
 
-    return sandbox.run_interruptible(demo, _say, "interrupted: everything the demo started is stopped", status_codes.INTERRUPTED)
+    return sandbox.run_interruptible(demo, _say, "interrupted: everything the demo started is stopped",
+                                     status_codes.INTERRUPTED)
 
 
 if __name__ == "__main__":

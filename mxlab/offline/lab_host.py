@@ -63,7 +63,8 @@ case "$state" in
   recoverable) echo "status: done"; echo "extended_status: degraded done"
                echo "recoverable_errors:"; echo "WARNING:"
                echo "        - Failed to set locale en_US.UTF-8 (sandbox model)"; exit 2 ;;
-  *) echo "status: error"; echo "errors:"; echo "        - ('scripts_user', RuntimeError('runparts: 1 failed'))"; exit 1 ;;
+  *) echo "status: error"; echo "errors:"
+     echo "        - ('scripts_user', RuntimeError('runparts: 1 failed'))"; exit 1 ;;
 esac
 """
 
@@ -395,8 +396,8 @@ def main(argv=None):
         from mxlab.offline.python_mirror import ensure_mirror
         downloads = ensure_mirror()
     host = SshdHost(args.address, args.port, conda_envs=() if args.no_conda else ("mxnet_p36",),
-                    wheelhouse=ensure_wheelhouse(python3=args.python3) if args.wheelhouse else None, python3=args.python3,
-                    python_downloads=downloads)
+                    wheelhouse=ensure_wheelhouse(python3=args.python3) if args.wheelhouse else None,
+                    python3=args.python3, python_downloads=downloads)
     host.start()
     stop = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))

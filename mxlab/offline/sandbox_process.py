@@ -76,7 +76,8 @@ class SandboxProcess:
         v = self.variables
         key, secret, token = v["AWS_ACCESS_KEY_ID"], v["AWS_SECRET_ACCESS_KEY"], v.get("AWS_SESSION_TOKEN")
         if admin and "MXLAB_SANDBOX_ADMIN_ACCESS_KEY_ID" in v:
-            key, secret, token = v["MXLAB_SANDBOX_ADMIN_ACCESS_KEY_ID"], v["MXLAB_SANDBOX_ADMIN_SECRET_ACCESS_KEY"], None
+            key, secret = v["MXLAB_SANDBOX_ADMIN_ACCESS_KEY_ID"], v["MXLAB_SANDBOX_ADMIN_SECRET_ACCESS_KEY"]
+            token = None
         return boto3.client(service, endpoint_url=v["AWS_ENDPOINT_URL"], region_name=v["AWS_DEFAULT_REGION"],
                             aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token)
 

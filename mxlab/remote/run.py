@@ -299,8 +299,9 @@ class RemoteRun:
     def _agent_command(self, args):
         """(the agent's argv, the detached command that runs it and writes exit_code)."""
         # --warm: the host's warm agent (mxlab prepare) runs it if it can, else this process does.
-        agent = ["python", "-m", "agent", "classify", contract.EVENTS_FLAG, "--warm", "--model", ",".join(self.spec.models),
-                 "--top-k", str(self.spec.top_k), "--out", self._path(contract.RESULTS_FILE)]
+        agent = ["python", "-m", "agent", "classify", contract.EVENTS_FLAG, "--warm",
+                 "--model", ",".join(self.spec.models), "--top-k", str(self.spec.top_k),
+                 "--out", self._path(contract.RESULTS_FILE)]
         if self.spec.batch_size:
             agent += ["--batch-size", str(self.spec.batch_size)]
         if self.spec.zoo:

@@ -3,9 +3,9 @@
 Per image a thumbnail made here from the operator's local original, per model its top-k labels
 with probability bars (models side by side for a compare run), a section per host, failed inputs
 with their error, and a header with the run's facts. Nothing is fetched when the file is opened:
-CSS and script (report.css, report.js beside this module) are inline, thumbnails are data: URIs. Results sit in the page as JSON and a small
-script renders one page of rows when a host's section is opened, so a run of thousands of images
-opens at once and the file grows by a thumbnail per image, not by the originals.
+CSS and script (report.css, report.js beside this module) are inline, thumbnails are data: URIs. Results
+sit in the page as JSON and a small script renders one page of rows when a host's section is opened, so a
+run of thousands of images opens at once and the file grows by a thumbnail per image, not by the originals.
 """
 import html
 import json
@@ -149,7 +149,8 @@ def run_facts_rows(run):
     rows = [("run", run.run_id), ("when", when_of(run))]
     if run.facts.get("command"):
         rows.append(("command", "mxlab %s" % run.facts["command"]))
-    rows.append(("hosts", "%d (%s)" % (len(run.hosts), ", ".join("%d %s" % (n, s) for s, n in sorted(statuses.items())))))
+    counts = ", ".join("%d %s" % (n, s) for s, n in sorted(statuses.items()))
+    rows.append(("hosts", "%d (%s)" % (len(run.hosts), counts)))
     rows.append(("models", ", ".join(run.models) or "none"))
     if run.facts.get("top_k"):
         rows.append(("top-k", str(run.facts["top_k"])))
@@ -308,13 +309,15 @@ def _asset(name):
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy"
+      content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
 <title>%(title)s</title>
 <style>%(css)s</style>
 </head><body>
 <h1>mxlab report</h1>
 <p class="gen">generated %(generated)s</p>
-<noscript><p class="bad">The per-image results are drawn by the page's inline script: allow JavaScript to see them.</p></noscript>
+<noscript><p class="bad">The per-image results are drawn by the page's inline script:
+allow JavaScript to see them.</p></noscript>
 %(body)s
 <script type="application/json" id="report-data">%(data)s</script>
 <script>%(script)s</script>

@@ -243,7 +243,8 @@ with this command from inside the folder (it needs no ssh_config):
 
 ssh refuses to connect if the host's key is not the pinned one ("REMOTE HOST IDENTIFICATION
 HAS CHANGED" / "Host key verification failed"): tell the organiser, do not work around it.
-{notebook}""".format(notebook=_notebook_text(sheet), label=sheet.label, host=sheet.host or "(stopped: ask the organiser)", user=sheet.user,
+{notebook}""".format(notebook=_notebook_text(sheet), label=sheet.label,
+           host=sheet.host or "(stopped: ask the organiser)", user=sheet.user,
            port=", port %d" % sheet.port if sheet.port != 22 else "", iid=sheet.instance_id, fps=fps,
            key=sheet.key_name, folder=Path(folder).resolve(), one_line=one_line_command(sheet))]
     if activate:
@@ -355,7 +356,8 @@ def organiser_page(sheets, stack):
             "only. Readiness is from the last <code>mxlab prepare</code>; state is as of this handout (%s).</p>"
             % e(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
             "<table><thead><tr><th>attendee</th><th>instance</th><th>address</th><th>state</th><th>readiness</th>"
-            "<th>environment</th><th>models cached</th><th>smoke top-1</th><th>notebook</th><th>prepared</th></tr></thead>"
+            "<th>environment</th><th>models cached</th><th>smoke top-1</th><th>notebook</th><th>prepared</th>"
+            "</tr></thead>"
             "<tbody>%s</tbody></table>" % "\n".join(rows)]
     return _page("MXNet lab %s: attendees" % stack, "\n".join(body))
 

@@ -5,8 +5,8 @@ models into the host's cache (the agent's own `fetch`, whose events say how many
 prepare moves none), then leave a warm agent with those models bound (agent serve; --no-warm: none)
 and classify one bundled photo with each model through it (the smoke test); lay out the attendee's
 workspace (workspace.py) and serve it with JupyterLab on the host's 127.0.0.1 (notebook_server.py; the
-default, --no-notebook skips both unless --workspace asks for the workspace). The readiness of each host is kept in ~/.mxlab/<stack>/prepare.json
-for `mxlab handout`'s organiser page.
+default, --no-notebook skips both unless --workspace asks for the workspace). The readiness of each host is
+kept in ~/.mxlab/<stack>/prepare.json for `mxlab handout`'s organiser page.
 """
 import json
 import logging
