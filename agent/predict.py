@@ -110,7 +110,7 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
     many inputs the run classifies (auto weighs MXNet's start-up against its faster forwards).
     """
     from agent import engine_onnx
-    from agent.pipeline import Engine, cpu_cores
+    from agent.pipeline import cpu_cores
     context = context or pick_context()
     synset = read_synset(files["synset"])
     size = entry["input"]["size"]
@@ -124,17 +124,36 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
     mxnet_import_s = startup.mxnet_import_seconds()  # auto weighs it (agent.engine_onnx)
     if isinstance(context, HostCpu):
         context = mx.cpu()
+    symbol, arg_params, aux_params = _read_checkpoint(mx, name, files)
+    startup.mark("checkpoint")
+    input_name, classes = _check_graph(mx, name, symbol, arg_params, (batch_size, 3, size, size), files, synset)
+    engine = _engine_for(name, engine, context, calibration)
+    make_mxnet = _mxnet_maker(mx, name, (symbol, arg_params, aux_params), input_name, size, batch_size, files,
+                              context, calibration)
+    params = dict(arg_params)
+    params.update(aux_params)
+    bound = engine_onnx.build(name, engine, make_mxnet, symbol, params, input_name, size, files, batch_size,
+                              cpu_cores(), classes, input_count, mxnet_import_s)
+    startup.mark("engine")  # MXNet: fused and bound; auto/onnxruntime on a new export: bound on the first batch
+    return Classifier(name, entry["input"], bound, synset)
+
+
+def _read_checkpoint(mx, name, files):
+    """(probability symbol, arg_params, aux_params) of the cached checkpoint."""
     try:
         symbol, _ = probability_head(mx.sym.load(files["symbol"]))
         arg_params, aux_params = checkpoint.split_params(mx.nd.load(files["params"]), symbol)
     except mx.base.MXNetError as err:
         raise AgentError("model {0}: cannot load its checkpoint: {1}".format(name, _first_line(err)))
-    startup.mark("checkpoint")
+    return symbol, arg_params, aux_params
+
+
+def _check_graph(mx, name, symbol, arg_params, shape, files, synset):
+    """(the graph's one data input, its class count), checked against the synset."""
     inputs = [arg for arg in symbol.list_arguments() if arg not in arg_params]
     if len(inputs) != 1:
         raise AgentError("model {0}: expected one input variable without parameters, found {1}"
                          .format(name, inputs or "none"))
-    shape = (batch_size, 3, size, size)
     try:
         _, out_shapes, _ = symbol.infer_shape(**{inputs[0]: shape})
     except mx.base.MXNetError as err:
@@ -143,16 +162,27 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
     if classes != len(synset):
         raise AgentError("model {0} outputs {1} classes but its synset {2} has {3} lines"
                          .format(name, classes, files["synset"], len(synset)))
+    return inputs[0], classes
+
+
+def _engine_for(name, engine, context, calibration):
+    """The engine asked for, or "mxnet" (with a warning) where ONNX Runtime cannot run it: GPU, --int8."""
     if engine != "mxnet" and (context.device_type != "cpu" or calibration is not None):
         from agent import reporter
         reporter.emit("warning", message="model {0}: --engine {1} runs FP32 on a CPU only; this run uses "
                                          "MXNet ({2})".format(name, engine, "--int8" if calibration is not None
                                                               else context))
-        engine = "mxnet"
-    plain = (symbol, arg_params, aux_params)
+        return "mxnet"
+    return engine
+
+
+def _mxnet_maker(mx, name, plain, input_name, size, batch_size, files, context, calibration):
+    """A callable binding the MXNet engine: fused FP32 on a CPU (INT8 where it wins with --int8), plain on a GPU."""
+    from agent.pipeline import Engine
+    shape = (batch_size, 3, size, size)
 
     def bind(sym, args, aux):
-        return Engine(sym, args, aux, batch_size, size, input_name=inputs[0], context=context)
+        return Engine(sym, args, aux, batch_size, size, input_name=input_name, context=context)
 
     def make_mxnet():
         sym, args, aux = plain
@@ -160,7 +190,7 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
             if context.device_type == "cpu":
                 from agent import int8_cache, quantize
                 if calibration is not None:
-                    return int8_cache.choose(name, sym, args, aux, calibration, inputs[0], size, batch_size, files,
+                    return int8_cache.choose(name, sym, args, aux, calibration, input_name, size, batch_size, files,
                                              bind)
                 sym, args, aux = quantize.fuse_fp32(sym, args, aux)
             elif calibration is not None:
@@ -168,13 +198,7 @@ def load(name, entry, files, batch_size, context=None, calibration=None, engine=
             return bind(sym, args, aux)
         except mx.base.MXNetError as err:
             raise AgentError("model {0}: cannot bind for input {1}: {2}".format(name, shape, _first_line(err)))
-
-    params = dict(arg_params)
-    params.update(aux_params)
-    bound = engine_onnx.build(name, engine, make_mxnet, symbol, params, inputs[0], size, files, batch_size,
-                              cpu_cores(), classes, input_count, mxnet_import_s)
-    startup.mark("engine")  # MXNet: fused and bound; auto/onnxruntime on a new export: bound on the first batch
-    return Classifier(name, entry["input"], bound, synset)
+    return make_mxnet
 
 
 def _first_line(err):

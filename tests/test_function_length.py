@@ -21,7 +21,6 @@ ALLOWED = {
     # Still to split: these files were being rewritten by other work when the rest were split.
     ("mxlab/runs/shard.py", "run_sharded"),
     ("mxlab/runs/fleet.py", "run_fleet"),
-    ("agent/predict.py", "load"),
 }
 
 
