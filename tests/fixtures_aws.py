@@ -26,6 +26,25 @@ def aws_emulator():
         emulator.stop()
 
 
+@pytest.fixture(scope="module")
+def module_emulator():
+    """One started AwsEmulator for a whole test module (a deploy into it costs a minute); stopped after."""
+    with AwsEmulator() as emulator:
+        yield emulator
+
+
+def cdk_runner(emulator, context, out, stack=None, extra=()):
+    """`run(command, outputs_file=None)`: `npx cdk <command> [extra]` against the emulator, failing the test
+    on a non-zero exit. `out` is the caller's own cdk.out (the CLI locks that folder, and other runs may
+    share the checkout)."""
+    def run(command, outputs_file=None):
+        result = emulator.run_cdk(command, context, outputs_file=outputs_file, stack=stack,
+                                  extra=list(extra) + ["--output", str(out)])
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+    return run
+
+
 class LabStacks:
     """Builds the lab's stacks in-process (no CLI), once per distinct context."""
 

@@ -7,30 +7,15 @@ import json
 import paramiko
 import pytest
 
-from mxlab.offline.emulator import AwsEmulator
+from tests.fixtures_aws import cdk_runner
 
 CONTEXT = {"ssh_cidr": "203.0.113.7/32", "attendees": 2}
 STACK = "MxnetLab"
 
 
 @pytest.fixture(scope="module")
-def emulator():
-    with AwsEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="module")
-def cdk(emulator, tmp_path_factory):
-    """`npx cdk <command>` against the emulator, with this module's own cdk.out
-    (the CLI locks that folder, and other runs may share the checkout)."""
-    out = str(tmp_path_factory.mktemp("cdk.out"))
-
-    def run(command, outputs_file=None):
-        result = emulator.run_cdk(command, CONTEXT, outputs_file=outputs_file, stack=STACK,
-                                  extra=["--output", out])
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result
-    return run
+def cdk(module_emulator, tmp_path_factory):
+    return cdk_runner(module_emulator, CONTEXT, tmp_path_factory.mktemp("cdk.out"), stack=STACK)
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +26,10 @@ def deployed(cdk, tmp_path_factory):
             "outputs": json.loads(outputs_file.read_text())[STACK]}
 
 
-def test_outputs_file_holds_every_attendee(deployed, emulator):
+def test_outputs_file_holds_every_attendee(deployed, module_emulator):
     outputs = deployed["outputs"]
     assert outputs["LabAttendees"] == "2" and outputs["LabSshUser"] == "ubuntu"
-    ec2 = emulator.boto3_client("ec2")
+    ec2 = module_emulator.boto3_client("ec2")
     for n in (1, 2):
         ip = outputs["Attendee%dPublicIp" % n]
         assert ipaddress.ip_address(ip).is_loopback  # nothing leaves 127.0.0.0/8
@@ -60,9 +45,9 @@ def test_outputs_file_holds_every_attendee(deployed, emulator):
     assert outputs["Attendee1PublicIp"] != outputs["Attendee2PublicIp"]
 
 
-def test_each_instance_has_its_idle_stop_alarm(deployed, emulator):
+def test_each_instance_has_its_idle_stop_alarm(deployed, module_emulator):
     outputs = deployed["outputs"]
-    alarms = emulator.boto3_client("cloudwatch").describe_alarms()["MetricAlarms"]
+    alarms = module_emulator.boto3_client("cloudwatch").describe_alarms()["MetricAlarms"]
     watched = {a["Dimensions"][0]["Value"]: a for a in alarms}
     for n in (1, 2):
         alarm = watched[outputs["Attendee%dInstanceId" % n]]
@@ -71,9 +56,9 @@ def test_each_instance_has_its_idle_stop_alarm(deployed, emulator):
         assert alarm["Period"] * alarm["EvaluationPeriods"] == 120 * 60
 
 
-def test_private_key_is_read_back_and_loads_in_paramiko(deployed, emulator):
+def test_private_key_is_read_back_and_loads_in_paramiko(deployed, module_emulator):
     outputs = deployed["outputs"]
-    ssm, ec2 = emulator.boto3_client("ssm"), emulator.boto3_client("ec2")
+    ssm, ec2 = module_emulator.boto3_client("ssm"), module_emulator.boto3_client("ec2")
     for n in (1, 2):
         key_id = outputs["Attendee%dKeyPairId" % n]
         name = outputs["Attendee%dPrivateKeyParameter" % n]
@@ -89,24 +74,24 @@ def test_private_key_is_read_back_and_loads_in_paramiko(deployed, emulator):
         assert pair["PublicKey"].split()[1] == key.get_base64()
 
 
-def test_console_output_carries_the_host_keys_set_by_a_test(deployed, emulator):
+def test_console_output_carries_the_host_keys_set_by_a_test(deployed, module_emulator):
     instance_id = deployed["outputs"]["Attendee1InstanceId"]
     line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO1bUJ3Hk2kfJAdQvLzHzPDqTsrN2vpmTpETS6dpKzHt"
-    emulator.set_host_keys(instance_id, [line])
-    text = emulator.boto3_client("ec2").get_console_output(InstanceId=instance_id)["Output"]
+    module_emulator.set_host_keys(instance_id, [line])
+    text = module_emulator.boto3_client("ec2").get_console_output(InstanceId=instance_id)["Output"]
     block = text.split("-----BEGIN SSH HOST KEY KEYS-----\n")[1].split(
         "-----END SSH HOST KEY KEYS-----")[0]
     assert block.strip() == "ec2: " + line
 
 
-def test_a_second_deploy_keeps_the_instances(deployed, emulator, cdk, tmp_path):
+def test_a_second_deploy_keeps_the_instances(deployed, module_emulator, cdk, tmp_path):
     """Deploying again (mxlab up twice) keeps the hosts and outputs; only the deadline moves.
 
     That a newer AMI behind the SSM parameter does not replace hosts rests on
     CloudFormation's update rules, which the emulator does not model: the
     template test pins the launch-template version for that.
     """
-    ec2 = emulator.boto3_client("ec2")
+    ec2 = module_emulator.boto3_client("ec2")
     before = deployed["outputs"]
     outputs_file = tmp_path / "outputs.json"
     cdk("deploy", outputs_file=outputs_file)
@@ -133,14 +118,14 @@ def _publish_cpu(cloudwatch, instance_id, periods, busiest_minute, quiet=1.0):
 
 @pytest.mark.aws_behaviour
 @pytest.mark.aws_behaviour
-def test_a_changed_ssh_cidr_list_updates_the_security_group_in_place(deployed, emulator, tmp_path):
+def test_a_changed_ssh_cidr_list_updates_the_security_group_in_place(deployed, module_emulator, tmp_path):
     """The organiser's own address added beside the room's: the same group, its rules now both
     CIDRs, every host kept (id and address). moto replaced the group (and so the hosts) on any
     change; AWS updates the rules in place."""
-    ec2 = emulator.boto3_client("ec2")
+    ec2 = module_emulator.boto3_client("ec2")
     before = deployed["outputs"]
 
-    cloudformation = emulator.boto3_client("cloudformation")
+    cloudformation = module_emulator.boto3_client("cloudformation")
 
     def lab_group():
         return cloudformation.describe_stack_resource(
@@ -149,9 +134,7 @@ def test_a_changed_ssh_cidr_list_updates_the_security_group_in_place(deployed, e
     group = lab_group()
     outputs_file = tmp_path / "outputs.json"
     context = dict(CONTEXT, ssh_cidr="203.0.113.7/32,198.51.100.0/24")
-    result = emulator.run_cdk("deploy", context, outputs_file=outputs_file, stack=STACK,
-                              extra=["--output", str(tmp_path / "cdk.out")])
-    assert result.returncode == 0, result.stdout + result.stderr
+    cdk_runner(module_emulator, context, tmp_path / "cdk.out", stack=STACK)("deploy", outputs_file=outputs_file)
     after = json.loads(outputs_file.read_text())[STACK]
     assert lab_group() == group
     (described,) = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"]
@@ -164,13 +147,13 @@ def test_a_changed_ssh_cidr_list_updates_the_security_group_in_place(deployed, e
 
 
 # after the second deploy: the idle host stays stopped (a new public IP once started)
-def test_the_idle_stop_spares_an_attendee_with_short_bursts_and_stops_an_idle_one(deployed, emulator):
+def test_the_idle_stop_spares_an_attendee_with_short_bursts_and_stops_an_idle_one(deployed, module_emulator):
     """Two hours of CPU as an interactive attendee makes it (one busy minute in five: 12 %, else 1 %,
     an Average of 3.2 %) against an idle host (2 % at most): only the idle one is stopped. With the
     alarm on Average, both were (the finding: working attendees stopped mid-lab)."""
     outputs = deployed["outputs"]
     working, idle = outputs["Attendee1InstanceId"], outputs["Attendee2InstanceId"]
-    cloudwatch, ec2 = emulator.boto3_client("cloudwatch"), emulator.boto3_client("ec2")
+    cloudwatch, ec2 = module_emulator.boto3_client("cloudwatch"), module_emulator.boto3_client("ec2")
     periods = 120 // 5
     _publish_cpu(cloudwatch, working, periods, busiest_minute=12.0)
     _publish_cpu(cloudwatch, idle, periods, busiest_minute=2.0)
@@ -180,20 +163,20 @@ def test_the_idle_stop_spares_an_attendee_with_short_bursts_and_stops_an_idle_on
     assert states[working] == "running"
 
 
-def test_destroy_removes_the_lab(deployed, emulator, cdk):
+def test_destroy_removes_the_lab(deployed, module_emulator, cdk):
     outputs = deployed["outputs"]
     cdk("destroy")
-    cfn = emulator.boto3_client("cloudformation")
+    cfn = module_emulator.boto3_client("cloudformation")
     (summary,) = [s for s in cfn.list_stacks()["StackSummaries"] if s["StackName"] == STACK]
     assert summary["StackStatus"] == "DELETE_COMPLETE"
-    ec2 = emulator.boto3_client("ec2")
+    ec2 = module_emulator.boto3_client("ec2")
     for n in (1, 2):
         (reservation,) = ec2.describe_instances(
             InstanceIds=[outputs["Attendee%dInstanceId" % n]])["Reservations"]
         assert reservation["Instances"][0]["State"]["Name"] == "terminated"
     assert ec2.describe_key_pairs()["KeyPairs"] == []
-    names = [p["Name"] for p in emulator.boto3_client("ssm").describe_parameters()["Parameters"]]
+    names = [p["Name"] for p in module_emulator.boto3_client("ssm").describe_parameters()["Parameters"]]
     assert not [n for n in names if n.startswith("/ec2/keypair/")]
-    assert emulator.boto3_client("cloudwatch").describe_alarms()["MetricAlarms"] == []
+    assert module_emulator.boto3_client("cloudwatch").describe_alarms()["MetricAlarms"] == []
     vpcs = ec2.describe_vpcs()["Vpcs"]
     assert [v["IsDefault"] for v in vpcs] == [True]

@@ -6,28 +6,15 @@ import json
 
 import pytest
 
-from mxlab.offline.emulator import AwsEmulator
+from tests.fixtures_aws import cdk_runner
 
 CONTEXT = {"ssh_cidr": "203.0.113.7/32", "attendees": 22}
 STACKS = ["MxnetLab", "MxnetLab-2"]
 
 
 @pytest.fixture(scope="module")
-def emulator():
-    with AwsEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="module")
-def cdk(emulator, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("cdk.out"))
-
-    def run(command, outputs_file=None):
-        result = emulator.run_cdk(command, CONTEXT, outputs_file=outputs_file,
-                                  extra=["--all", "--output", out])
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result
-    return run
+def cdk(module_emulator, tmp_path_factory):
+    return cdk_runner(module_emulator, CONTEXT, tmp_path_factory.mktemp("cdk.out"), extra=["--all"])
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +38,9 @@ def test_outputs_file_holds_one_section_per_stack_numbered_globally(deployed):
     assert ipaddress.ip_address(second["Attendee22PublicIp"]).is_loopback
 
 
-def test_shard_instances_run_in_the_first_stacks_subnet_and_group(deployed, emulator):
+def test_shard_instances_run_in_the_first_stacks_subnet_and_group(deployed, module_emulator):
     first, second = deployed["MxnetLab"], deployed["MxnetLab-2"]
-    ec2 = emulator.boto3_client("ec2")
+    ec2 = module_emulator.boto3_client("ec2")
     ids = [first["Attendee1InstanceId"], second["Attendee21InstanceId"],
            second["Attendee22InstanceId"]]
     described = {i["InstanceId"]: i for r in ec2.describe_instances(InstanceIds=ids)["Reservations"]
@@ -64,21 +51,21 @@ def test_shard_instances_run_in_the_first_stacks_subnet_and_group(deployed, emul
     assert first["LabSecurityGroupId"].startswith("sg-")
     assert described[ids[2]]["KeyName"] == "MxnetLab-attendee22"
     assert len([v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]]) == 1
-    exports = emulator.boto3_client("cloudformation").list_exports()["Exports"]
+    exports = module_emulator.boto3_client("cloudformation").list_exports()["Exports"]
     assert {e["Name"] for e in exports} == {
         "MxnetLab-SubnetId", "MxnetLab-SecurityGroupId", "MxnetLab-InstanceProfile",
         "MxnetLab-ImageTemplateId"}
-    ssm = emulator.boto3_client("ssm")
+    ssm = module_emulator.boto3_client("ssm")
     param = ssm.get_parameter(Name=second["Attendee21PrivateKeyParameter"], WithDecryption=True)
     assert "PRIVATE KEY" in param["Parameter"]["Value"]
 
 
-def test_destroy_all_removes_every_stack(deployed, emulator, cdk):
+def test_destroy_all_removes_every_stack(deployed, module_emulator, cdk):
     cdk("destroy")
-    cfn = emulator.boto3_client("cloudformation")
+    cfn = module_emulator.boto3_client("cloudformation")
     status = {s["StackName"]: s["StackStatus"] for s in cfn.list_stacks()["StackSummaries"]}
     assert status == {name: "DELETE_COMPLETE" for name in STACKS}
-    ec2 = emulator.boto3_client("ec2")
+    ec2 = module_emulator.boto3_client("ec2")
     states = {i["State"]["Name"] for r in ec2.describe_instances()["Reservations"]
               for i in r["Instances"]}
     assert states == {"terminated"}
