@@ -108,6 +108,27 @@ def test_cloud_init_exit_2_counts_as_done_with_its_warning(sshd_factory, status,
             assert "exit 1" in str(failed.value) and "scripts_user" in str(failed.value)
 
 
+@pytest.mark.aws_behaviour
+@pytest.mark.parametrize("status,ok", [("done", True), ("recoverable", True), ("error", False)])
+def test_connect_leaves_the_cloud_init_wait_to_the_first_command(sshd_factory, status, ok, caplog):
+    """connect() waits for cloud-init in the session's first command (a round trip fewer across a far
+    network): that command runs only once cloud-init is done, and a failed cloud-init fails it as before."""
+    host = sshd_factory(cloud_init=status)
+    target = direct_target(host.hostspec, host.user, host.identity, host.known_hosts)
+    with Session(target, timeout=20) as session:
+        session.connect()
+        if ok:
+            rc, out, err = session.exec("echo first; echo said >&2")
+            assert (rc, out, err) == (0, "first\n", "said\n")
+            assert ("recoverable errors (exit 2)" in caplog.text) == (status == "recoverable")
+            assert session.exec("echo second")[1] == "second\n"
+        else:
+            with pytest.raises(HostUnreachable) as failed:
+                session.exec("echo ran > ran.txt")
+            assert "exit 1" in str(failed.value) and "scripts_user" in str(failed.value)
+            assert not (host.home / "ran.txt").exists()
+
+
 def test_a_direct_host_must_be_pinned_before_ssh(sshd_factory, tmp_path):
     host = sshd_factory()
     empty = tmp_path / "known_hosts"

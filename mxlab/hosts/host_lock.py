@@ -79,7 +79,7 @@ class HostLock:
 
     def _try(self):
         """(state, age seconds, holder): LOCKED (self.chan holds it), BUSY, or TAKEOVER then LOCKED."""
-        chan = self.session.client.get_transport().open_session(timeout=30)
+        chan = self.session.channel()
         chan.exec_command(guarded(_HOLD, who(), str(int(STALE_S)), "1"))
         stream = chan.makefile("r")
         taken = None

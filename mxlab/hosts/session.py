@@ -1,5 +1,6 @@
 """One SSH connection to a ready target (readiness.py): pinned host keys, cloud-init, commands, SFTP."""
 import logging
+import re
 import select
 import shlex
 import socket
@@ -16,6 +17,12 @@ log = logging.getLogger(__name__)
 _CLOUD_INIT = ("command -v cloud-init >/dev/null 2>&1 || { echo no-cloud-init; exit 0; }; "
                "cloud-init status --wait >/dev/null 2>&1; rc=$?; "
                "[ $rc = 0 ] || cloud-init status --long 2>&1 | tail -n 20; exit $rc")
+# The same check ahead of the session's first command (a round trip fewer than a command of its own): its exit
+# code and output framed at the start of stderr; the command runs only when cloud-init is done (0 or 2).
+_CLOUD_INIT_FIRST = ('ci=$( { %s; } 2>&1 ); rc=$?; printf "MXLAB-CLOUD-INIT %%s\\n%%s\\nMXLAB-CLOUD-INIT-END\\n" "$rc" "$ci" >&2; '
+                     '[ $rc = 0 ] || [ $rc = 2 ] || exit %d\n')
+_CLOUD_INIT_FAILED = 213
+_CLOUD_INIT_FRAME = re.compile(r"MXLAB-CLOUD-INIT (-?[0-9]+)\n(.*?)\nMXLAB-CLOUD-INIT-END\n", re.S)
 
 
 # Every command runs in its own process group under this guard. sshd leaves a command without a terminal
@@ -49,6 +56,19 @@ def guarded(command, *args):
                     + [shlex.quote(a) for a in args])
 
 
+def start_command(chan, command):
+    """chan.exec_command(command) without waiting for the server's answer: across a far network that wait is a
+    round trip, and stdin sent meanwhile reaches the command, as sshd takes a channel's messages in order.
+    A refusal still ends it: paramiko closes the channel, which its reader sees as a lost connection."""
+    m = paramiko.Message()
+    m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+    m.add_int(chan.remote_chanid)
+    m.add_string("exec")
+    m.add_boolean(True)
+    m.add_string(command)
+    chan.transport._send_user_message(m)  # paramiko==3.5.1, pinned: exec_command's own first half
+
+
 def load_identity(path):
     try:
         return paramiko.PKey.from_path(str(path))
@@ -67,14 +87,17 @@ class Session:
         self.timeout = timeout
         self.client = None
         self._sftp = None
+        self._home = None
+        self._cloud_init_pending = False  # connect()'s wait, done by the first command (see _CLOUD_INIT_FIRST)
 
     # ---- connection ---------------------------------------------------------------------
     def connect(self, wait_cloud_init=True, quick_timeout=None):
         """Open the connection to a target readiness.ready() has made ready; wait for cloud-init.
         quick_timeout: one attempt bounded by these seconds, no retries (readiness.reach's guess)."""
         self._open(quick_timeout)
-        if wait_cloud_init:
-            self.wait_cloud_init()
+        # Across a far network a command of its own costs round trips: the first command checks it instead
+        # (exec); SFTP and bare channels check it first (cloud_init_checked).
+        self._cloud_init_pending = bool(wait_cloud_init)
         return self
 
     def _open(self, quick_timeout=None):
@@ -124,8 +147,16 @@ class Session:
     def wait_cloud_init(self):
         """Block until cloud-init is done (hosts without cloud-init count as done). Returns a warning
         when it finished with recoverable errors (exit 2: the host is usable, the operator should know)."""
+        self._cloud_init_pending = False
         rc, out, err = self.exec(_CLOUD_INIT, timeout=self.timeout)
-        detail = (out + err).strip()[-300:]
+        return self._cloud_init_verdict(rc, (out + err).strip()[-300:])
+
+    def cloud_init_checked(self):
+        """connect()'s cloud-init wait, now, unless a command did it already."""
+        if self._cloud_init_pending:
+            self.wait_cloud_init()
+
+    def _cloud_init_verdict(self, rc, detail):
         if rc == 2:
             warning = "%s: cloud-init finished with recoverable errors (exit 2); going on: %s" % (
                 self.target.label, detail)
@@ -145,6 +176,7 @@ class Session:
                 pass
         self._sftp = None
         self.client = None
+        self._cloud_init_pending = False  # a reconnect's connect() asks again
 
     def __enter__(self):
         return self
@@ -161,10 +193,14 @@ class Session:
         """
         timeout = timeout or max(self.timeout, 300)
         deadline = time.monotonic() + timeout
+        cloud_init, self._cloud_init_pending = self._cloud_init_pending, False
+        if cloud_init:
+            command = _CLOUD_INIT_FIRST % (_CLOUD_INIT, _CLOUD_INIT_FAILED) + command
+            timeout = max(timeout, self.timeout)
         chan = self.client.get_transport().open_session(timeout=30)
         try:
             chan.settimeout(1.0)
-            chan.exec_command(guarded(command))
+            start_command(chan, guarded(command))
             if stdin_data is not None:
                 chan.sendall(stdin_data.encode("utf-8") if isinstance(stdin_data, str) else stdin_data)
             chan.shutdown_write()
@@ -201,7 +237,14 @@ class Session:
             rc = chan.recv_exit_status()
             if rc == -1:  # closed without an exit-status message
                 raise EOFError("SSH connection lost while running a command")
-            return rc, "".join(out), b"".join(err).decode("utf-8", "replace")
+            err = b"".join(err).decode("utf-8", "replace")
+            if cloud_init:
+                frame = _CLOUD_INIT_FRAME.match(err)
+                if frame is None:
+                    raise EOFError("SSH connection lost while checking cloud-init")
+                err = err[frame.end():]
+                self._cloud_init_verdict(int(frame.group(1)), frame.group(2).strip()[-300:])
+            return rc, "".join(out), err
         finally:
             chan.close()
 
@@ -216,11 +259,24 @@ class Session:
                                      % (self.target.label, what, rc, (err or out).strip()[-800:]))
         return out
 
+    def channel(self):
+        """A new session channel for a command that exec() does not run (streams, locks)."""
+        self.cloud_init_checked()
+        return self.client.get_transport().open_session(timeout=30)
+
     def sftp(self):
         if self._sftp is None:
+            self.cloud_init_checked()
             self._sftp = self.client.open_sftp()
         return self._sftp
 
     def home(self):
-        return self.sftp().normalize(".")
+        """The login's home folder, asked once per session (or told by a command that printed it)."""
+        if self._home is None:
+            self._home = self.sftp().normalize(".")
+        return self._home
+
+    def knows_home(self, home):
+        """A command printed $HOME: home() need not ask."""
+        self._home = home
 

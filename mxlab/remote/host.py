@@ -8,11 +8,13 @@ import logging
 
 from mxlab.errors import MxlabError
 from mxlab.hosts import readiness
-from mxlab.remote import install
+from mxlab.remote import install, python_env
 from mxlab.remote.python_env import RemoteEnv
 from mxlab.remote.run import CONNECTION_ERRORS
 
 log = logging.getLogger(__name__)
+
+_HOME = "MXLAB-HOME"  # _look's first line: the home, so that nothing asks for it
 
 
 def reach(session, timeout, start=False, on_step=None):
@@ -27,10 +29,22 @@ def install_agent(session, env=None, engine="mxnet", say=None, lock=True, on_ste
     set-up lock (prepare)."""
     step = on_step or _quiet
     step("uploading the agent")
-    install.upload_agent(session)
+    have, env_text = _look(session)
+    install.upload_agent(session, have=have)
     step("preparing the environment")
-    remote_env = RemoteEnv(session, say=say, lock=lock)
+    remote_env = RemoteEnv(session, say=say, lock=lock, env_text=env_text)
     return remote_env, remote_env.ensure(env, engine=engine)
+
+
+def _look(session):
+    """(the agent's hashes there, env.sh's text or None) and the home, from one command: across a far network
+    each command is round trips, and a run on a prepared host needs nothing more before it starts."""
+    rc, out, _ = session.exec("printf '%s %%s\\n' \"$HOME\"; %s; %s"
+                              % (_HOME, python_env.env_file_command(), install.hash_command()))
+    first, _, rest = out.partition("\n")
+    if first.startswith(_HOME + " /"):
+        session.knows_home(first[len(_HOME) + 1:])
+    return install.parse_hashes(rc, rest), python_env.parse_env_file(rest)
 
 
 def failure_text(target, exc):

@@ -29,18 +29,25 @@ def local_files(agent_dir=AGENT_DIR):
     return files
 
 
-def remote_hashes(session, remote_agent, dirs=()):
-    """{relative path: sha256} of the files under remote_agent on the host, after making it and its `dirs`
-    (relative to it) in the same command."""
+def hash_command(agent_dir=AGENT_DIR, remote_root=REMOTE_ROOT):
+    """The command that makes the agent's folders on the host (mkdir -p) and prints the sha256sum lines of the
+    files there (parse_hashes reads them; other lines may come before, none after)."""
+    remote_agent = posixpath.join(remote_root, REMOTE_AGENT_DIR)
+    dirs = {posixpath.dirname(rel) for rel in local_files(agent_dir)} - {""}
     made = " ".join(shlex.quote(posixpath.join(remote_agent, d)) for d in [""] + sorted(dirs))
-    rc, out, _ = session.exec("mkdir -p %s && cd %s && find . -type f ! -name '*.pyc' -print0 | "
-                              "xargs -0 -r sha256sum" % (made, shlex.quote(remote_agent)))
+    # In a subshell: the cd leaves whatever runs after it where it was.
+    return ("( mkdir -p %s && cd %s && find . -type f ! -name '*.pyc' -print0 | xargs -0 -r sha256sum )"
+            % (made, shlex.quote(remote_agent)))
+
+
+def parse_hashes(rc, out):
+    """{relative path: sha256} from hash_command's exit code and output ({} when it failed: upload all)."""
     hashes = {}
     if rc != 0:
         return hashes
     for line in out.splitlines():
         digest, _, name = line.partition("  ")
-        if name:
+        if name and len(digest) == 64:
             hashes[name[2:] if name.startswith("./") else name] = digest
     return hashes
 
@@ -53,13 +60,14 @@ def plan_upload(wanted, have):
     return upload, unchanged, stale
 
 
-def upload_agent(session, agent_dir=AGENT_DIR, remote_root=REMOTE_ROOT):
-    """Bring <home>/<remote_root>/agent in line with agent_dir. Returns (uploaded, skipped, removed)."""
+def upload_agent(session, agent_dir=AGENT_DIR, remote_root=REMOTE_ROOT, have=None):
+    """Bring <home>/<remote_root>/agent in line with agent_dir. Returns (uploaded, skipped, removed).
+    `have`: the host's hashes, where a command of the caller's ran hash_command already."""
     agent_dir = Path(agent_dir)
     remote_agent = posixpath.join(remote_root, REMOTE_AGENT_DIR)
     wanted = local_files(agent_dir)
-    folders = {posixpath.dirname(rel) for rel in wanted} - {""}
-    have = remote_hashes(session, remote_agent, folders)
+    if have is None:
+        have = parse_hashes(*session.exec(hash_command(agent_dir, remote_root))[:2])
     uploaded, skipped, removed = plan_upload(wanted, have)
     if uploaded or removed:
         sftp = session.sftp()

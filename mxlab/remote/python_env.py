@@ -35,6 +35,8 @@ VENV_READY = ".mxlab-ready"
 # and exits 1.
 ENSUREPIP_MISSING = "ensurepip is not available"
 # apt-get waits for cloud-init's/unattended-upgrades' dpkg lock on a fresh instance instead of failing.
+# env_file_command's line before env.sh's text.
+ENV_SHOWN = "MXLAB-ENV-FILE"
 _APT = "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300"
 
 _DETECT = r"""
@@ -51,6 +53,18 @@ fi
 command -v python3 >/dev/null 2>&1 && echo "PYTHON3 $(command -v python3)"
 true
 """
+
+
+def env_file_command():
+    """The command that prints env.sh for RemoteEnv(env_text=...), where it exists: between ENV_SHOWN lines."""
+    path = shlex.quote(posixpath.join(REMOTE_ROOT, ENV_FILE))  # relative to the home, where commands start
+    return "if [ -f %s ]; then echo %s; cat %s; echo; echo %s; fi" % (path, ENV_SHOWN, path, ENV_SHOWN)
+
+
+def parse_env_file(out):
+    """env.sh's text from env_file_command's output (other lines around it), None when there was none."""
+    parts = out.split(ENV_SHOWN + "\n")
+    return parts[1] if len(parts) >= 3 else None
 
 
 def parse_detect(out):
@@ -110,14 +124,23 @@ def mxnet_requirement(gpu):
 class RemoteEnv:
     """Resolves and remembers the environment on one host; `prefix` is what to source before `python`."""
 
-    def __init__(self, session, say=None, lock=True, lock_wait_s=600.0):
+    def __init__(self, session, say=None, lock=True, lock_wait_s=600.0, env_text=False):
+        """`env_text`: env.sh's text (None: there is none), where a command of the caller's read it
+        (env_file_command); else it is read over SFTP, once."""
         self.session = session
         self.say = say or (lambda msg: log.info("%s", msg))
         # Setting up takes the host's set-up lock (host_lock.py), unless the caller holds it (prepare).
         self.lock = lock
         self.lock_wait_s = lock_wait_s
-        self.root = posixpath.join(session.home(), REMOTE_ROOT)
-        self.env_file = posixpath.join(self.root, ENV_FILE)
+        self._env_text = env_text  # False: not read yet
+
+    @property
+    def root(self):
+        return posixpath.join(self.session.home(), REMOTE_ROOT)
+
+    @property
+    def env_file(self):
+        return posixpath.join(self.root, ENV_FILE)
 
     @property
     def prefix(self):
@@ -128,11 +151,15 @@ class RemoteEnv:
 
     def _remembered(self):
         """(name, warning) from env.sh; (None, None) before the first set-up."""
-        try:
-            with self.session.sftp().open(self.env_file) as fh:
-                text = fh.read()
-                text = text.decode("utf-8") if isinstance(text, bytes) else text
-        except FileNotFoundError:
+        if self._env_text is False:
+            try:
+                with self.session.sftp().open(self.env_file) as fh:
+                    text = fh.read()
+                    self._env_text = text.decode("utf-8") if isinstance(text, bytes) else text
+            except FileNotFoundError:
+                self._env_text = None
+        text = self._env_text
+        if text is None:
             return None, None
         m = re.match(r"# mxlab environment: (\S+)", text)
         w = re.search(r"^# mxlab warning: (.+)$", text, re.M)
@@ -147,12 +174,14 @@ class RemoteEnv:
         return rc == 0, (out + err).strip()
 
     def _remember(self, name, snippet, warning=None):
+        text = "# mxlab environment: %s\n" % name
+        if warning:
+            text += "# mxlab warning: %s\n" % " ".join(warning.split())
+        text += "%s\n" % snippet
         with self.session.sftp().open(self.env_file + ".tmp", "w") as fh:
-            fh.write("# mxlab environment: %s\n" % name)
-            if warning:
-                fh.write("# mxlab warning: %s\n" % " ".join(warning.split()))
-            fh.write("%s\n" % snippet)
+            fh.write(text)
         self.session.sftp().posix_rename(self.env_file + ".tmp", self.env_file)
+        self._env_text = text
 
     def _named(self, name, warning):
         """The name every run's summary shows: with the warning, so a degraded host is never silent."""

@@ -29,7 +29,7 @@ import paramiko
 
 from agent import contract
 from mxlab.hosts import backoff, readiness
-from mxlab.hosts.session import guarded
+from mxlab.hosts.session import guarded, start_command
 from mxlab.remote.agent_events import AgentLog
 from mxlab.errors import CommandTimeout, HostUnreachable, RemoteCommandError
 
@@ -213,11 +213,10 @@ class RemoteRun:
         agent, inner = self._agent_command(args)
         every = max(1, int(round(self.liveness_every)))
         prefix = contract.results_temp_prefix(contract.RESULTS_FILE)
-        transport = self.session.client.get_transport()
-        chan = transport.open_session(timeout=30)
+        chan = self.session.channel()
         try:
             chan.settimeout(120)  # sends wait for the window this long at most; reads take only what is there
-            chan.exec_command(guarded(_START_AND_FOLLOW, self.run_dir, " ".join(agent), inner, str(every), prefix,
+            start_command(chan, guarded(_START_AND_FOLLOW, self.run_dir, " ".join(agent), inner, str(every), prefix,
                                       "1" if files else "0"))
             if files:
                 with tarfile.open(fileobj=_ChannelWriter(chan), mode="w|") as tar:
