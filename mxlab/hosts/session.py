@@ -238,15 +238,17 @@ class Session:
             if rc == -1:  # closed without an exit-status message
                 raise EOFError("SSH connection lost while running a command")
             err = b"".join(err).decode("utf-8", "replace")
-            if cloud_init:
-                frame = _CLOUD_INIT_FRAME.match(err)
-                if frame is None:
-                    raise EOFError("SSH connection lost while checking cloud-init")
-                err = err[frame.end():]
-                self._cloud_init_verdict(int(frame.group(1)), frame.group(2).strip()[-300:])
-            return rc, "".join(out), err
+            return rc, "".join(out), self._after_cloud_init(err) if cloud_init else err
         finally:
             chan.close()
+
+    def _after_cloud_init(self, err):
+        """stderr without _CLOUD_INIT_FIRST's frame, once its verdict is taken (HostUnreachable: failed)."""
+        frame = _CLOUD_INIT_FRAME.match(err)
+        if frame is None:
+            raise EOFError("SSH connection lost while checking cloud-init")
+        self._cloud_init_verdict(int(frame.group(1)), frame.group(2).strip()[-300:])
+        return err[frame.end():]
 
     def _check_deadline(self, deadline, timeout):
         if time.monotonic() > deadline:
