@@ -430,11 +430,12 @@ def cmd_prepare(args, out, err):
     from mxlab.workshop import prepare
     models = catalogue.check_models([m.strip() for m in args.models.split(",") if m.strip()], args.zoo)
     found = resolve_targets(args)
-    results = prepare.prepare_fleet(found, models, err, zoo=args.zoo, env=args.env, lay_out=args.workspace,
+    name = args.stack if not args.host else found[0].label
+    results = prepare.prepare_fleet(found, models, err, name, zoo=args.zoo, env=args.env, lay_out=args.workspace,
                                     timeout=args.timeout, start=args.start, parallel=args.parallel,
                                     warm_idle=args.warm_idle if args.warm else None, notebook=args.notebook)
-    out.print(prepare.readiness_table(results, models, "%s readiness" % (found[0].label if args.host else args.stack)))
-    saved = prepare.save_readiness(args.stack if not args.host else found[0].label, results, models)
+    out.print(prepare.readiness_table(results, models, "%s readiness" % name))
+    saved = prepare.save_readiness(name, results, models)
     return prepare.report(results, saved, out, err)
 
 

@@ -5,11 +5,11 @@ or loses their saved results.
 """
 import logging
 import posixpath
-import threading
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from mxlab.remote import host
+from mxlab.runs import fanout
 from agent import contract
 from mxlab.remote.run import HostResult, Interrupted, run_on_host
 from mxlab.results import rundir
@@ -62,76 +62,59 @@ def run_fleet(targets, spec, run_id, store, console, parallel=8, timeout=READY_T
     in this run folder are kept, the others follow the agent an interrupted mxlab started (or start one).
     Ctrl-C: what finished is saved, the summary marks the rest interrupted (their agents go on), and
     KeyboardInterrupt goes up with `store.interrupted` naming them."""
-    lock = threading.Lock()
-    kept = kept_hosts(store) if resume else {}
-    stop = threading.Event()
-    done = dict(kept)  # label -> HostResult
-    progress = Progress(TextColumn("{task.fields[host]:>14}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
-                        transient=False)
+    fleet = _Fleet(targets, spec, run_id, store, console, timeout, start, resume)
+    with fleet.lines:
+        try:
+            ordered = fanout.fan_out(targets, fleet.work, parallel, on_done=fleet.finished,
+                                     name=lambda t: t.label)
+        except fanout.FanOutInterrupted:
+            store.interrupted = [t.label for t in targets if t.label not in fleet.done]
+            save_summary(store, targets, fleet.done, run_id)
+            raise
+    store.save_summary(ordered)
+    return ordered
 
-    def work(target):
-        task = progress.add_task("waiting", total=None, host=target.label)
+
+class _Fleet:
+    """One run_fleet: each host's line, its run, and what is saved as it finishes."""
+
+    def __init__(self, targets, spec, run_id, store, console, timeout, start, resume):
+        self.targets, self.spec, self.run_id, self.store = targets, spec, run_id, store
+        self.timeout, self.start, self.resume = timeout, start, resume
+        self.kept = kept_hosts(store) if resume else {}
+        self.done = dict(self.kept)  # label -> HostResult of the hosts that ended
+        self.tasks = {}  # label -> its progress line
+        self.lines = fanout.HostLines(console, TextColumn("{task.fields[host]:>14}"), BarColumn(),
+                                      MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"))
+
+    def work(self, target, stop):
+        task = self.tasks[target.label] = self.lines.add("waiting", total=None, host=target.label)
 
         def on_progress(done, total, message):
             kw = {"description": (message or "")[:60]}
             if total:
                 kw.update(total=total, completed=done)
-            progress.update(task, **kw)
+            self.lines.update(task, **kw)
 
-        def say(message):
-            with lock:
-                progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+        if target.label in self.kept:
+            self.lines.update(task, description="kept from the interrupted run")
+            return self.kept[target.label]
+        return run_one(target, self.spec, self.run_id, self.timeout, on_progress, self.lines.say, self.start,
+                       stop=stop, attach=self.resume)
 
-        if target.label in kept:
-            progress.update(task, description="kept from the interrupted run")
-            return kept[target.label]
-        res = run_one(target, spec, run_id, timeout, on_progress, say, start, stop=stop, attach=resume)
-        if res.status == INTERRUPTED:
-            return res
+    def finished(self, target, res):
+        """A host ended: its results and the summary saved (after each host: a killed mxlab leaves them too)."""
+        if res.status == INTERRUPTED or target.label in self.kept:
+            return
         try:
-            store.save_host(res)
+            self.store.save_host(res)
         except OSError as exc:
             res.error = (res.error + "; " if res.error else "") + "saving results failed: %s" % exc
             res.status = "failed"
-        with lock:
-            done[target.label] = res
-            save_summary(store, targets, done, run_id)  # after each host: a killed mxlab leaves it too
-        progress.update(task, description=res.status if not res.error else res.status + ": " + res.error[:50])
-        return res
-
-    results = {}
-    slots = threading.Semaphore(max(1, min(parallel, len(targets))))
-
-    def bounded(target):
-        with slots:
-            if stop.is_set():  # interrupted before this host's turn: nothing started there
-                results[target.label] = HostResult(label=target.label, address=target.address,
-                                                   status=INTERRUPTED, error="not started: interrupted")
-                return
-            results[target.label] = work(target)
-
-    with progress:
-        # Daemon threads, joined in a loop: Ctrl-C reaches this thread at once, and nothing waits for a host.
-        threads = [threading.Thread(target=bounded, args=(t,), daemon=True, name="run-%s" % t.label)
-                   for t in targets]
-        for t in threads:
-            t.start()
-        try:
-            while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(0.2)
-        except KeyboardInterrupt:
-            stop.set()  # each host's follower stops within a poll; its agent goes on, on the host
-            for t in threads:
-                t.join(2.0)
-            with lock:
-                store.interrupted = [t.label for t in targets if t.label not in done]
-                save_summary(store, targets, done, run_id)
-            raise
-    ordered = [results.get(t.label) or done[t.label] for t in targets]
-    store.save_summary(ordered)
-    return ordered
+        self.done[target.label] = res
+        save_summary(self.store, self.targets, self.done, self.run_id)
+        self.lines.update(self.tasks[target.label],
+                          description=res.status if not res.error else res.status + ": " + res.error[:50])
 
 
 def save_summary(store, targets, done, run_id):

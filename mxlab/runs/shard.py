@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import List
 
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agent import contract
 from agent.inputs import IMAGE_EXTENSIONS
 from mxlab.remote import host as remote_host
 from mxlab.results import rundir, tables
+from mxlab.runs import fanout
 from mxlab.atomic import write_atomic
 from mxlab.errors import UsageError
 from mxlab.remote.run import HostResult, RemoteRun, RunSpec, is_url
@@ -332,170 +333,185 @@ def run_sharded(targets, spec, run_id, store, console, timeout=READY_TIMEOUT, st
                 reconnect_timeout=RECONNECT_TIMEOUT):
     """Classify spec.inputs (expanded) across `targets`, each input once; returns a ShardedRun.
     `resume`: the run folder holds an earlier try of this run id; only inputs without results are done."""
-    inputs = expand_inputs(spec.inputs)
-    saved, old_summary = load_saved(store.dir) if resume else ({}, [])
-    earlier = [rec for recs in saved.values() for rec in recs]
-    todo = todo_indexes(inputs, earlier, spec.models)
-    queue = ChunkQueue(plan_chunks(todo, size)) if size else ChunkQueue(rest=todo)
-    first = first_chunk_size(len(todo), len(targets))
-    even = -(-len(todo) // max(1, len(targets)))
-    chunks = {}  # id -> {"inputs", "host", "failed_on"}, as chunks are handed out
-    for c in queue.left() if size else ():
-        chunks[c.id] = {"inputs": span(c.indexes), "host": None, "failed_on": []}
-    attempt = os.urandom(2).hex()  # remote folders of a resumed run never meet the earlier try's
-    hosts = [_Host(t, saved.get(t.label, ())) for t in targets]
-    lock = threading.Lock()
-    finished = [0]
-    _save_plan(store.dir, run_id, inputs, size or "adaptive", chunks, queue.moves, [])
+    run = _Sharded(targets, spec, run_id, store, console, timeout, start, size, resume, reconnect_timeout)
+    _save_plan(store.dir, run_id, run.inputs, size or "adaptive", run.chunks, run.queue.moves, [])
+    with run.lines:
+        try:
+            # A worker per host, each taking chunks until none is left. Ctrl-C closes the queue at once and
+            # waits for no host: each host's file already holds what it finished, --resume goes on from there.
+            fanout.fan_out(run.hosts, run.work, parallel=len(run.hosts), on_stop=run.queue.close,
+                           name=lambda h: h.target.label, grace=0)
+        except fanout.FanOutInterrupted:
+            run.lines.say("mxlab: interrupted: finished chunks are saved in %s; the same command with --resume %s "
+                          "does the rest" % (store.dir, run_id))
+            raise
+    return run.finish()
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.fields[hosts]}"), console=console, transient=False)
-    task = progress.add_task("images", total=len(todo), hosts="")
 
-    def say(message):
-        with lock:
-            progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+class _Sharded:
+    """One run_sharded: its inputs, the chunk queue, each host's worker, the progress line, what is saved."""
 
-    def refresh():
-        with lock:
+    def __init__(self, targets, spec, run_id, store, console, timeout, start, size, resume, reconnect_timeout):
+        self.spec, self.run_id, self.store, self.timeout, self.start = spec, run_id, store, timeout, start
+        self.size, self.reconnect_timeout = size, reconnect_timeout
+        self.inputs = expand_inputs(spec.inputs)
+        self.saved, self.old_summary = load_saved(store.dir) if resume else ({}, [])
+        self.earlier = [rec for recs in self.saved.values() for rec in recs]
+        self.todo = todo_indexes(self.inputs, self.earlier, spec.models)
+        self.queue = ChunkQueue(plan_chunks(self.todo, size)) if size else ChunkQueue(rest=self.todo)
+        self.first = first_chunk_size(len(self.todo), len(targets))
+        self.even = -(-len(self.todo) // max(1, len(targets)))
+        self.chunks = {}  # id -> {"inputs", "host", "failed_on"}, as chunks are handed out
+        for c in self.queue.left() if size else ():
+            self.chunks[c.id] = {"inputs": span(c.indexes), "host": None, "failed_on": []}
+        self.attempt = os.urandom(2).hex()  # remote folders of a resumed run never meet the earlier try's
+        self.hosts = [_Host(t, self.saved.get(t.label, ())) for t in targets]
+        self.lock = threading.Lock()
+        self.finished = 0  # inputs settled (done, or done by a host that then failed)
+        self.lines = fanout.HostLines(console, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), TextColumn("{task.fields[hosts]}"))
+        self.task = self.lines.add("images", total=len(self.todo), hosts="")
+
+    def refresh(self):
+        with self.lock:
+            hosts = self.hosts
             working = sum(1 for h in hosts if not h.failed and h.state.startswith("chunk"))
             failed = sum(1 for h in hosts if h.failed)
             text = "%d/%d hosts working%s · %d chunks" % (
-                working, len(hosts), ", %d failed" % failed if failed else "", len(chunks))
-            progress.update(task, completed=finished[0] + sum(h.live for h in hosts), hosts=text)
+                working, len(hosts), ", %d failed" % failed if failed else "", len(self.chunks))
+            self.lines.update(self.task, completed=self.finished + sum(h.live for h in hosts), hosts=text)
 
-    def save(result):
+    def save(self, result):
         try:
-            store.save_host(result)
+            self.store.save_host(result)
         except OSError as exc:  # the records stay in memory: the merged file is written at the end
-            say("mxlab: %s: saving its results failed: %s" % (result.label, exc))
+            self.lines.say("mxlab: %s: saving its results failed: %s" % (result.label, exc))
 
-    def run_one_chunk(host, session, env_prefix, chunk):
-        """Run `chunk` on the host and settle it with the queue (done, or given back); True once settled."""
+    def work(self, host, stop):
+        """One host: made ready, then chunks until none is left or it fails (`stop`: the queue closes instead)."""
         target, result = host.target, host.result
-        host.state = "chunk %d" % chunk.id
-        refresh()
-        items = [inputs[i] for i in chunk.indexes]
-
-        def on_progress(done, total, message, n=len(items)):
-            host.live = min(done or 0, n)
-            refresh()
-
-        chunk_spec = RunSpec(models=spec.models, inputs=items, top_k=spec.top_k, batch_size=spec.batch_size,
-                             zoo=spec.zoo, env=spec.env, engine=spec.engine)
-        remote_id = "%s-%s-c%03d" % (run_id, attempt, chunk.id)
-        began = time.monotonic()
-        try:
-            records, error = _run_chunk(session, chunk_spec, remote_id, env_prefix, on_progress, reconnect_timeout)
-            host.measure(time.monotonic() - began, records, len(items))
-            host.chunk_s[chunk.id] = round(time.monotonic() - began, 2)
-        except Exception as exc:
-            log.debug("%s: chunk %d failed", target.label, chunk.id, exc_info=True)
-            records, error = [], remote_host.failure_text(target, exc)
-        host.live = 0
-        mine = set(items)
-        records = [r for r in records if r.get("image") in mine]
-        complete = done_inputs(records, spec.models)
-        if error:
-            # Keep what the host finished (whole inputs only); the rest goes to the others.
-            records = [r for r in records if r.get("image") in complete]
-        left = [i for i in chunk.indexes if inputs[i] not in complete]
-        with lock:
-            result.records.extend(records)
-            finished[0] += len(chunk.indexes) - (len(left) if error else 0)
-        result.run_dir = remote_runs(run_id, attempt)
-        save(result)
-        if error:
-            host.failed, result.status = True, "failed"
-            result.error = "%s; chunk %d (inputs %s) handed back" % (error, chunk.id, span(left) or "none")
-            chunks[chunk.id]["failed_on"].append(target.label)
-            if not left:
-                chunks[chunk.id]["host"] = target.label
-            say("%s: chunk %d failed (%s); inputs %s go to the other hosts"
-                % (target.label, chunk.id, error, span(left) or "none"))
-            refresh()
-            queue.give_back(chunk, left, target.label, error)  # settled: nothing may raise after this
-            return True
-        # Inputs the agent finished without a record (none expected) are named at the end as without results.
-        chunks[chunk.id]["host"] = target.label
-        host.chunks.append(chunk.id)
-        refresh()
-        queue.done(chunk)  # settled: nothing may raise after this
-        return True
-
-    def work(host):
-        target, result = host.target, host.result
-        session = Session(target, timeout=timeout)
+        session = Session(target, timeout=self.timeout)
         try:
             began = time.monotonic()
             try:
-                env_prefix = _prepare(session, target, spec, timeout, start, say, host)
+                env_prefix = _prepare(session, target, self.spec, self.timeout, self.start, self.lines.say, host)
                 host.prepare_s = round(time.monotonic() - began, 2)
             except Exception as exc:
                 log.debug("%s: not ready", target.label, exc_info=True)
                 host.failed, result.status, result.error = True, "failed", remote_host.failure_text(target, exc)
-                say("%s: failed before any work: %s" % (target.label, result.error))
+                self.lines.say("%s: failed before any work: %s" % (target.label, result.error))
                 return
-            while True:
-                alive = sum(1 for h in hosts if not h.failed)
-                chunk = queue.take(target.label, next_chunk_size(queue.remaining(), alive, first, even,
-                                                                 host.start_s, host.image_s))
+            while not host.failed:
+                alive = sum(1 for h in self.hosts if not h.failed)
+                chunk = self.queue.take(target.label, next_chunk_size(self.queue.remaining(), alive, self.first,
+                                                                      self.even, host.start_s, host.image_s))
                 if chunk is None:
                     break
-                with lock:
-                    chunks.setdefault(chunk.id, {"inputs": span(chunk.indexes), "host": None, "failed_on": []})
-                settled = False
-                try:
-                    settled = run_one_chunk(host, session, env_prefix, chunk)
-                finally:
-                    if not settled:  # a bug here must not strand the chunk (the other hosts wait for it)
-                        host.failed, result.status = True, "failed"
-                        result.error = result.error or "%s: unexpected error running chunk %d" % (
-                            target.label, chunk.id)
-                        queue.give_back(chunk, chunk.indexes, target.label, result.error)
-                if host.failed:
-                    return
+                self.chunk_settled(host, session, env_prefix, chunk)
         finally:
             session.close()
             host.state = "failed" if host.failed else "done"
-            refresh()
+            self.refresh()
 
-    with progress:
-        threads = [threading.Thread(target=work, args=(h,), name="shard-%s" % h.target.label, daemon=True)
-                   for h in hosts]
-        for t in threads:
-            t.start()
+    def chunk_settled(self, host, session, env_prefix, chunk):
+        """Run `chunk` on the host; it is settled with the queue (done, or given back) whatever happens."""
+        with self.lock:
+            self.chunks.setdefault(chunk.id, {"inputs": span(chunk.indexes), "host": None, "failed_on": []})
+        settled = False
         try:
-            while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(0.5)
-        except KeyboardInterrupt:
-            queue.close()  # each host's file already holds what it finished: --resume goes on from there
-            say("mxlab: interrupted: finished chunks are saved in %s; the same command with --resume %s "
-                "does the rest" % (store.dir, run_id))
-            raise
+            items, records, error = self.run_chunk(host, session, env_prefix, chunk)
+            self.settle(host, chunk, items, records, error)
+            settled = True
+        finally:
+            if not settled:  # a bug here must not strand the chunk (the other hosts wait for it)
+                host.failed, host.result.status = True, "failed"
+                host.result.error = host.result.error or "%s: unexpected error running chunk %d" % (
+                    host.target.label, chunk.id)
+                self.queue.give_back(chunk, chunk.indexes, host.target.label, host.result.error)
 
-    for h in hosts:
-        if not h.failed and any("error" in r for r in h.result.records):
-            h.result.status = "partial"
-            h.result.error = "some inputs failed"
-    merged = merge_records(inputs, earlier + [r for h in hosts for r in h.result.records], spec.models)
-    have = done_inputs(merged, spec.models)
-    missing = [item for item in inputs if item not in have]
-    run = ShardedRun(run_id=run_id, inputs=inputs, models=list(spec.models), hosts=[h.result for h in hosts],
-                     chunks=chunks, moves=queue.moves, records=merged, missing=missing,
-                     chunk_size=size or "adaptive",
-                     resumed=len(inputs) - len(todo))
-    _save_plan(store.dir, run_id, inputs, size or "adaptive", chunks, queue.moves, missing)
-    store.save_merged(merged)
-    extra = {h.target.label: {"chunks": h.chunks, "prepare_s": h.prepare_s, "chunk_s": h.chunk_s,
-                              "moved_away": [m for m in queue.moves if m["from"] == h.target.label]}
-             for h in hosts}
-    current = {h.target.label for h in hosts}
-    # A host of the earlier try that this resumed run did not use: its entry and file stay as they were.
-    kept = [rundir.host_result(e, saved.get(e["host"], [])) for e in old_summary if e["host"] not in current]
-    store.save_summary(kept + run.hosts, extra)
-    return run
+    def run_chunk(self, host, session, env_prefix, chunk):
+        """(the chunk's inputs, their records, None or why the chunk failed on this host)."""
+        spec = self.spec
+        host.state = "chunk %d" % chunk.id
+        self.refresh()
+        items = [self.inputs[i] for i in chunk.indexes]
+
+        def on_progress(done, total, message, n=len(items)):
+            host.live = min(done or 0, n)
+            self.refresh()
+
+        chunk_spec = RunSpec(models=spec.models, inputs=items, top_k=spec.top_k, batch_size=spec.batch_size,
+                             zoo=spec.zoo, env=spec.env, engine=spec.engine)
+        remote_id = "%s-%s-c%03d" % (self.run_id, self.attempt, chunk.id)
+        began = time.monotonic()
+        try:
+            records, error = _run_chunk(session, chunk_spec, remote_id, env_prefix, on_progress,
+                                        self.reconnect_timeout)
+            host.measure(time.monotonic() - began, records, len(items))
+            host.chunk_s[chunk.id] = round(time.monotonic() - began, 2)
+        except Exception as exc:
+            log.debug("%s: chunk %d failed", host.target.label, chunk.id, exc_info=True)
+            records, error = [], remote_host.failure_text(host.target, exc)
+        host.live = 0
+        return items, records, error
+
+    def settle(self, host, chunk, items, records, error):
+        """Keep the chunk's records on the host's file; done with the queue, or what is left given back."""
+        target, result = host.target, host.result
+        mine = set(items)
+        records = [r for r in records if r.get("image") in mine]
+        complete = done_inputs(records, self.spec.models)
+        if error:
+            # Keep what the host finished (whole inputs only); the rest goes to the others.
+            records = [r for r in records if r.get("image") in complete]
+        left = [i for i in chunk.indexes if self.inputs[i] not in complete]
+        with self.lock:
+            result.records.extend(records)
+            self.finished += len(chunk.indexes) - (len(left) if error else 0)
+        result.run_dir = remote_runs(self.run_id, self.attempt)
+        self.save(result)
+        info = self.chunks[chunk.id]
+        if error:
+            host.failed, result.status = True, "failed"
+            result.error = "%s; chunk %d (inputs %s) handed back" % (error, chunk.id, span(left) or "none")
+            info["failed_on"].append(target.label)
+            if not left:
+                info["host"] = target.label
+            self.lines.say("%s: chunk %d failed (%s); inputs %s go to the other hosts"
+                           % (target.label, chunk.id, error, span(left) or "none"))
+            self.refresh()
+            self.queue.give_back(chunk, left, target.label, error)  # settled: nothing may raise after this
+            return
+        # Inputs the agent finished without a record (none expected) are named at the end as without results.
+        info["host"] = target.label
+        host.chunks.append(chunk.id)
+        self.refresh()
+        self.queue.done(chunk)  # settled: nothing may raise after this
+
+    def finish(self):
+        """The ShardedRun, with shard.json, the merged results and the summary saved."""
+        hosts, inputs, models, size = self.hosts, self.inputs, self.spec.models, self.size or "adaptive"
+        for h in hosts:
+            if not h.failed and any("error" in r for r in h.result.records):
+                h.result.status = "partial"
+                h.result.error = "some inputs failed"
+        merged = merge_records(inputs, self.earlier + [r for h in hosts for r in h.result.records], models)
+        have = done_inputs(merged, models)
+        missing = [item for item in inputs if item not in have]
+        run = ShardedRun(run_id=self.run_id, inputs=inputs, models=list(models), hosts=[h.result for h in hosts],
+                         chunks=self.chunks, moves=self.queue.moves, records=merged, missing=missing,
+                         chunk_size=size, resumed=len(inputs) - len(self.todo))
+        _save_plan(self.store.dir, self.run_id, inputs, size, self.chunks, self.queue.moves, missing)
+        self.store.save_merged(merged)
+        extra = {h.target.label: {"chunks": h.chunks, "prepare_s": h.prepare_s, "chunk_s": h.chunk_s,
+                                  "moved_away": [m for m in self.queue.moves if m["from"] == h.target.label]}
+                 for h in hosts}
+        current = {h.target.label for h in hosts}
+        # A host of the earlier try that this resumed run did not use: its entry and file stay as they were.
+        kept = [rundir.host_result(e, self.saved.get(e["host"], [])) for e in self.old_summary
+                if e["host"] not in current]
+        self.store.save_summary(kept + run.hosts, extra)
+        return run
 
 
 def remote_runs(run_id, attempt):

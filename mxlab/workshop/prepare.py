@@ -12,19 +12,18 @@ import json
 import logging
 import posixpath
 import shlex
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
 from rich.markup import escape
-from rich.progress import Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agent import contract
 from mxlab.lab import statedir
 from mxlab.remote import host as remote_host
+from mxlab.runs import fanout
 from mxlab.workshop import notebook_server, workspace
 from mxlab.atomic import write_atomic
 from mxlab.errors import RemoteCommandError
@@ -304,29 +303,36 @@ def _prepare_locked(session, lock, result, models, zoo, env, lay_out, on_progres
 
 
 
-def prepare_fleet(targets, models, console, zoo=None, env=None, lay_out=False, timeout=READY_TIMEOUT, start=False,
-                  parallel=8, warm_idle=contract.WARM_IDLE_S, notebook=False):
-    """prepare_one on every target, `parallel` at once, a progress line each; HostReadiness in order."""
-    lock = threading.Lock()
-    progress = Progress(TextColumn("{task.fields[host]:>14}"), TimeElapsedColumn(),
-                        TextColumn("{task.description}"), console=console, transient=False)
+def prepare_fleet(targets, models, console, readiness_name, zoo=None, env=None, lay_out=False, timeout=READY_TIMEOUT,
+                  start=False, parallel=8, warm_idle=contract.WARM_IDLE_S, notebook=False):
+    """prepare_one on every target, `parallel` at once, a progress line each; HostReadiness in order. Each
+    host's readiness is merged into `readiness_name`'s prepare.json as it finishes, so a Ctrl-C (or a killed
+    mxlab) keeps what finished; on Ctrl-C the hosts that had not are named and KeyboardInterrupt goes up."""
+    lines = fanout.HostLines(console, TextColumn("{task.fields[host]:>14}"), TimeElapsedColumn(),
+                             TextColumn("{task.description}"))
+    tasks = {}  # label -> its progress line
 
-    def work(target):
-        task = progress.add_task("waiting", host=target.label)
+    def work(target, stop):  # `stop` unused: a host's commands end with mxlab's connections
+        task = tasks[target.label] = lines.add("waiting", host=target.label)
+        return prepare_one(target, models, zoo, env, lay_out, timeout, start,
+                           lambda message: lines.update(task, description=escape(message[:70])), lines.say,
+                           warm_idle, notebook)
 
-        def say(message):
-            with lock:
-                progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+    def finished(target, res):
+        save_readiness(readiness_name, [res], models)
+        lines.update(tasks[target.label],
+                     description="ready" if res.ready else escape("NOT READY: " + (res.error or "")[:60]))
 
-        res = prepare_one(target, models, zoo, env, lay_out, timeout, start,
-                          lambda message: progress.update(task, description=escape(message[:70])), say, warm_idle,
-                          notebook)
-        progress.update(task, description="ready" if res.ready else escape("NOT READY: " + (res.error or "")[:60]))
-        return res
-
-    with progress:
-        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets)))) as pool:
-            return list(pool.map(work, targets))
+    with lines:
+        try:
+            return fanout.fan_out(targets, work, parallel, on_done=finished, name=lambda t: t.label)
+        except fanout.FanOutInterrupted as stopped:
+            lines.say("mxlab: interrupted: %s; %s had not finished (the same `mxlab prepare` again does them)" % (
+                "the readiness of %s is saved in %s" % (", ".join(t.label for t in stopped.finished),
+                                                        readiness_path(readiness_name))
+                if stopped.finished else "no host had finished",
+                ", ".join(t.label for t in stopped.unfinished + stopped.not_started)))
+            raise
 
 
 # ---- what the operator sees and keeps ---------------------------------------------------------
