@@ -27,3 +27,16 @@ def own_mxlab_home(tmp_path_factory, monkeypatch):
     MXLAB_HOME of its own, which a test or fixture that needs a particular one replaces (mxlab_home, the
     lab's variables)."""
     monkeypatch.setenv("MXLAB_HOME", str(tmp_path_factory.mktemp("mxlab-home")))
+
+
+@pytest.fixture(autouse=True)
+def mxlab_logger_as_it_was():
+    """A test that calls `mxlab.cli.main` in this process leaves the `mxlab` logger writing to that test's
+    captured stderr (closed once the test ends), level WARNING and not propagating; a later test's warning then
+    goes nowhere a caplog sees. Each test starts from the logger as it was."""
+    import logging
+
+    logger = logging.getLogger("mxlab")
+    state = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = state[0], state[1], state[2]
