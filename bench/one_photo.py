@@ -35,6 +35,15 @@ def _run(root, host, photo, model, zoo, results, env):
     return wall, entry.get("warm_agent")
 
 
+def organiser(root, build_dir, prefix):
+    """(zoo, env, results folder) of an organiser's `mxlab` with a home of its own under build_dir, shared by
+    the one-photo benchmarks."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installed mxlab runs: its bytecode cached
+    env["MXLAB_HOME"] = tempfile.mkdtemp(prefix=prefix, dir=build_dir)
+    return os.path.join(root, "build", "zoo"), env, os.path.join(env["MXLAB_HOME"], "results")
+
+
 def _median(values):
     values = sorted(values)
     return round(values[len(values) // 2], 3)
@@ -46,11 +55,7 @@ def measure(root, build_dir, photo, model="efficientnet-lite0", runs=5):
         from mxlab.offline.lab_host import SshdHost
     except Exception as err:
         return {"note": "not measured: mxlab not available (%s)" % err}
-    zoo = os.path.join(root, "build", "zoo")
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installed mxlab runs: its bytecode cached
-    env["MXLAB_HOME"] = tempfile.mkdtemp(prefix="one-photo-", dir=build_dir)
-    results = os.path.join(env["MXLAB_HOME"], "results")
+    zoo, env, results = organiser(root, build_dir, "one-photo-")
     host = None
     try:
         host = SshdHost().start()

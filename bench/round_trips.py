@@ -11,8 +11,6 @@ The goal: one photo <= 1.0 s at 50 ms RTT.
 """
 from __future__ import print_function, division, absolute_import
 
-import os
-import tempfile
 import time
 
 GOAL_RTT_MS = 50
@@ -38,16 +36,12 @@ def measure(root, build_dir, photo, model="efficientnet-lite0", rtts=(0, 20, 50,
     """{"rtt_ms": {"50": {"wall_s", "round_trips", "connections", "waits"}}, "goal": {...}, "runs": n} or
     {"note": why not}."""
     try:
-        from bench.one_photo import _mxlab, _run
+        from bench.one_photo import _mxlab, _run, organiser
         from mxlab.offline.lab_host import SshdHost, free_port
         from mxlab.offline.latency_relay import LatencyNetwork
     except Exception as err:
         return {"note": "not measured: mxlab not available (%s)" % err}
-    zoo = os.path.join(root, "build", "zoo")
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installed mxlab runs: its bytecode cached
-    env["MXLAB_HOME"] = tempfile.mkdtemp(prefix="round-trips-", dir=build_dir)
-    results = os.path.join(env["MXLAB_HOME"], "results")
+    zoo, env, results = organiser(root, build_dir, "round-trips-")
     host = None
     figures = {}
     try:
