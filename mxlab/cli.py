@@ -23,6 +23,7 @@ from mxlab.lab import aws, targets
 from mxlab.results import tables
 from mxlab.results import run_facts
 from mxlab.errors import AwsAccessDenied, MxlabError, UsageError
+from mxlab.runs import DEFAULT_PARALLEL
 from mxlab.runs.fleet import run_fleet
 from mxlab.results import rundir
 from mxlab.results.rundir import ResultStore, new_run_id
@@ -120,7 +121,8 @@ def build_parser():
                        help="the agent's engine (default mxnet); onnxruntime/auto install "
                             "agent/requirements-onnx.txt on the host first")
         p.add_argument("--results", default="results", metavar="DIR", help="where to save results (default ./results)")
-        p.add_argument("--parallel", type=_positive, default=8, help="hosts at once (default %(default)s)")
+        p.add_argument("--parallel", type=_positive, default=DEFAULT_PARALLEL,
+                       help="hosts at once (default %(default)s)")
         p.add_argument("--input-list", metavar="FILE", help="more inputs, one a line (files, folders, URLs)")
         # Sharding (mxlab/runs/shard.py; README: Sharding).
         p.add_argument("--shard", action="store_true",
@@ -146,7 +148,8 @@ def build_parser():
     pr.add_argument("--no-notebook", dest="notebook", action="store_false",
                     help="no JupyterLab on the hosts (by default each serves the workspace, mxnet-lab.ipynb "
                          "included, on its 127.0.0.1, reached through the attendee's SSH tunnel)")
-    pr.add_argument("--parallel", type=_positive, default=8, help="hosts at once (default %(default)s)")
+    pr.add_argument("--parallel", type=_positive, default=DEFAULT_PARALLEL,
+                       help="hosts at once (default %(default)s)")
     pr.add_argument("--no-warm", dest="warm", action="store_false",
                     help="leave no warm agent on the hosts (by default each keeps the models bound, reachable "
                          "only by its login user, so that a one-photo `mxlab run` answers in about a second)")

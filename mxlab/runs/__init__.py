@@ -2,3 +2,7 @@
 across the hosts, each classified once, resumable (shard.py).
 """
 MAY_IMPORT = ("lab", "hosts", "remote", "results")
+
+# Hosts at once for `mxlab run` and `mxlab prepare` (--parallel's default): measured by bench/room.py, 30
+# sandbox attendees at 50 ms RTT (README Benchmarks, "A room at once").
+DEFAULT_PARALLEL = 8
