@@ -18,6 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("seed", "agent", "agent_ort", "ort", "int8", "whole")
 # Photos per whole-process run (each way as the process a user starts; bench/whole_process.py).
 WHOLE_PHOTOS = {"full": 224, "quick": 32}
+# Attendees in --quick's room (bench/room.py; the targets' 30 in a full run).
+QUICK_ROOM = 3
 # (images timed, batch sizes tried) per model; quick keeps the whole run under 10 minutes.
 PLAN = {
     "full": {"efficientnet-lite0": (144, [1, 2, 4, 8, 16]), "inception-bn": (96, [1, 2, 4, 8, 16]),
@@ -113,6 +115,12 @@ def build_parser():
                         "at each --rtts round-trip time, with the round trips counted")
     p.add_argument("--rtts", default="0,20,50,150", help="round-trip times in ms for --round-trips "
                                                          "(default %(default)s)")
+    p.add_argument("--room", choices=("auto", "skip"), default="auto",
+                   help="measure `mxlab prepare --all` again and `mxlab run --all` of one photo over a sandbox "
+                        "room behind the latency relay at 50 ms RTT (bench/room.py)")
+    p.add_argument("--room-attendees", type=int, metavar="N",
+                   help="attendees in that room (default 30; --quick %d: 30 hosts' first prepare alone takes "
+                        "longer than --quick's 10 minutes)" % QUICK_ROOM)
     p.add_argument("--no-measure-peak", action="store_true", help="nominal peak only (no FMA loop, no sgemm)")
     p.add_argument("--agent-dir", help="time the agent/ inside this folder instead (e.g. a proposed patch)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per measurement process")
@@ -124,7 +132,7 @@ def main(argv=None):
     sys.path.insert(0, ROOT)
     if args.agent_dir:
         os.environ["BENCH_AGENT_DIR"] = os.path.abspath(args.agent_dir)
-    from bench import fanout, machine, models, one_photo, photos, report, round_trips
+    from bench import fanout, machine, models, one_photo, photos, report, room, round_trips
     names = [n.strip() for n in (args.models or ",".join(models.ORDER)).split(",") if n.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
@@ -164,7 +172,9 @@ def main(argv=None):
         else {"note": "skipped (--one-photo skip)"}
     far = round_trips.measure(ROOT, args.build, paths[0], rtts=rtts, runs=1 if args.quick else 3) \
         if args.round_trips == "auto" else {"note": "skipped (--round-trips skip)"}
-    data = report.summary(results, info, fan, one, far)
+    attendees = args.room_attendees or (QUICK_ROOM if args.quick else room.TARGET_ATTENDEES)
+    hall = room.measure(attendees) if args.room == "auto" else {"note": "skipped (--room skip)"}
+    data = report.summary(results, info, fan, one, far, hall)
     data["quick"] = bool(args.quick)
     data["seconds"] = round(time.time() - started, 1)
     print(report.table(data))

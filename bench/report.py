@@ -25,7 +25,7 @@ def _int8_verdict(r):
     return not use, reason
 
 
-def summary(results, machine, fanout, one_photo=None, round_trips=None):
+def summary(results, machine, fanout, one_photo=None, round_trips=None, room=None):
     """The issue's JSON shape, with per-method details under "details"."""
     models = {}
     for name, r in results.items():
@@ -64,6 +64,7 @@ def summary(results, machine, fanout, one_photo=None, round_trips=None):
             "fanout_note": fanout.get("note"),
             "one_photo_run_s": one_photo or {"note": "not measured"},
             "one_photo_rtt": round_trips or {"note": "not measured"},
+            "room": room or {"note": "not measured"},
             "note": "timings from a shared 2-core machine: compare within one run"}
 
 
@@ -107,6 +108,8 @@ def targets(data):
     if goal.get("wall_s") is not None:
         rows.append(("one-photo mxlab run at %d ms RTT <= %.0f s" % (goal["rtt_ms"], goal["max_s"]),
                      "%.2fs" % goal["wall_s"], goal["met"]))
+    from bench.room import goals as room_goals
+    rows += room_goals(data.get("room") or {})
     f = data.get("fanout") or {}
     speedup = _ratio(f.get("sequential_8_s"), f.get("parallel_8_s"))
     if speedup:
@@ -195,7 +198,7 @@ def _engines(data):
 
 
 def _fleet_and_one_photo(data):
-    """Fleet fan-out, the one-photo `mxlab run` fresh and warm, and at a round trip."""
+    """Fleet fan-out, the one-photo `mxlab run` fresh and warm, at a round trip, and a room at once."""
     lines = []
     fan = data.get("fanout_s") or {}
     lines += ["", "fleet fan-out (mxlab run, loopback sshd): " + (
@@ -209,6 +212,8 @@ def _fleet_and_one_photo(data):
         else one.get("note", "not measured"))]
     from bench.round_trips import lines as rtt_lines
     lines += [""] + rtt_lines(data.get("one_photo_rtt") or {})
+    from bench.room import lines as room_lines
+    lines += [""] + room_lines(data.get("room") or {})
     return lines
 
 

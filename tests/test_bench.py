@@ -18,8 +18,8 @@ def test_quick_bench_writes_the_issue_json_shape(tmp_path):
     proc = subprocess.run(
         [str(ROOT / "scripts" / "bench"), "--quick", "--models", "inception-bn", "--methods",
          "seed,agent,agent_ort,int8,whole", "--images", "6", "--whole-photos", "3", "--fanout", "skip",
-         "--one-photo", "skip", "--round-trips", "skip", "--no-measure-peak", "--build", str(tmp_path / "build"),
-         "--photos", str(tmp_path / "photos"), "--json", str(out)],
+         "--one-photo", "skip", "--round-trips", "skip", "--room", "skip", "--no-measure-peak", "--build",
+         str(tmp_path / "build"), "--photos", str(tmp_path / "photos"), "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text())
@@ -120,3 +120,25 @@ def test_round_trips_time_a_prepared_host_behind_the_latency_relay(tmp_path, sam
     rows = dict((what, met) for what, _, met in report.targets({"peak_gflops": 1.0, "models": {},
                                                                 "one_photo_rtt": figures}))
     assert rows["one-photo mxlab run at 50 ms RTT <= 1 s"] is figures["goal"]["met"]
+
+
+@pytest.mark.timeout(1800)
+def test_room_times_prepare_and_run_all_over_a_sandbox_behind_the_relay(tmp_path, sample_photos):
+    """A room at once, small: 2 attendees at 50 ms RTT, the CLI's default --parallel (no time asserted)."""
+    from bench import report, room
+    from mxlab.runs import DEFAULT_PARALLEL
+    figures = room.measure(attendees=2, photo=str(sample_photos / "coffee.jpg"), work=str(tmp_path))
+    assert "note" not in figures, figures
+    assert figures["attendees"] == 2 and figures["rtt_ms"] == 50 and figures["first_prepare_s"] > 0
+    assert set(figures["by_parallel"]) == {str(DEFAULT_PARALLEL)}
+    row = figures["by_parallel"][str(DEFAULT_PARALLEL)]
+    assert row["prepare"]["hosts"] == 2 and row["run"]["hosts"] == 2
+    assert 0 < row["prepare"]["slowest_host_s"] and 0 < row["run"]["slowest_host_s"] <= row["run"]["last_host_done_s"]
+    assert row["run"]["first_host_done_s"] <= row["run"]["last_host_done_s"] <= row["run"]["wall_s"]
+    printed = "\n".join(room.lines(figures))
+    assert "smaller room" in printed
+    assert "room run --all of one photo <= 3 s (2 hosts at 50 ms, not the target's 30 at 50): " + (
+        "PASS" if row["run"]["wall_s"] <= 3 else "MISS") in printed
+    rows = dict((what, met) for what, _, met in report.targets({"peak_gflops": 1.0, "models": {}, "room": figures}))
+    assert rows["room prepare --all again <= 20 s (2 hosts at 50 ms, not the target's 30 at 50)"] is (
+        row["prepare"]["wall_s"] <= 20)
