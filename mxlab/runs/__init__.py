@@ -3,6 +3,6 @@ across the hosts, each classified once, resumable (shard.py).
 """
 MAY_IMPORT = ("lab", "hosts", "remote", "results")
 
-# Hosts at once for `mxlab run` and `mxlab prepare` (--parallel's default): measured by bench/room.py, 30
-# sandbox attendees at 50 ms RTT (README Benchmarks, "A room at once").
+# Hosts at once for `mxlab run` and `mxlab prepare` (--parallel's default); to be set from bench/room.py, 30
+# sandbox attendees at 50 ms RTT, --parallel 8,16,30 (README Benchmarks, "A room at once": not yet measured).
 DEFAULT_PARALLEL = 8
