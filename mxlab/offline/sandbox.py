@@ -23,6 +23,7 @@ import threading
 from mxlab.offline import REPO_ROOT
 from mxlab.offline.latency_relay import MAX_RTT_MS, check_bandwidth, check_rtt
 from mxlab.lab.targets import DEFAULT_STACK
+from mxlab.runs import DEFAULT_PARALLEL
 from mxlab import status_codes
 
 # What one attendee costs here (measured on the 2-core/24 GiB development machine): an idle instance is
@@ -127,7 +128,7 @@ def available_mb():
     return None
 
 
-def check_capacity(attendees, parallel=8):
+def check_capacity(attendees, parallel=DEFAULT_PARALLEL):
     """(ok, text): what `attendees` cost here, and whether this machine holds them."""
     idle = attendees * IDLE_MB_PER_ATTENDEE
     busy = min(attendees, parallel) * CLASSIFYING_MB_PER_HOST

@@ -9,7 +9,7 @@ import posixpath
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from mxlab.remote import host
-from mxlab.runs import fanout
+from mxlab.runs import DEFAULT_PARALLEL, fanout
 from agent import contract
 from mxlab.remote.run import HostResult, Interrupted, run_on_host
 from mxlab.results import rundir
@@ -56,7 +56,8 @@ def kept_hosts(store):
     return kept
 
 
-def run_fleet(targets, spec, run_id, store, console, parallel=8, timeout=READY_TIMEOUT, start=False, resume=False):
+def run_fleet(targets, spec, run_id, store, console, parallel=DEFAULT_PARALLEL, timeout=READY_TIMEOUT, start=False,
+              resume=False):
     """Run `spec` on every target; save each host's results (and the summary) as it finishes; return HostResults
     in order. `start`: start stopped lab instances (else they fail, saying so). `resume`: the hosts that ended
     in this run folder are kept, the others follow the agent an interrupted mxlab started (or start one).

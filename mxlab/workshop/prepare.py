@@ -23,7 +23,7 @@ from rich.table import Table
 from agent import contract
 from mxlab.lab import statedir
 from mxlab.remote import host as remote_host
-from mxlab.runs import fanout
+from mxlab.runs import DEFAULT_PARALLEL, fanout
 from mxlab.workshop import notebook_server, workspace
 from mxlab.atomic import write_atomic
 from mxlab.errors import RemoteCommandError
@@ -304,7 +304,7 @@ def _prepare_locked(session, lock, result, models, zoo, env, lay_out, on_progres
 
 
 def prepare_fleet(targets, models, console, readiness_name, zoo=None, env=None, lay_out=False, timeout=READY_TIMEOUT,
-                  start=False, parallel=8, warm_idle=contract.WARM_IDLE_S, notebook=False):
+                  start=False, parallel=DEFAULT_PARALLEL, warm_idle=contract.WARM_IDLE_S, notebook=False):
     """prepare_one on every target, `parallel` at once, a progress line each; HostReadiness in order. Each
     host's readiness is merged into `readiness_name`'s prepare.json as it finishes, so a Ctrl-C (or a killed
     mxlab) keeps what finished; on Ctrl-C the hosts that had not are named and KeyboardInterrupt goes up."""
