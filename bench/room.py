@@ -26,11 +26,23 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET_ATTENDEES, TARGET_RTT_MS = 30, 50
 RUN_MAX_S, PREPARE_MAX_S = 3.0, 20.0
+# Lines of a failed command's stderr kept whole after its error lines (a traceback's end, the last message).
+TAIL_LINES = 12
 
 
 def _say(message):
     sys.stderr.write("[bench room] %s\n" % message)
     sys.stderr.flush()
+
+
+def why_failed(stdout, stderr):
+    """What a failed `mxlab` said, its error lines whole: mxlab's own `mxlab: ...` lines (each NOT READY or
+    failed host and why) and any naming NOT READY, then the last TAIL_LINES lines, in the order printed; from
+    stderr, or stdout when stderr is empty. (A tail of characters cut off which hosts failed in a 30-host room.)"""
+    lines = (stderr or "").splitlines() or (stdout or "").splitlines()
+    keep = set(range(max(0, len(lines) - TAIL_LINES), len(lines)))
+    keep.update(i for i, line in enumerate(lines) if line.startswith("mxlab: ") or "NOT READY" in line)
+    return "\n".join(lines[i] for i in sorted(keep))
 
 
 def _timed(box, args, timeout=3600):
@@ -39,8 +51,8 @@ def _timed(box, args, timeout=3600):
                           capture_output=True, text=True, timeout=timeout)
     wall = time.time() - began
     if proc.returncode != 0:
-        raise RuntimeError("mxlab %s exited %d: %s" % (" ".join(str(a) for a in args[:2]), proc.returncode,
-                                                       (proc.stderr or proc.stdout)[-800:]))
+        raise RuntimeError("mxlab %s exited %d:\n%s" % (" ".join(str(a) for a in args[:2]), proc.returncode,
+                                                         why_failed(proc.stdout, proc.stderr)))
     return began, wall
 
 
@@ -119,7 +131,7 @@ def measure(attendees=TARGET_ATTENDEES, rtt_ms=TARGET_RTT_MS, parallels=(None,),
         out["load_average_after"] = round(os.getloadavg()[0], 1)
         return out
     except Exception as err:
-        out["note"] = "not measured: %s" % str(err)[:400]
+        out["note"] = "not measured: %s" % err  # whole: why_failed kept only the lines that say why
         return out
     finally:
         box.stop()
@@ -147,7 +159,8 @@ def lines(data):
     head = "a room at once (%s attendees, %s ms RTT, %s" % (data.get("attendees", "-"), data.get("rtt_ms", "-"),
                                                            data.get("model", "-"))
     if not data.get("by_parallel"):
-        return [head + "): " + data.get("note", "not measured")]
+        note = data.get("note", "not measured").splitlines() or ["not measured"]
+        return [head + "): " + note[0]] + ["  " + line for line in note[1:]]
     out = [head + "; sandbox up in %s s, first prepare %s s; load average %s before, %s after)" % (
         data.get("sandbox_s"), data.get("first_prepare_s"), data.get("load_average"), data.get("load_average_after"))]
     if data["attendees"] < TARGET_ATTENDEES:
@@ -163,7 +176,7 @@ def lines(data):
     out.append("  (* the CLI's default --parallel; prepare's slowest host: its own seconds; run: when the last "
                "host's results were saved, and the slowest host's own run, start to results saved)")
     if data.get("note"):
-        out.append("  " + data["note"])
+        out += ["  " + line for line in data["note"].splitlines()]
     for what, value, met in goals(data):
         out.append("  goal: %s: %s (%s)" % (what, "PASS" if met else "MISS", value))
     return out

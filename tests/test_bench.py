@@ -142,3 +142,30 @@ def test_room_times_prepare_and_run_all_over_a_sandbox_behind_the_relay(tmp_path
     rows = dict((what, met) for what, _, met in report.targets({"peak_gflops": 1.0, "models": {}, "room": figures}))
     assert rows["room prepare --all again <= 20 s (2 hosts at 50 ms, not the target's 30 at 50)"] is (
         row["prepare"]["wall_s"] <= 20)
+
+
+def test_room_keeps_why_each_host_of_a_failed_prepare_was_not_ready():
+    """A 30-host prepare --all with 2 hosts NOT READY, printed by prepare's own table and report: what the room
+    benchmark keeps of it names both hosts and their whole errors (a tail of 800 characters had lost them)."""
+    import io
+
+    from rich.console import Console
+
+    from bench import room
+    from mxlab.workshop import prepare
+    failing = {4: "ensuring the environment failed: pip install exited 1: ", 17: "host not ready in 600 s: "}
+    errors = dict((i, why + "; ".join(["ERROR: could not build wheel %d" % i] * 12)) for i, why in failing.items())
+    hosts = [prepare.HostReadiness("attendee-%02d" % i, "127.0.0.%d" % i, ready=i not in errors, seconds=40.0,
+                                   error=errors.get(i)) for i in range(1, 31)]
+    out, err = io.StringIO(), io.StringIO()
+    out_console, err_console = Console(file=out, width=120), Console(file=err, width=120)
+    out_console.print(prepare.readiness_table(hosts, ["efficientnet-lite0"]))
+    assert prepare.report(hosts, "prepare.json", out_console, err_console) != 0
+    why = room.why_failed(out.getvalue(), err.getvalue())
+    assert "mxlab: 2 of 30 host(s) NOT READY: attendee-04, attendee-17" in why
+    for i, host in ((4, hosts[3]), (17, hosts[16])):
+        assert "mxlab: attendee-%02d not ready: %s" % (i, host.error) in why
+    assert why.splitlines()[-1].startswith("mxlab: fix what is named")
+    printed = "\n".join(room.lines({"attendees": 30, "rtt_ms": 50, "note": "not measured: mxlab prepare exited 1:\n"
+                                    + why}))
+    assert "  mxlab: attendee-17 not ready: " + hosts[16].error in printed
