@@ -19,7 +19,8 @@ _CLOUD_INIT = ("command -v cloud-init >/dev/null 2>&1 || { echo no-cloud-init; e
                "[ $rc = 0 ] || cloud-init status --long 2>&1 | tail -n 20; exit $rc")
 # The same check ahead of the session's first command (a round trip fewer than a command of its own): its exit
 # code and output framed at the start of stderr; the command runs only when cloud-init is done (0 or 2).
-_CLOUD_INIT_FIRST = ('ci=$( { %s; } 2>&1 ); rc=$?; printf "MXLAB-CLOUD-INIT %%s\\n%%s\\nMXLAB-CLOUD-INIT-END\\n" "$rc" "$ci" >&2; '
+_CLOUD_INIT_FIRST = ('ci=$( { %s; } 2>&1 ); rc=$?; '
+                     'printf "MXLAB-CLOUD-INIT %%s\\n%%s\\nMXLAB-CLOUD-INIT-END\\n" "$rc" "$ci" >&2; '
                      '[ $rc = 0 ] || [ $rc = 2 ] || exit %d\n')
 _CLOUD_INIT_FAILED = 213
 _CLOUD_INIT_FRAME = re.compile(r"MXLAB-CLOUD-INIT (-?[0-9]+)\n(.*?)\nMXLAB-CLOUD-INIT-END\n", re.S)
