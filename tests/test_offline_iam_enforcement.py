@@ -2,12 +2,12 @@
 IAM's wildcards. (The enforcement end to end: tests/test_iam_enforced_deploy.py, _sandbox.py.)"""
 import json
 
-from mxlab.offline import iam_enforcement
+from mxlab.offline.emulator import install_extensions
 
 
 def permitted(resource_pattern, resource):
     from moto.iam.access_control import IAMPolicy, PermissionResult
-    iam_enforcement.install()
+    install_extensions()  # iam_enforcement's patches, once
     policy = json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "cloudformation:Describe*", "Resource": resource_pattern}]})
     return IAMPolicy(policy).is_action_permitted("cloudformation:DescribeStacks", resource) \

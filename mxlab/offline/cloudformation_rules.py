@@ -27,7 +27,6 @@ the emulator calls it after its own patches.
 import ipaddress
 import json
 
-_installed = False
 
 # Properties whose change replaces an AWS::EC2::Subnet (CloudFormation docs).
 SUBNET_REPLACING = ("CidrBlock", "AvailabilityZone", "AvailabilityZoneId", "VpcId",
@@ -44,10 +43,7 @@ class Refused(Exception):
 
 
 def install():
-    global _installed
-    if _installed:
-        return
-    _installed = True
+    """Patch moto; emulator.install_extensions() calls it, once per process."""
     _update_security_groups_in_place()
     _check_updates_and_deletes()
     _tag_what_change_sets_create()

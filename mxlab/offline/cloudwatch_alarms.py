@@ -20,14 +20,10 @@ _COMPARE = {
     "LessThanThreshold": lambda value, limit: value < limit,
     "LessThanOrEqualToThreshold": lambda value, limit: value <= limit,
 }
-_installed = False
 
 
 def install():
-    global _installed
-    if _installed:
-        return
-    _installed = True
+    """Patch moto; emulator.install_extensions() calls it, once per process."""
     from moto.cloudwatch.models import CloudWatchBackend
 
     original_put = CloudWatchBackend.put_metric_data

@@ -53,7 +53,6 @@ def deep_learning_ami(backend):
     return register(backend, DLAMI_NAME)
 
 
-_installed = False
 
 
 def publish(account_id, region, parameter_name):
@@ -72,10 +71,7 @@ def publish(account_id, region, parameter_name):
 
 
 def install(parameter_name):
-    global _installed
-    if _installed:
-        return
-    _installed = True
+    """Patch moto; emulator.install_extensions() calls it, once per process."""
     from moto.ssm.models import SimpleSystemManagerBackend
 
     original = SimpleSystemManagerBackend.get_parameter

@@ -27,7 +27,6 @@ _loopback_ips = ("127.0.0.%d" % i for i in itertools.cycle(range(10, 255)))
 _lock = threading.Lock()
 _console = {}  # instance id -> [first-boot text or None, boots so far]
 _listeners = []  # callables (event, instance id, public ip or None); event: "start", "stop", "terminate"
-_installed = False
 
 
 def next_public_ip():
@@ -75,11 +74,7 @@ def reset():
 
 
 def install():
-    """Patch moto once per process (the emulator's server runs in this process)."""
-    global _installed
-    if _installed:
-        return
-    _installed = True
+    """Patch moto; emulator.install_extensions() calls it, once per process."""
     from moto.ec2.models import elastic_network_interfaces, instances
 
     elastic_network_interfaces.random_public_ip = next_public_ip

@@ -59,8 +59,9 @@ def host_keys_block(pubkey_lines):
             % body)
 
 
-def _install_patches():
-    """Extend moto once per process (the server runs in this process)."""
+def install_extensions():
+    """Extend moto, once per process (the server runs in this process): the one guard for every extension
+    (each module's install() patches moto's classes again whenever it is called, so only this calls them)."""
     global _patched
     if _patched:
         return
@@ -419,7 +420,7 @@ class AwsEmulator:
         return "http://127.0.0.1:%d" % self.port
 
     def start(self):
-        _install_patches()
+        install_extensions()
         from moto.server import ThreadedMotoServer
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port,
                                           verbose=False)

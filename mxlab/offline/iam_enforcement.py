@@ -36,7 +36,6 @@ import threading
 
 log = logging.getLogger(__name__)
 
-_installed = False
 _caller = threading.local()  # the access key of the CloudFormation request being served
 
 # What CloudFormation's resource handlers call, per resource type: (create, update, delete).
@@ -440,11 +439,7 @@ def _fail(stack, denied, kind, change_set_type=None):
 # ---- install ------------------------------------------------------------------------------------
 
 def install():
-    """Patch moto once per process (the emulator calls it; enforcement stays off until enable())."""
-    global _installed
-    if _installed:
-        return
-    _installed = True
+    """Patch moto; emulator.install_extensions() calls it, once per process (enforcement stays off until enable())."""
     _patch_authorization()
     _patch_inline_role_policies()
     _patch_role_managed_policies()

@@ -9,14 +9,10 @@ the backends (AwsEmulator.stop) resets them.
 from mxlab.offline.account import ACCOUNT_ID, DEFAULT_REGION
 
 DEFAULT_VCPUS = 1152.0  # a seasoned account's standard quota; new ones get far less
-_installed = False
 
 
 def install():
-    global _installed
-    if _installed:
-        return
-    _installed = True
+    """Patch moto; emulator.install_extensions() calls it, once per process."""
     from moto.servicequotas.models import ServiceQuotasBackend
 
     original = ServiceQuotasBackend.get_service_quota

@@ -24,17 +24,13 @@ POLL_SECONDS = 1.0
 _AT = re.compile(r"^at\((\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\)$")
 _EC2_TARGET = re.compile(r"^arn:aws[a-z-]*:scheduler:::aws-sdk:ec2:(stopInstances|terminateInstances)$")
 
-_installed = False
 _state = {"thread": None, "stop": None}
 _done = set()  # (schedule arn, expression) already carried out
 _lock = threading.Lock()
 
 
 def install():
-    global _installed
-    if _installed:
-        return
-    _installed = True
+    """Patch moto; emulator.install_extensions() calls it, once per process."""
     schedule = _add_cfn_schedule()  # held: moto finds models as (weakly held) subclasses
     from moto.cloudformation import parsing
     for cached in (parsing.get_model_list, parsing.get_model_map,

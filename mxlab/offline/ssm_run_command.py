@@ -7,7 +7,6 @@ Not modelled: the agent's registration delay after boot, S3 output, rate limits,
 """
 import threading
 
-_installed = False
 _lock = threading.Lock()
 # (instance id, [shell lines]) -> (exit code, stdout, stderr), or None where it hosts no such instance;
 # called with lines None it only says whether it hosts the instance (None: no).
@@ -29,10 +28,7 @@ def set_runner(runner):
 
 
 def install():
-    global _installed
-    if _installed:
-        return
-    _installed = True
+    """Patch moto; emulator.install_extensions() calls it, once per process."""
     from moto.ssm.exceptions import SSMException as RESTError  # (code, message), as moto raises them
     from moto.ec2.models import ec2_backends
     from moto.ssm.models import SimpleSystemManagerBackend

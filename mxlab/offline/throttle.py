@@ -19,7 +19,6 @@ _lock = threading.Lock()
 _rate = 0.0
 _random = random.Random(int(os.environ.get("MXLAB_THROTTLE_SEED", "0")) or None)
 _counts = {"calls": 0, "throttled": 0}
-_installed = False
 _SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
 
 
@@ -64,10 +63,7 @@ ANSWERS = {"ec2": _ec2, "cloudformation": _query, "ssm": _json, "servicequotas":
 
 
 def install():
-    global _installed
-    if _installed:
-        return
-    _installed = True
+    """Patch moto; emulator.install_extensions() calls it, once per process."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     original = DomainDispatcherApplication.__call__
