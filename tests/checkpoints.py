@@ -102,6 +102,26 @@ def colour_image(rgb, width=64, height=48):
     return image
 
 
+RED, GREEN, BLUE = (230, 20, 30), (15, 200, 40), (20, 30, 220)
+
+
+def textured(rgb, seed, height=90, width=120):
+    """A photo-sized image of a dominant colour with noise, so JPEGs have real scan data."""
+    noise = np.random.RandomState(seed).randint(-25, 25, (height, width, 3))
+    return np.clip(colour_image(rgb, width, height).astype(int) + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def colour_photos(tmp_path):
+    """A folder tmp_path/photos of red.png, green.png and blue.png (textured): a tiny model's answers are known."""
+    import cv2
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed, (name, rgb) in enumerate((("red.png", RED), ("green.png", GREEN), ("blue.png", BLUE)), 1):
+        assert cv2.imwrite(str(folder / name), textured(rgb, seed))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_zoo_master(tmp_path_factory):
     """A pinned tiny zoo built once; copy it (tiny_zoo) before changing anything."""
@@ -128,6 +148,19 @@ def run_agent(*args, **kwargs):
     env.update(kwargs.pop("env", {}))
     return subprocess.run([sys.executable, "-m", "agent"] + [str(a) for a in args], cwd=REPO_ROOT,
                           env=env, capture_output=True, text=True, timeout=kwargs.pop("timeout", 300))
+
+
+def run_classify(zoo, cache, *args, **kwargs):
+    """`python -m agent classify --zoo ZOO --cache CACHE ARGS` (run_agent's env= and timeout=)."""
+    return run_agent("classify", "--zoo", zoo, "--cache", cache, *args, **kwargs)
+
+
+def classify_events(zoo, cache, *args, **kwargs):
+    """run_classify with --events: (CompletedProcess, the events on its stderr; other lines left out)."""
+    from agent import contract
+
+    proc = run_classify(zoo, cache, "--events", *args, **kwargs)
+    return proc, [evt for evt in map(contract.parse, proc.stderr.splitlines()) if evt]
 
 
 def json_lines(text):

@@ -3,21 +3,11 @@ import json
 import os
 
 import cv2
-import numpy as np
 import pytest
 
 from agent.results import ResultWriter, error_record
-from tests.checkpoints import colour_image, json_lines, run_agent
+from tests.checkpoints import BLUE, GREEN, RED, json_lines, run_agent, run_classify, textured
 from tests.test_agent_decode import png_claiming
-
-RED, GREEN, BLUE = (230, 20, 30), (15, 200, 40), (20, 30, 220)
-
-
-def textured(rgb, seed, height=90, width=120):
-    """A photo-sized image of a dominant colour with noise, so JPEGs have real scan data."""
-    noise = np.random.RandomState(seed).randint(-25, 25, (height, width, 3))
-    return np.clip(colour_image(rgb, width, height).astype(int) + noise, 0, 255).astype(np.uint8)
-
 
 @pytest.fixture
 def images(tmp_path):
@@ -40,10 +30,6 @@ def images(tmp_path):
     put("text.jpg", b"this is a text file, not a JPEG\n")
     put("huge.png", png_claiming(30000, 30000))
     return paths
-
-
-def run_classify(zoo, cache, *args):
-    return run_agent("classify", "--zoo", zoo, "--cache", cache, *args)
 
 
 def by_image(records):

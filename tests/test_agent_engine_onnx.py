@@ -7,28 +7,9 @@ import numpy as np
 import pytest
 
 from agent import contract
-from tests.checkpoints import colour_image, json_lines, run_agent
+from tests.checkpoints import BLUE, GREEN, RED, classify_events, colour_image, json_lines
 
 ort = pytest.importorskip("onnxruntime")  # requirements-dev.txt installs it; the agent itself does not need it
-
-RED, GREEN, BLUE = (230, 20, 30), (15, 200, 40), (20, 30, 220)
-
-
-@pytest.fixture
-def photos(tmp_path):
-    import cv2
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for name, rgb in (("red.png", RED), ("green.png", GREEN), ("blue.png", BLUE)):
-        cv2.imwrite(str(folder / name), colour_image(rgb, 40, 30))
-    return str(folder)
-
-
-def classify(zoo, cache, *args, **kwargs):
-    proc = run_agent("classify", "--events", "--zoo", zoo, "--cache", cache, *args, **kwargs)
-    events = [contract.parse(line) for line in proc.stderr.splitlines()]
-    return proc, [evt for evt in events if evt]
-
 
 def engine_events(events):
     return [evt for evt in events if evt["event"] == "engine"]
@@ -38,11 +19,11 @@ def top1(records):
     return {os.path.basename(r["image"]): r["top"][0]["label"] for r in records}
 
 
-def test_onnxruntime_engine_exports_once_verifies_and_answers_as_mxnet(tiny_zoo, photos, tmp_path):
+def test_onnxruntime_engine_exports_once_verifies_and_answers_as_mxnet(tiny_zoo, colour_photos, tmp_path):
     cache = str(tmp_path / "cache")
-    reference, _ = classify(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "mxnet", photos)
+    reference, _ = classify_events(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "mxnet", colour_photos)
     assert reference.returncode == 0, reference.stderr
-    first, events = classify(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "onnxruntime", photos)
+    first, events = classify_events(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "onnxruntime", colour_photos)
     assert first.returncode == 0, first.stderr
     [chosen] = engine_events(events)
     assert chosen["engine"] == "onnxruntime" and "verified against MXNet" in chosen["reason"]
@@ -59,7 +40,7 @@ def test_onnxruntime_engine_exports_once_verifies_and_answers_as_mxnet(tiny_zoo,
     stamp = os.stat(os.path.join(model_dir, export)).st_mtime_ns
 
     # The cached, verified export runs without MXNet: here it cannot even be imported.
-    second, events = classify(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "onnxruntime", photos,
+    second, events = classify_events(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "onnxruntime", colour_photos,
                               env=blocking(tmp_path, "mxnet"))
     assert second.returncode == 0, second.stderr
     [chosen] = engine_events(events)
@@ -77,15 +58,15 @@ def test_onnxruntime_engine_exports_once_verifies_and_answers_as_mxnet(tiny_zoo,
     # A damaged optimized graph is made again, not an error.
     with open(os.path.join(model_dir, optimized), "wb") as handle:
         handle.write(b"not an onnx graph")
-    third, events = classify(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "onnxruntime", photos)
+    third, events = classify_events(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "onnxruntime", colour_photos)
     assert third.returncode == 0, third.stderr
     assert top1(json_lines(third.stdout)) == top1(json_lines(first.stdout))
     assert os.path.getsize(os.path.join(model_dir, optimized)) > 100
 
 
-def test_auto_keeps_one_engine_and_says_why_then_remembers_it(tiny_zoo, photos, tmp_path):
+def test_auto_keeps_one_engine_and_says_why_then_remembers_it(tiny_zoo, colour_photos, tmp_path):
     cache = str(tmp_path / "cache")
-    first, events = classify(tiny_zoo, cache, "--model", "tiny-softmax", "--engine", "auto", photos)
+    first, events = classify_events(tiny_zoo, cache, "--model", "tiny-softmax", "--engine", "auto", colour_photos)
     assert first.returncode == 0, first.stderr
     [chosen] = engine_events(events)
     assert chosen["engine"] in ("mxnet", "onnxruntime")
@@ -93,7 +74,7 @@ def test_auto_keeps_one_engine_and_says_why_then_remembers_it(tiny_zoo, photos, 
     assert top1(json_lines(first.stdout)) == {"red.png": "red", "green.png": "green", "blue.png": "blue"}
     # Remembered: ONNX Runtime either was the faster, or MXNet's faster forwards cannot win back its
     # start-up over 3 inputs of a tiny model; so the second run needs no MXNet at all.
-    second, events = classify(tiny_zoo, cache, "--model", "tiny-softmax", "--engine", "auto", photos,
+    second, events = classify_events(tiny_zoo, cache, "--model", "tiny-softmax", "--engine", "auto", colour_photos,
                               env=blocking(tmp_path, "mxnet"))
     assert second.returncode == 0, second.stderr
     [again] = engine_events(events)
@@ -110,7 +91,7 @@ def test_auto_keeps_one_engine_and_says_why_then_remembers_it(tiny_zoo, photos, 
     record["auto"][setting] = dict(REMEMBERED_MXNET, inputs=3, ort_s=100.0, mxnet_s=0.001, mxnet_setup_s=0.5)
     with open(record_path, "w") as handle:
         json.dump(record, handle)
-    third, events = classify(tiny_zoo, cache, "--model", "tiny-softmax", "--engine", "auto", photos)
+    third, events = classify_events(tiny_zoo, cache, "--model", "tiny-softmax", "--engine", "auto", colour_photos)
     assert third.returncode == 0, third.stderr
     [again] = engine_events(events)
     assert again["engine"] == "mxnet" and "win back MXNet's 0.50 s start-up" in again["reason"]
@@ -173,10 +154,10 @@ def test_an_export_that_disagrees_with_mxnet_is_refused_and_mxnet_answers(tiny_z
 
 def test_real_efficientnet_lite0_on_onnxruntime_agrees_with_mxnet(local_zoo, sample_photos, tmp_path):
     cache = str(tmp_path / "cache")
-    reference, _ = classify(str(local_zoo), cache, "--model", "efficientnet-lite0", str(sample_photos))
+    reference, _ = classify_events(str(local_zoo), cache, "--model", "efficientnet-lite0", str(sample_photos))
     assert reference.returncode == 0, reference.stderr
-    onnx_run, events = classify(str(local_zoo), cache, "--model", "efficientnet-lite0", "--engine", "onnxruntime",
-                                str(sample_photos))
+    onnx_run, events = classify_events(str(local_zoo), cache, "--model", "efficientnet-lite0",
+                                       "--engine", "onnxruntime", str(sample_photos))
     assert onnx_run.returncode == 0, onnx_run.stderr
     assert [e["engine"] for e in engine_events(events)] == ["onnxruntime"]
     assert top1(json_lines(onnx_run.stdout)) == top1(json_lines(reference.stdout))
@@ -204,19 +185,19 @@ def without_onnxruntime(tmp_path):
     return blocking(tmp_path, "onnxruntime", "onnx")
 
 
-def test_without_onnxruntime_mxnet_runs_and_onnxruntime_is_a_clear_error(tiny_zoo, photos, tmp_path,
+def test_without_onnxruntime_mxnet_runs_and_onnxruntime_is_a_clear_error(tiny_zoo, colour_photos, tmp_path,
                                                                           without_onnxruntime):
     cache = str(tmp_path / "cache")
-    plain, events = classify(tiny_zoo, cache, "--model", "tiny-prob", photos, env=without_onnxruntime)
+    plain, events = classify_events(tiny_zoo, cache, "--model", "tiny-prob", colour_photos, env=without_onnxruntime)
     assert plain.returncode == 0, plain.stderr
     assert top1(json_lines(plain.stdout))["red.png"] == "red"
-    asked, events = classify(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "onnxruntime", photos,
+    asked, events = classify_events(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "onnxruntime", colour_photos,
                              env=without_onnxruntime)
     assert asked.returncode == contract.EXIT_FATAL
     [error] = [evt for evt in events if evt["event"] == "error"]
     assert "requirements-onnx.txt" in error["message"] and "onnxruntime" in error["message"]
     assert asked.stdout == ""
-    auto, events = classify(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "auto", photos,
+    auto, events = classify_events(tiny_zoo, cache, "--model", "tiny-prob", "--engine", "auto", colour_photos,
                             env=without_onnxruntime)
     assert auto.returncode == 0, auto.stderr
     [chosen] = engine_events(events)

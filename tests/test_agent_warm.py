@@ -8,12 +8,10 @@ import subprocess
 import sys
 import time
 
-import cv2
 import pytest
 
 from agent import warm_client
-from tests.checkpoints import REPO_ROOT, json_lines, run_agent
-from tests.test_agent_classify import GREEN, RED, textured
+from tests.checkpoints import REPO_ROOT, json_lines, run_agent, run_classify
 
 
 class WarmAgent:
@@ -70,18 +68,9 @@ def serve(tmp_path, tiny_zoo):
         agent.stop()
 
 
-@pytest.fixture
-def photos(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    cv2.imwrite(str(folder / "red.png"), textured(RED, 1))
-    cv2.imwrite(str(folder / "green.png"), textured(GREEN, 2))
-    return folder
-
-
 def classify(tiny_zoo, tmp_path, socket, *args, **kwargs):
-    return run_agent("classify", "--events", "--warm", "--warm-socket", socket, "--zoo", tiny_zoo,
-                     "--cache", tmp_path / "cache", *args, **kwargs)
+    """`classify --warm` through the warm agent at `socket` (tmp_path/cache, as serve's agents use)."""
+    return run_classify(tiny_zoo, tmp_path / "cache", "--events", "--warm", "--warm-socket", socket, *args, **kwargs)
 
 
 def events(result):
@@ -102,20 +91,20 @@ def warm_event(result):
     return warm
 
 
-def test_a_warm_run_gives_what_a_fresh_run_gives(serve, tiny_zoo, tmp_path, photos):
+def test_a_warm_run_gives_what_a_fresh_run_gives(serve, tiny_zoo, tmp_path, colour_photos):
     agent = serve("--preload", "tiny-softmax").wait_listening()
     fresh = run_agent("classify", "--zoo", tiny_zoo, "--cache", tmp_path / "cache", "--model", "tiny-softmax",
-                      str(photos))
-    warm = classify(tiny_zoo, tmp_path, agent.socket, "--model", "tiny-softmax", str(photos))
+                      str(colour_photos))
+    warm = classify(tiny_zoo, tmp_path, agent.socket, "--model", "tiny-softmax", str(colour_photos))
     assert warm.returncode == 0, warm.stderr
     assert warm_event(warm)["used"] is True
     assert "pid %d" % agent.process.pid in warm_event(warm)["reason"]
     assert without_ms(json_lines(warm.stdout)) == without_ms(json_lines(fresh.stdout))
-    assert [r["top"][0]["label"] for r in json_lines(warm.stdout)] == ["green", "red"]
+    assert [r["top"][0]["label"] for r in json_lines(warm.stdout)] == ["blue", "green", "red"]
     kinds = [e["event"] for e in events(warm)]
     assert kinds[:3] == ["start", "warm", "classify"] and kinds[-1] == "done"
-    assert "timing" in kinds and kinds.count("image") == 2
-    assert events(warm)[-1] == {"event": "done", "results": 2, "errors": 0, "exit": 0}
+    assert "timing" in kinds and kinds.count("image") == 3
+    assert events(warm)[-1] == {"event": "done", "results": 3, "errors": 0, "exit": 0}
     # --out from another folder: the server writes it where the client meant, and it is still alive.
     out = tmp_path / "r.jsonl"
     result = subprocess.run([sys.executable, "-m", "agent", "classify", "--warm", "--warm-socket", agent.socket,
@@ -140,26 +129,26 @@ def test_the_socket_is_the_users_alone(serve, tmp_path):
         assert probe.returncode != 0 and "PermissionError" in probe.stderr
 
 
-def test_no_warm_agent_means_a_fresh_run_that_says_why(tiny_zoo, tmp_path, photos):
+def test_no_warm_agent_means_a_fresh_run_that_says_why(tiny_zoo, tmp_path, colour_photos):
     socket = str(tmp_path / "nobody" / "agent.sock")
-    result = classify(tiny_zoo, tmp_path, socket, "--model", "tiny-softmax", str(photos / "red.png"))
+    result = classify(tiny_zoo, tmp_path, socket, "--model", "tiny-softmax", str(colour_photos / "red.png"))
     assert result.returncode == 0, result.stderr
     warm = warm_event(result)
     assert warm["used"] is False and "no warm agent" in warm["reason"] and socket in warm["reason"]
     assert json_lines(result.stdout)[0]["top"][0]["label"] == "red"
 
 
-def test_a_socket_left_by_a_dead_agent_means_a_fresh_run(serve, tiny_zoo, tmp_path, photos):
+def test_a_socket_left_by_a_dead_agent_means_a_fresh_run(serve, tiny_zoo, tmp_path, colour_photos):
     agent = serve().wait_listening()
     os.kill(agent.process.pid, signal.SIGKILL)  # as when the instance stops: no clean-up
     agent.wait_exit()
     assert os.path.exists(agent.socket)
-    result = classify(tiny_zoo, tmp_path, agent.socket, "--model", "tiny-softmax", str(photos / "red.png"))
+    result = classify(tiny_zoo, tmp_path, agent.socket, "--model", "tiny-softmax", str(colour_photos / "red.png"))
     assert result.returncode == 0, result.stderr
     assert warm_event(result)["used"] is False and "not running" in warm_event(result)["reason"]
 
 
-def test_other_agent_code_finds_it_stale_and_it_exits(serve, tiny_zoo, tmp_path, photos):
+def test_other_agent_code_finds_it_stale_and_it_exits(serve, tiny_zoo, tmp_path, colour_photos):
     agent = serve("--preload", "tiny-softmax").wait_listening()
     changed = tmp_path / "changed"
     shutil.copytree(os.path.join(REPO_ROOT, "agent"), str(changed / "agent"),
@@ -168,7 +157,7 @@ def test_other_agent_code_finds_it_stale_and_it_exits(serve, tiny_zoo, tmp_path,
         handle.write("\n# a newer agent\n")
     result = subprocess.run([sys.executable, "-m", "agent", "classify", "--events", "--warm", "--warm-socket",
                              agent.socket, "--zoo", tiny_zoo, "--cache", str(tmp_path / "cache"), "--model",
-                             "tiny-softmax", str(photos / "red.png")], cwd=str(changed), capture_output=True,
+                             "tiny-softmax", str(colour_photos / "red.png")], cwd=str(changed), capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     warm = warm_event(result)
@@ -215,13 +204,13 @@ def test_a_second_serve_replaces_the_first(serve, tmp_path):
         second.wait(30)
 
 
-def test_inputs_after_a_double_dash_reach_the_warm_agent_whatever_their_names(serve, tiny_zoo, tmp_path, photos):
+def test_inputs_after_a_double_dash_reach_the_warm_agent_whatever_their_names(serve, tiny_zoo, tmp_path, colour_photos):
     agent = serve("--preload", "tiny-softmax").wait_listening()
-    odd = photos / "--warm"
-    (photos / "red.png").rename(odd)
+    odd = colour_photos / "--warm"
+    (colour_photos / "red.png").rename(odd)
     result = subprocess.run([sys.executable, "-m", "agent", "classify", "--events", "--warm", "--warm-socket",
                              agent.socket, "--zoo", tiny_zoo, "--cache", str(tmp_path / "cache"), "--model",
-                             "tiny-softmax", "--", "--warm"], cwd=str(photos), capture_output=True, text=True,
+                             "tiny-softmax", "--", "--warm"], cwd=str(colour_photos), capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=REPO_ROOT), timeout=120)
     assert result.returncode == 0, result.stderr
     assert warm_event(result)["used"] is True

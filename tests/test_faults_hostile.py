@@ -15,7 +15,7 @@ import pytest
 
 from agent import warm_client
 from tests.checkpoints import json_lines
-from tests.test_agent_warm import WarmAgent, classify, photos, warm_event  # noqa: F401 (photos: a fixture)
+from tests.test_agent_warm import WarmAgent, classify, warm_event
 
 pytestmark = [pytest.mark.fault]
 
@@ -51,7 +51,7 @@ def open_folder():
     shutil.rmtree(str(folder), ignore_errors=True)
 
 
-def test_the_warm_agent_survives_hostile_clients(tiny_zoo, tmp_path, photos, open_folder):
+def test_the_warm_agent_survives_hostile_clients(tiny_zoo, tmp_path, colour_photos, open_folder):
     agent = WarmAgent(open_folder, tiny_zoo, tmp_path / "cache")
     try:
         agent.wait_listening()
@@ -88,10 +88,10 @@ def test_the_warm_agent_survives_hostile_clients(tiny_zoo, tmp_path, photos, ope
                 assert let_in.returncode == 0 and (said == "b''" or said.startswith("closed")), said + let_in.stderr
             # Through it all the same warm agent runs, and runs work in it.
             assert agent.process.poll() is None, agent.log.read_text()
-            result = classify(tiny_zoo, tmp_path, path, "--model", "tiny-softmax", str(photos))
+            result = classify(tiny_zoo, tmp_path, path, "--model", "tiny-softmax", str(colour_photos))
             assert result.returncode == 0, result.stderr
             assert warm_event(result)["used"] is True, warm_event(result)
-            assert [r["top"][0]["label"] for r in json_lines(result.stdout)] == ["green", "red"]
+            assert [r["top"][0]["label"] for r in json_lines(result.stdout)] == ["blue", "green", "red"]
         finally:
             silent.close()
     finally:
