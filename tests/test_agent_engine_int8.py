@@ -6,15 +6,10 @@ import os
 
 import pytest
 
-from agent import contract, int8_cache
-from tests.checkpoints import json_lines, run_agent
+from agent import int8_cache
+from tests.checkpoints import classify_events, json_lines
 
-
-def classify(zoo, cache, urls, env):
-    proc = run_agent("classify", "--events", "--zoo", zoo, "--cache", cache, "--model", "efficientnet-lite0",
-                     "--int8", *urls, env=env, timeout=900)
-    events = [evt for evt in (contract.parse(line) for line in proc.stderr.splitlines()) if evt]
-    return proc, events
+INT8 = ("--model", "efficientnet-lite0", "--int8")
 
 
 def gets(server):
@@ -30,8 +25,8 @@ def test_int8_is_declined_or_kept_by_its_measurements_and_calibrated_only_once(
     cache = str(tmp_path / "cache")
 
     # First run, a bar no INT8 graph can pass: calibrated on the inputs, then declined, FP32 answers.
-    first, events = classify(str(local_zoo), cache, urls, {"MXLAB_INT8_MIN_AGREEMENT": "1.01",
-                                                           "MXLAB_INT8_MIN_SPEEDUP": "0"})
+    first, events = classify_events(str(local_zoo), cache, *INT8, *urls, timeout=900,
+                                    env={"MXLAB_INT8_MIN_AGREEMENT": "1.01", "MXLAB_INT8_MIN_SPEEDUP": "0"})
     assert first.returncode == 0, first.stderr
     [warning] = [e for e in events if e["event"] == "warning"]
     assert "--int8 declined (agreement below 101%: top-1 agreement with FP32" in warning["message"]
@@ -46,8 +41,8 @@ def test_int8_is_declined_or_kept_by_its_measurements_and_calibrated_only_once(
 
     # Second run, a bar it passes: the cached INT8 graph, no calibration, every input read once.
     server.requests[:] = []
-    second, events = classify(str(local_zoo), cache, urls, {"MXLAB_INT8_MIN_AGREEMENT": "0",
-                                                            "MXLAB_INT8_MIN_SPEEDUP": "0"})
+    second, events = classify_events(str(local_zoo), cache, *INT8, *urls, timeout=900,
+                                     env={"MXLAB_INT8_MIN_AGREEMENT": "0", "MXLAB_INT8_MIN_SPEEDUP": "0"})
     assert second.returncode == 0, second.stderr
     [engine] = [e for e in events if e["event"] == "engine"]
     assert engine["engine"] == "mxnet-int8" and engine["reason"].startswith("INT8 kept: ")
