@@ -15,7 +15,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("seed", "agent", "agent_ort", "ort", "int8", "whole")
+METHODS = ("seed", "agent", "agent_ort", "ort", "int8", "ort_int8", "whole")
 # Photos per whole-process run (each way as the process a user starts; bench/whole_process.py).
 WHOLE_PHOTOS = {"full": 224, "quick": 32}
 # Attendees in --quick's room (bench/room.py; the targets' 30 in a full run).
@@ -50,11 +50,12 @@ def measure_model(model, paths, methods, count, batches, build_dir, threads, tim
     for method in methods:
         began = time.time()
         try:
-            if method == "ort":
+            if method in ("ort", "ort_int8"):  # ort_int8: ONNX Runtime static quantization, the INT8 peer
                 from bench import ort_runner
                 onnx_path = _worker({"method": "ort_export", "model": model,
                                      "out_dir": os.path.join(build_dir, "onnx")}, timeout)["onnx"]
-                result = ort_runner.run(model, onnx_path, paths, count, batches, sweep_images, threads)
+                result = ort_runner.run(model, onnx_path, paths, count, batches, sweep_images, threads,
+                                        "bench.ort_int8_worker" if method == "ort_int8" else "bench.ort_worker")
             elif method in ("agent_ort", "whole"):
                 result = _worker({"method": method, "model": model, "paths": paths, "count": whole_photos
                                   if method == "whole" else count, "batches": batches, "sweep_images": sweep_images,
@@ -100,7 +101,7 @@ def build_parser():
                                                   "vgg16, resnet-152 (default all)")
     p.add_argument("--methods", default=",".join(METHODS),
                    help="comma-separated subset of " + ",".join(METHODS) + " (agent_ort: the agent on its ONNX "
-                        "Runtime engine; whole: whole-process seconds for N photos and time to first result)")
+                        "Runtime engine; ort_int8: ONNX Runtime static quantization, the INT8 peer; whole: whole-process seconds for N photos and time to first result)")
     p.add_argument("--whole-photos", type=int, help="photos per whole-process run (default 224, quick 32)")
     p.add_argument("--images", type=int, help="images timed per method (default per model)")
     p.add_argument("--repeat", type=int, default=None, help="rounds, best kept (default 1 quick, 2 full)")

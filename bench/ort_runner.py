@@ -1,6 +1,8 @@
 """ONNX Runtime on the same weights: export the agent's probability graph with mx.onnx
 (in the MXNet venv), then time it in the ONNX Runtime venv (.venv-bench, numpy 2)
-with bench/ort_worker.py, through the same decode/preprocess and overlapped pipeline.
+with bench/ort_worker.py, through the same decode/preprocess and overlapped pipeline;
+bench/ort_int8_worker.py quantizes that export statically there (the INT8 peer: the
+quantizer needs onnx >= 1.16 and ml_dtypes, the exporter onnx < 1.16 and numpy < 1.24).
 """
 from __future__ import print_function, division, absolute_import
 
@@ -59,12 +61,13 @@ def export(model, out_dir):
     return path
 
 
-def run(model, onnx_path, paths, count, batches, sweep_images, threads):
-    """The ORT worker's result dict (runs in the ORT venv)."""
+def run(model, onnx_path, paths, count, batches, sweep_images, threads, worker="bench.ort_worker"):
+    """The ORT worker's result dict (runs in the ORT venv); worker bench.ort_int8_worker: the INT8 peer
+    (ONNX Runtime static quantization of the same export)."""
     python = ensure_venv()
     job = {"onnx": onnx_path, "input": model["input"], "paths": paths, "count": count, "batches": batches,
            "sweep_images": sweep_images, "threads": threads}
-    proc = subprocess.run([python, "-m", "bench.ort_worker", json.dumps(job)], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([python, "-m", worker, json.dumps(job)], cwd=ROOT, capture_output=True,
                           text=True)
     if proc.returncode != 0:
         raise RuntimeError("ONNX Runtime worker failed: %s" % proc.stderr.strip()[-2000:])

@@ -5,6 +5,8 @@ import json
 import os
 import tempfile
 
+from bench import int8_peer
+
 LARGE = ("vgg16", "resnet-152")
 
 
@@ -41,11 +43,13 @@ def summary(results, machine, fanout, one_photo=None, round_trips=None, room=Non
             "agent_ort_ips": engines.get("onnxruntime"),
             "engine_gflops": round(gflop * engines[best_engine], 1) if best_engine else None,
             "whole_process_s": whole.get("whole_process_s"), "whole_process_photos": whole.get("photos"),
-            "whole_process_agent_engine": whole.get("agent_engine"),
+            "whole_process_agent_engine": whole.get("agent_engine"), "whole_process_warm_used": whole.get("warm_used"),
             "first_result_s": whole.get("first_result_s"), "first_result_engine": whole.get("first_result_engine"),
             "first_result_stages": whole.get("first_result_stages"),
             "int8_declined": declined, "int8_reason": why,
-            "int8_ort_ips": None,  # ONNX Runtime static quantization: not implemented (the agent's INT8 is oneDNN's)
+            "int8_ort_ips": r.get("ort_int8", {}).get("ips"),  # the INT8 peer: ONNX Runtime static quantization
+            "int8_ort_top1_agreement": r.get("ort_int8", {}).get("top1_agreement"),
+            "int8_peer": int8_peer.compare(r),
 
             "seed_ips": r.get("seed", {}).get("ips"), "agent_ips": agent, "ort_ips": r.get("ort", {}).get("ips"),
             "int8_ips": r.get("int8", {}).get("ips"),
@@ -53,7 +57,7 @@ def summary(results, machine, fanout, one_photo=None, round_trips=None, room=Non
             "gflops_per_image": round(gflop, 3),
             "agent_gflops": round(gflop * agent, 1) if agent else None,
             "real_weights": r["real_weights"],
-            "details": dict((m, r[m]) for m in ("seed", "agent", "agent_ort", "ort", "int8") if m in r),
+            "details": dict((m, r[m]) for m in ("seed", "agent", "agent_ort", "ort", "int8", "ort_int8") if m in r),
             "errors": r.get("errors", {}),
         }
     parallel, sequential = fanout.get("parallel", {}), fanout.get("sequential", {})
@@ -87,6 +91,11 @@ def targets(data):
         w_o, w_s = _ratio(wp.get("ort"), wp.get("agent")), _ratio(wp.get("seed"), wp.get("agent"))
         rows.append(("%s whole process >= 1.0x ORT script" % name, _fmt(w_o, "%.2fx"), w_o is not None and w_o >= 1.0))
         rows.append(("%s whole process >= 1.5x seed" % name, _fmt(w_s, "%.2fx"), w_s is not None and w_s >= 1.5))
+        if wp.get("agent_warm") and wp.get("ort") and wp.get("seed"):  # fresh and warm agent vs both yardsticks
+            lead = max(wp["agent"], wp["agent_warm"])
+            rows.append(("%s agent keeps its lead (fresh, warm <= ORT script, seed)" % name,
+                         "%.2f / %.2f s vs %.2f / %.2f s" % (wp["agent"], wp["agent_warm"], wp["ort"], wp["seed"]),
+                         lead <= min(wp["ort"], wp["seed"]) and bool(m.get("whole_process_warm_used"))))
         rows.append(("%s agent >= 1.0x ORT" % name, _fmt(a_o, "%.2fx"), a_o is not None and a_o >= 1.0))
         if not m.get("int8_declined"):  # where the agent would use it
             rows.append(("%s int8 >= 2x agent" % name, _fmt(i_a, "%.2fx"), i_a is not None and i_a >= 2.0))
@@ -96,6 +105,7 @@ def targets(data):
         if name in LARGE and m["agent_gflops"]:
             share = m["agent_gflops"] / peak
             rows.append(("%s agent >= 70%% of FP32 peak" % name, "%.0f%%" % (100 * share), share >= 0.70))
+    rows += int8_peer.targets(data["models"])
     fan = data.get("fanout_s") or {}
     if fan.get("1") and fan.get("8"):
         ratio = fan["8"] / fan["1"]
@@ -122,7 +132,7 @@ def targets(data):
 def table(data):
     """The benchmark as text: the machine, a section per concern, the targets."""
     return "\n".join(_machine_and_models(data) + _where_time_goes(data) + _engines(data)
-                     + _fleet_and_one_photo(data) + _targets(data))
+                     + int8_peer.lines(data["models"]) + _fleet_and_one_photo(data) + _targets(data))
 
 
 def _machine_and_models(data):
@@ -168,7 +178,7 @@ def _where_time_goes(data):
                                                    "forward ms/img by batch")]
     for name, r in data["models"].items():
         d = r["details"]
-        for method in ("seed", "agent", "ort", "int8"):
+        for method in ("seed", "agent", "ort", "int8", "ort_int8"):
             x = d.get(method)
             if not x:
                 continue

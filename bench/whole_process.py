@@ -6,14 +6,19 @@ time to first result (its "timing" event, on one photo, per engine).
 - agent: `python -m agent classify --engine auto` as a user runs it (after one untimed run
   that fetches into the cache, exports to ONNX and lets auto choose; the timed run is warm)
 - ort: bench/ort_script.py (a plain ONNX Runtime script with default session options)
-Each is started ``repeat`` times in turn (seed, agent, ort, seed, ...); the median counts.
+- agent_warm: `python -m agent classify --warm` handing the same photos to a warm agent
+  (`agent serve --preload M --engine auto`, as `mxlab prepare` leaves on a host), its own process
+  started each time; the "warm" event must say the warm agent ran it
+Each is started ``repeat`` times in turn (seed, agent, ort, agent_warm, seed, ...); the median counts.
 """
 from __future__ import print_function, division, absolute_import
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,8 +67,42 @@ def _events(stderr):
     return [evt for evt in (contract.parse(line) for line in stderr.splitlines()) if evt]
 
 
+class WarmAgent(object):
+    """`agent serve` on a socket of its own (a 0700 folder under /tmp: a unix socket path is short), the
+    model preloaded; ready once it says it listens. Its stderr goes to a file: nothing reads it later."""
+
+    def __init__(self, argv, env, timeout=600):
+        self.folder = tempfile.mkdtemp(prefix="bench-warm-")
+        self.socket_path = os.path.join(self.folder, "agent.sock")
+        self.log_path = os.path.join(self.folder, "serve.log")
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(argv + ["--socket", self.socket_path], cwd=ROOT, env=env, stderr=log,
+                                         stdout=subprocess.DEVNULL)
+        deadline = time.time() + timeout
+        while time.time() < deadline and self.proc.poll() is None:  # the preload binds, then "listening"
+            with open(self.log_path) as log:
+                if any(e["event"] == "warm" and e["used"] for e in _events(log.read())):
+                    return
+            time.sleep(0.2)
+        with open(self.log_path) as log:
+            tail = log.read()[-600:]
+        self.stop()
+        raise RuntimeError("the warm agent did not start listening: %s" % tail)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()  # it unlinks its socket on SIGTERM
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def measure(model, onnx_path, paths, count, build_dir, repeat=1):
-    """{"whole_process_s": {seed, agent, ort}, "photos": N, "agent_engine": ..., "first_result_s": s,
+    """{"whole_process_s": {seed, agent, ort, agent_warm}, "photos": N, "agent_engine": ...,
+    "warm_used": the warm agent ran every agent_warm run, "first_result_s": s,
     "first_result_s_by_engine": {...}}"""
     from bench.timing import cycle
     spec = model["input"]
@@ -82,14 +121,22 @@ def measure(model, onnx_path, paths, count, build_dir, repeat=1):
                 ",".join(str(v) for v in spec["std"]), spec.get("color", "RGB")] + photos,
     }
     _wall(agent + ["--engine", "auto"] + photos[:8], env)  # warm: cache, ONNX export, auto's choice
+    server = WarmAgent([sys.executable, "-m", "agent", "serve", "--events", "--zoo", zoo, "--cache", cache,
+                        "--preload", model["name"], "--engine", "auto", "--batch-size", "8"], env)
+    commands["agent_warm"] = agent + ["--warm", "--warm-socket", server.socket_path] + photos
     walls = dict((name, []) for name in commands)
-    engine = None
-    for _ in range(repeat):
-        for name, argv in commands.items():
-            wall, proc = _wall(argv, env)
-            walls[name].append(wall)
-            if name == "agent":
-                engine = [e["engine"] for e in _events(proc.stderr) if e["event"] == "engine"] or [None]
+    engine, warm_used = None, []
+    try:
+        for _ in range(repeat):
+            for name, argv in commands.items():
+                wall, proc = _wall(argv, env)
+                walls[name].append(wall)
+                if name == "agent":
+                    engine = [e["engine"] for e in _events(proc.stderr) if e["event"] == "engine"] or [None]
+                if name == "agent_warm":
+                    warm_used += [e["used"] for e in _events(proc.stderr) if e["event"] == "warm"]
+    finally:
+        server.stop()
     first = {}
     for mode in ("mxnet", "onnxruntime"):
         _, proc = _wall(agent + ["--engine", mode] + photos[:1], env)
@@ -99,5 +146,6 @@ def measure(model, onnx_path, paths, count, build_dir, repeat=1):
     median = dict((name, round(sorted(w)[len(w) // 2], 2)) for name, w in walls.items())
     best = min(first, key=lambda mode: first[mode]["first_result"]) if first else None
     return {"whole_process_s": median, "photos": count, "agent_engine": engine[0] if engine else None,
+            "warm_used": bool(warm_used) and all(warm_used),
             "first_result_s": first[best]["first_result"] if best else None, "first_result_engine": best,
             "first_result_stages": first}

@@ -17,7 +17,7 @@ def test_quick_bench_writes_the_issue_json_shape(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [str(ROOT / "scripts" / "bench"), "--quick", "--models", "inception-bn", "--methods",
-         "seed,agent,agent_ort,int8,whole", "--images", "6", "--whole-photos", "3", "--fanout", "skip",
+         "seed,agent,agent_ort,int8,ort_int8,whole", "--images", "6", "--whole-photos", "3", "--fanout", "skip",
          "--one-photo", "skip", "--round-trips", "skip", "--room", "skip", "--no-measure-peak", "--build",
          str(tmp_path / "build"), "--photos", str(tmp_path / "photos"), "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -36,7 +36,17 @@ def test_quick_bench_writes_the_issue_json_shape(tmp_path):
     # The engines, whole-process and start-up figures (issue 14).
     assert model["engine"] in ("mxnet", "onnxruntime") and model["engine_ips"] == max(
         model["engine_ips_by_engine"].values()) and set(model["engine_ips_by_engine"]) == {"mxnet", "onnxruntime"}
-    assert set(model["whole_process_s"]) == {"seed", "agent", "ort"} and min(model["whole_process_s"].values()) > 0
+    assert set(model["whole_process_s"]) == {"seed", "agent", "ort", "agent_warm"}
+    assert min(model["whole_process_s"].values()) > 0
+    assert model["whole_process_warm_used"] is True  # the warm agent (agent serve) ran the agent_warm runs
+    # The INT8 peer (issue 20): ONNX Runtime static quantization, timed and compared with the agent's INT8.
+    assert model["int8_ort_ips"] > 0 and 0.0 <= model["int8_ort_top1_agreement"] <= 1.0
+    peer = model["int8_peer"]
+    assert peer["ort"]["ips"] == round(model["int8_ort_ips"], 2) and peer["winner"] in ("agent", "ort", None)
+    assert peer["agent"]["agreement"] == model["int8_top1_agreement"]
+    assert "INT8: the agent's (MXNet oneDNN) vs the peer" in proc.stdout
+    assert "inception-bn agent INT8 >= ORT INT8 at >= 95%" in proc.stdout
+    assert "inception-bn agent keeps its lead" in proc.stdout
     assert model["whole_process_photos"] == 3
     assert model["first_result_s"] > 0 and model["first_result_engine"] in ("mxnet", "onnxruntime")
     assert set(model["first_result_stages"]["mxnet"]) == {"python", "imports", "checkpoint", "engine", "models",
@@ -65,6 +75,50 @@ def test_report_applies_the_agents_int8_verdict_and_fills_fanout():
     rows = dict((what, met) for what, _, met in report.targets(data))
     assert rows["fleet parallel speed-up >= 0.9 x min(8, cores)"] is True  # 2.03x >= 1.8x
     assert "slow int8 >= 2x agent" not in rows and rows["fast int8 >= 2x agent"] is True
+
+
+def test_int8_peer_picks_the_faster_int8_at_95_percent_agreement():
+    from bench import int8_peer, report
+    machine = {"cores": 2, "peak_gflops": 100.0}
+    base = {"flops": 1e9, "real_weights": False, "agent": {"ips": 10.0, "forward_ms": 50.0}}
+    results = {
+        "agent-wins": dict(base, int8={"ips": 25.0, "top1_agreement": 1.0, "batch": 8, "forward_ms": 20.0},
+                           ort_int8={"ips": 7.0, "top1_agreement": 1.0}),
+        "ort-wins": dict(base, int8={"ips": 25.0, "top1_agreement": 0.97, "batch": 8, "forward_ms": 20.0},
+                         ort_int8={"ips": 30.0, "top1_agreement": 0.96}),
+        "agent-fit-only": dict(base, int8={"ips": 12.0, "top1_agreement": 0.96, "batch": 8, "forward_ms": 40.0},
+                               ort_int8={"ips": 30.0, "top1_agreement": 0.80}),
+        "neither": dict(base, int8={"ips": 12.0, "top1_agreement": 0.90, "batch": 8, "forward_ms": 40.0},
+                        ort_int8={"ips": 30.0, "top1_agreement": 0.87}),
+        "no-peer": dict(base, int8={"ips": 12.0, "top1_agreement": 1.0, "batch": 8, "forward_ms": 40.0}),
+    }
+    data = report.summary(results, machine, {})
+    models = data["models"]
+    assert [models[n]["int8_peer"]["winner"] for n in ("agent-wins", "ort-wins", "agent-fit-only", "neither")] == [
+        "agent", "ort", "agent", None]
+    assert models["ort-wins"]["int8_ort_ips"] == 30.0 and models["ort-wins"]["int8_ort_top1_agreement"] == 0.96
+    assert models["no-peer"]["int8_peer"] is None and models["no-peer"]["int8_ort_ips"] is None
+    rows = dict((what, met) for what, _, met in report.targets(data))
+    assert rows["agent-wins agent INT8 >= ORT INT8 at >= 95%"] is True
+    assert rows["ort-wins agent INT8 >= ORT INT8 at >= 95%"] is False
+    assert rows["neither agent INT8 >= ORT INT8 at >= 95%"] is True
+    assert "no-peer agent INT8 >= ORT INT8 at >= 95%" not in rows
+    printed = "\n".join(int8_peer.lines(models))
+    assert "ort-wins" in printed and "ONNX Runtime's: MISS" in printed and "no-peer" not in printed
+
+
+def test_whole_process_lead_needs_the_warm_agent_used():
+    from bench import report
+    whole = {"whole_process_s": {"seed": 11.0, "agent": 4.0, "ort": 4.5, "agent_warm": 2.0}, "photos": 224}
+    base = {"flops": 1e9, "real_weights": False, "agent": {"ips": 10.0, "forward_ms": 50.0}}
+    key = "m agent keeps its lead (fresh, warm <= ORT script, seed)"
+    for used, met in ((True, True), (False, False)):
+        data = report.summary({"m": dict(base, whole=dict(whole, warm_used=used))}, {"cores": 2, "peak_gflops": 1.0},
+                              {})
+        assert dict((what, m) for what, _, m in report.targets(data))[key] is met
+    slow = dict(whole, warm_used=True, whole_process_s=dict(whole["whole_process_s"], agent=5.0))
+    data = report.summary({"m": dict(base, whole=slow)}, {"cores": 2, "peak_gflops": 1.0}, {})
+    assert dict((what, m) for what, _, m in report.targets(data))[key] is False
 
 
 def test_pad_folded_into_convolution_gives_the_same_output():
