@@ -101,7 +101,8 @@ def build_parser():
                                                   "vgg16, resnet-152 (default all)")
     p.add_argument("--methods", default=",".join(METHODS),
                    help="comma-separated subset of " + ",".join(METHODS) + " (agent_ort: the agent on its ONNX "
-                        "Runtime engine; ort_int8: ONNX Runtime static quantization, the INT8 peer; whole: whole-process seconds for N photos and time to first result)")
+                        "Runtime engine; ort_int8: ONNX Runtime static quantization, the INT8 peer; whole: "
+                        "whole-process seconds for N photos and time to first result)")
     p.add_argument("--whole-photos", type=int, help="photos per whole-process run (default 224, quick 32)")
     p.add_argument("--images", type=int, help="images timed per method (default per model)")
     p.add_argument("--repeat", type=int, default=None, help="rounds, best kept (default 1 quick, 2 full)")
