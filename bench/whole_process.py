@@ -123,7 +123,8 @@ def measure(model, onnx_path, paths, count, build_dir, repeat=1):
     _wall(agent + ["--engine", "auto"] + photos[:8], env)  # warm: cache, ONNX export, auto's choice
     server = WarmAgent([sys.executable, "-m", "agent", "serve", "--events", "--zoo", zoo, "--cache", cache,
                         "--preload", model["name"], "--engine", "auto", "--batch-size", "8"], env)
-    commands["agent_warm"] = agent + ["--warm", "--warm-socket", server.socket_path] + photos
+    # --engine auto as preloaded: the warm agent keys its bound models by engine, and would bind anew otherwise
+    commands["agent_warm"] = agent + ["--engine", "auto", "--warm", "--warm-socket", server.socket_path] + photos
     walls = dict((name, []) for name in commands)
     engine, warm_used = None, []
     try:
