@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from bench import process_group
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("seed", "agent", "agent_ort", "ort", "int8", "ort_int8", "whole")
 # Photos per whole-process run (each way as the process a user starts; bench/whole_process.py).
@@ -35,8 +37,8 @@ def _say(message):
 
 
 def _worker(job, timeout):
-    proc = subprocess.run([sys.executable, "-m", "bench.worker", json.dumps(job)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    # its own process group: a timeout ends the worker's children too (agent classify, agent serve, ORT)
+    proc = process_group.run([sys.executable, "-m", "bench.worker", json.dumps(job)], timeout=timeout, cwd=ROOT)
     if proc.returncode != 0:
         lines = [l for l in proc.stderr.strip().splitlines() if not l.startswith("[")]
         raise RuntimeError((lines or ["exit %d" % proc.returncode])[-1][:400])
@@ -54,8 +56,9 @@ def measure_model(model, paths, methods, count, batches, build_dir, threads, tim
                 from bench import ort_runner
                 onnx_path = _worker({"method": "ort_export", "model": model,
                                      "out_dir": os.path.join(build_dir, "onnx")}, timeout)["onnx"]
-                result = ort_runner.run(model, onnx_path, paths, count, batches, sweep_images, threads,
-                                        "bench.ort_int8_worker" if method == "ort_int8" else "bench.ort_worker")
+                worker = "bench.ort_int8_worker" if method == "ort_int8" else "bench.ort_worker"
+                result = ort_runner.run(model, onnx_path, paths, count, batches, sweep_images, threads, worker,
+                                        timeout)
             elif method in ("agent_ort", "whole"):
                 result = _worker({"method": method, "model": model, "paths": paths, "count": whole_photos
                                   if method == "whole" else count, "batches": batches, "sweep_images": sweep_images,

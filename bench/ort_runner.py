@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 
+from bench import process_group
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORT_VENV = os.path.join(ROOT, ".venv-bench")
 REQUIREMENTS = os.path.join(ROOT, "bench", "requirements-ort.txt")
@@ -61,14 +63,13 @@ def export(model, out_dir):
     return path
 
 
-def run(model, onnx_path, paths, count, batches, sweep_images, threads, worker="bench.ort_worker"):
+def run(model, onnx_path, paths, count, batches, sweep_images, threads, worker="bench.ort_worker", timeout=None):
     """The ORT worker's result dict (runs in the ORT venv); worker bench.ort_int8_worker: the INT8 peer
     (ONNX Runtime static quantization of the same export)."""
     python = ensure_venv()
     job = {"onnx": onnx_path, "input": model["input"], "paths": paths, "count": count, "batches": batches,
            "sweep_images": sweep_images, "threads": threads}
-    proc = subprocess.run([python, "-m", worker, json.dumps(job)], cwd=ROOT, capture_output=True,
-                          text=True)
+    proc = process_group.run([python, "-m", worker, json.dumps(job)], timeout=timeout, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError("ONNX Runtime worker failed: %s" % proc.stderr.strip()[-2000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -3,6 +3,7 @@
 Speed is never asserted here: the benchmark measures, tests check behaviour.
 """
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -119,6 +120,26 @@ def test_whole_process_lead_needs_the_warm_agent_used():
     slow = dict(whole, warm_used=True, whole_process_s=dict(whole["whole_process_s"], agent=5.0))
     data = report.summary({"m": dict(base, whole=slow)}, {"cores": 2, "peak_gflops": 1.0}, {})
     assert dict((what, m) for what, _, m in report.targets(data))[key] is False
+
+
+def test_a_timed_out_bench_child_takes_its_own_children_with_it(tmp_path):
+    """bench.process_group.run: subprocess.run's timeout kills only the child; a worker's children (the warm
+    agent, agent classify) must go too."""
+    import sys
+    from bench import process_group
+    pid_file = tmp_path / "grandchild.pid"
+    script = ("import subprocess, sys, time\n"
+              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+              "open(sys.argv[1], 'w').write(str(p.pid))\n"
+              "time.sleep(300)\n")
+    with pytest.raises(subprocess.TimeoutExpired):
+        process_group.run([sys.executable, "-c", script, str(pid_file)], timeout=20)
+    grandchild = int(pid_file.read_text())  # written long before the timeout
+    state = Path("/proc/%d/stat" % grandchild)
+    gone = not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # ended (a zombie at most)
+    if not gone:
+        os.kill(grandchild, 9)
+    assert gone
 
 
 def test_pad_folded_into_convolution_gives_the_same_output():
