@@ -3,12 +3,43 @@
 The one place for these flags: mxlab/offline/emulator.py uses it against the
 emulator, mxlab's deploy step against real AWS. Stdlib only, so it imports
 without aws-cdk-lib.
+
+In a checkout the CLI is package.json's (node_modules, `npm ci`) and runs in the repo root
+(cdk.json). A `pip install`ed mxlab has neither: the CLI is the user's (`cdk` on PATH, or
+MXLAB_CDK_CLI), and it runs in a folder given this package's cdk.json (the checkout's, shipped as
+package data) with the app at this package's app.sh.
 """
+import json
 import os
+import shlex
 import shutil
+import sys
+import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent
+# package.json's pin (tests/test_cdk_cli.py keeps them one fact): what an installed mxlab asks for.
+CLI_VERSION = "2.1148.1"
+CLI_VARIABLE = "MXLAB_CDK_CLI"
+
+
+def in_checkout():
+    """True when cdk/ sits in a checkout (its cdk.json beside), False in a plain `pip install`."""
+    return (REPO_ROOT / "cdk.json").is_file()
+
+
+def app_dir(work=None):
+    """The folder to run the CLI in: the checkout's root, else `work` (default: a new temporary folder)
+    given the packaged cdk.json with the app at this package's app.sh (its interpreter: MXLAB_CDK_PYTHON)."""
+    if in_checkout():
+        return REPO_ROOT
+    work = Path(work) if work else Path(tempfile.mkdtemp(prefix="mxlab-cdk-app-"))
+    settings = json.loads((HERE / "cdk.json").read_text())
+    settings["app"] = "sh %s" % shlex.quote(str(HERE / "app.sh"))
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "cdk.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return work
 
 # No notices fetch, no telemetry, no version check (each is a network call),
 # and no jsii Node end-of-life banner (it needs the major version, not "1").
@@ -30,11 +61,20 @@ QUIET_FLAGS = ["--no-notices", "--no-version-reporting", "--ci"]
 
 
 def cdk_executable():
-    """`npx --no cdk`: the CLI pinned in package.json, as users run it.
+    """`npx --no cdk`: the CLI pinned in package.json, as users run it; installed: the user's `cdk`.
 
     --no: never install on the fly (that would go to the registry); run it
     from the repo root (cwd=REPO_ROOT) so npx finds node_modules/.bin/cdk.
     """
+    if not in_checkout():
+        found = os.environ.get(CLI_VARIABLE) or shutil.which("cdk")
+        if not found or not os.access(found, os.X_OK):
+            raise FileNotFoundError(
+                "the AWS CDK CLI (aws-cdk %s) was not found%s: this mxlab is installed without a checkout, so "
+                "it runs the `cdk` on PATH (`npm install -g aws-cdk@%s`) or the one %s=/path/to/cdk names"
+                % (CLI_VERSION, " at %s=%s" % (CLI_VARIABLE, found) if found else "", CLI_VERSION,
+                   CLI_VARIABLE))
+        return [found]
     local = REPO_ROOT / "node_modules" / ".bin" / "cdk"
     if not local.exists():
         raise FileNotFoundError(
@@ -46,6 +86,8 @@ def quiet_env(base=None, extra=None):
     """Environment for the CLI: `base` (default os.environ) plus QUIET_ENV."""
     env = dict(os.environ if base is None else base)
     env.update(QUIET_ENV)
+    # cdk/app.sh synthesizes with this interpreter (it has aws-cdk-lib beside cdk/), whatever its venv is called.
+    env.setdefault("MXLAB_CDK_PYTHON", sys.executable)
     node_major = _node_major()
     if node_major:
         env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = node_major

@@ -8,7 +8,7 @@ import sys
 import boto3
 
 from cdk.config import DEFAULT_AMI_SSM_PARAMETER
-from mxlab.offline.emulator import REPO_ROOT
+from mxlab.offline import REPO_ROOT
 
 
 def test_dlami_parameter_is_published(aws_emulator):

@@ -142,11 +142,11 @@ def lab(tmp_path_factory):
         yield lab
 
 
-def operator_mxlab(venv, lab, *args, cwd, checkout=False):
+def operator_mxlab(venv, lab, *args, cwd, checkout=False, **extra_env):
     """`mxlab ARGS` from the CPython 3.13 venv with the lab's variables: its installed copy (cwd outside the
     checkout), or the checkout's (as `scripts/setup --operator`'s editable install runs it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MXLAB_", "PYTHON", "VIRTUAL_ENV"))}
-    env.update(lab.variables(), COLUMNS="250")
+    env.update(lab.variables(), COLUMNS="250", **extra_env)
     if checkout:
         env["PYTHONPATH"] = str(REPO_ROOT)
     return subprocess.run([str(venv / "bin" / "python"), "-m", "mxlab"] + [str(a) for a in args], env=env,
@@ -157,7 +157,7 @@ def operator_mxlab(venv, lab, *args, cwd, checkout=False):
 @pytest.mark.aws_behaviour
 def test_the_operator_venv_on_another_python_runs_the_lab(operator_venv, lab, tmp_path):
     """policy, hosts, prepare, run (with a report) from CPython 3.13 and no MXNet; `down` from a checkout synthesizes
-    the CDK app on 3.13 too; a wheel install without a checkout says `up`/`down` need one."""
+    the CDK app on 3.13 too; a wheel install without a CDK CLI says where it looks for one."""
     assert subprocess.run([str(operator_venv / "bin" / "mxlab"), "--help"], capture_output=True,
                           check=True).returncode == 0
     policy = operator_mxlab(operator_venv, lab, "policy", "--json", cwd=tmp_path)
@@ -174,10 +174,11 @@ def test_the_operator_venv_on_another_python_runs_the_lab(operator_venv, lab, tm
     assert run.returncode == 0, run.stdout + run.stderr
     assert any(cat in run.stdout for cat in CATS), run.stdout
     assert list((tmp_path / "results").rglob("report.html")), "the report (thumbnails: pillow on 3.13)"
-    no_checkout = operator_mxlab(operator_venv, lab, "down", cwd=tmp_path)
-    assert no_checkout.returncode == 1, no_checkout.stderr
-    assert "checkout" in no_checkout.stderr and "./scripts/setup --operator" in no_checkout.stderr
-    assert "Traceback" not in no_checkout.stderr
+    # Installed, `down` runs the user's CDK CLI: here MXLAB_CDK_CLI names none (tests/test_wheel_demo.py runs one).
+    no_cli = operator_mxlab(operator_venv, lab, "down", cwd=tmp_path, MXLAB_CDK_CLI=str(tmp_path / "no-cdk"))
+    assert no_cli.returncode == 1, no_cli.stderr
+    assert "the AWS CDK CLI" in no_cli.stderr and "MXLAB_CDK_CLI=%s" % (tmp_path / "no-cdk") in no_cli.stderr
+    assert "npm install -g aws-cdk@" in no_cli.stderr and "Traceback" not in no_cli.stderr
     down = operator_mxlab(operator_venv, lab, "down", cwd=REPO_ROOT, checkout=True)
     assert down.returncode == 0, down.stdout + down.stderr
     assert re.search(r"stack \S+ destroyed", down.stderr), down.stderr

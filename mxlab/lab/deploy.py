@@ -18,7 +18,6 @@ from mxlab.errors import AwsAccessDenied, MxlabError, UsageError
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 _CONTEXT_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_.:-]*)=(.*)$")
 
 
@@ -61,16 +60,13 @@ def command(action, stack, context_items, outputs_file=None, profile=None, saved
         raise MxlabError(str(exc))
 
 
-def require_checkout():
-    """`up`/`down` run the CDK app through the pinned CDK CLI: both live in a checkout, not in a wheel."""
-    missing = [name for name in ("cdk.json", "node_modules/.bin/cdk") if not (REPO_ROOT / name).exists()]
-    if "cdk.json" in missing:
-        raise MxlabError("mxlab up/down deploy the CDK app of a checkout of mxlab (its cdk.json and pinned CDK "
-                         "CLI), and this mxlab is installed in %s without one: clone mxlab, run "
-                         "./scripts/setup --operator there and use its .venv/bin/mxlab" % REPO_ROOT)
-    if missing:
-        raise MxlabError("%s missing: run ./scripts/setup --operator (or `npm ci`) in %s"
-                         % (REPO_ROOT / missing[0], REPO_ROOT))
+def require_cdk_cli():
+    """`up`/`down` run the CDK app through the CDK CLI: a checkout's pinned one (`npm ci`), or, installed
+    without a checkout, the user's (`cdk` on PATH or MXLAB_CDK_CLI); the app itself is in the package."""
+    try:
+        cdk_cli.cdk_executable()
+    except FileNotFoundError as exc:
+        raise MxlabError(str(exc)) from None
 
 
 def _run(argv, region):
@@ -85,8 +81,9 @@ def _run(argv, region):
         # Both streams pass through, read on the way (the CLI prints resource events on stdout
         # in --ci mode, errors on stderr): a deploy or destroy that CloudFormation failed for an
         # IAM permission says which (AwsAccessDenied), not just "exit 1".
-        proc = subprocess.Popen(argv, cwd=str(REPO_ROOT), env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1)
+        proc = subprocess.Popen(argv, cwd=str(cli.app_dir(statedir.home() / "cdk-app")), env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+                                bufsize=1)
     except FileNotFoundError:
         raise MxlabError("npx not found: install Node.js (>=18) and run ./scripts/setup")
     refused = []
@@ -136,7 +133,7 @@ def up(stack, context=(), profile=None, region=None, skip_preflight=False, say=N
     """
     from mxlab.lab import redeploy, targets
     say = say or log.info
-    require_checkout()
+    require_cdk_cli()
     given = parse_context(list(context), stack)
     # A deployed lab stays where it is: another region is refused, naming both.
     targets.use_lab_region(stack, given.get("region"), profile, named="-c region=%s")
@@ -257,7 +254,7 @@ def describe_deadline(outputs, now=None):
 
 
 def down(stack, context=(), profile=None, region=None):
-    require_checkout()
+    require_cdk_cli()
     from mxlab.lab import targets
     region = targets.use_lab_region(stack, region, profile)
     saved = statedir.read_context(stack)

@@ -34,8 +34,7 @@ import subprocess
 import sys
 import threading
 
-from mxlab.offline import REPO_ROOT
-from cdk.cli import cdk_argv, quiet_env  # stdlib-only module
+from cdk.cli import app_dir, cdk_argv, quiet_env  # stdlib-only module
 from cdk.config import DEFAULT_AMI_SSM_PARAMETER
 from mxlab.offline import ec2_images, ec2_instances, scheduler
 from mxlab.offline.account import ACCOUNT_ID, DEFAULT_REGION
@@ -565,7 +564,7 @@ class AwsEmulator:
     def run_cdk(self, command, context=None, outputs_file=None, stack=None,
                 extra=(), timeout=600):
         argv, env = self.cdk_command(command, context, outputs_file, stack, extra)
-        return subprocess.run(argv, env=env, cwd=str(REPO_ROOT), capture_output=True,
+        return subprocess.run(argv, env=env, cwd=str(app_dir()), capture_output=True,
                               text=True, timeout=timeout)
 
 

@@ -33,6 +33,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from cdk import cli as cdk_cli
 from cdk import outputs as stack_outputs
 from mxlab.offline import REPO_ROOT
 from mxlab.offline import ec2_instances, leftovers, ssm_run_command
@@ -109,8 +110,9 @@ class OfflineLab:
 
     def __init__(self, attendees=1, stack=STACK, instance_type=None, say=None, log_dir=None, on_fact=None,
                  conda_envs=("mxnet_p36",), throttle=0.0, host_python3=None, enforce_iam=False,
-                 rtt_ms=None, bandwidth_mbit=None):
-        """enforce_iam: the emulator enforces IAM, and the lab is deployed and used as an organiser
+                 rtt_ms=None, bandwidth_mbit=None, zoo_dir=None):
+        """zoo_dir: the local model zoo served to the hosts (default the checkout's build/zoo).
+        enforce_iam: the emulator enforces IAM, and the lab is deployed and used as an organiser
         user with exactly `mxlab policy`'s policy (ORGANISER); `organiser` is then its credentials."""
         self.rtt_ms = None if rtt_ms is None else check_rtt(rtt_ms)
         self.bandwidth_mbit = check_bandwidth(bandwidth_mbit)
@@ -120,6 +122,7 @@ class OfflineLab:
         self.api_endpoint = None  # the AWS API as the operator reaches it
         self.sshd_port = None  # where the sshds listen behind the relays
         self.attendees = attendees
+        self.zoo_dir = Path(zoo_dir) if zoo_dir else REPO_ROOT / "build" / "zoo"
         # An Ubuntu 24.04-like instance: this interpreter (e.g. a CPython 3.12) is its python3, no MXNet conda env.
         self.host_python3 = host_python3
         self.throttle = throttle
@@ -227,10 +230,10 @@ class OfflineLab:
         env.pop("MXLAB_STACK", None)
         return self._child_env(env)
 
-    def mxlab(self, *args, log_path=None):
+    def mxlab(self, *args, log_path=None, cwd=REPO_ROOT):
         """Run `mxlab ARGS` (the project's CLI, a child process) against this lab; returns its exit status."""
         return run_child([sys.executable, "-m", "mxlab"] + [str(a) for a in args], env=self.env(),
-                         log_path=log_path)
+                         log_path=log_path, cwd=cwd)
 
     # ---- life cycle -----------------------------------------------------------------------
     def __enter__(self):
@@ -377,8 +380,8 @@ class OfflineLab:
 
     def _start_zoo(self):
         stack = self._stack
-        self.say("serving the local model zoo (build/zoo) over HTTP on 127.0.0.1")
-        self.zoo = ZooServer(str(REPO_ROOT / "build" / "zoo"))
+        self.say("serving the local model zoo (%s) over HTTP on 127.0.0.1" % os.path.relpath(str(self.zoo_dir)))
+        self.zoo = ZooServer(str(self.zoo_dir))
         self.zoo.start()
         stack.callback(self.zoo.stop)
         self._fact(zoo_port=self.zoo.port)
@@ -402,7 +405,8 @@ class OfflineLab:
         argv, env = self.emulator.cdk_command(
             "deploy", context, outputs_file=outputs_file,
             extra=["--all", "--output", str(self.state_dir / "cdk.out")])
-        code = run_child(argv, env=self._child_env(self._as_organiser(env)), log_path=deploy_log)
+        code = run_child(argv, env=self._child_env(self._as_organiser(env)), log_path=deploy_log,
+                         cwd=cdk_cli.app_dir(self.state_dir / "cdk-app"))
         if code != 0:
             tail = deploy_log.read_text(errors="replace").strip().splitlines()[-15:]
             raise RuntimeError("cdk deploy failed (exit %d); last lines of %s:\n%s"

