@@ -10,6 +10,8 @@ import time
 
 from rich.progress import Progress
 
+from mxlab.runs import DEFAULT_PARALLEL
+
 GRACE_S = 2.0  # after Ctrl-C: work that was told to stop returns within a poll or two
 POLL_S = 0.2  # how often the main thread looks up from waiting (a Ctrl-C is handled between looks)
 
@@ -26,7 +28,7 @@ class FanOutInterrupted(KeyboardInterrupt):
         self.not_started = [item for item, began in zip(items, started) if not began]
 
 
-def fan_out(items, work, parallel=8, on_done=None, on_stop=None, name=str, grace=GRACE_S, poll=POLL_S):
+def fan_out(items, work, parallel=DEFAULT_PARALLEL, on_done=None, on_stop=None, name=str, grace=GRACE_S, poll=POLL_S):
     """[work(item, stop) for item in items], at most `parallel` at once, in the items' order.
 
     `stop` (a threading.Event) is set on Ctrl-C: work that waits should look at it and return. on_done(item,
