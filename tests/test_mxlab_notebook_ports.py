@@ -22,6 +22,8 @@ def test_each_attendee_keeps_a_port_of_their_own_and_a_taken_one_is_passed_over_
     assert first == {"attendee-1": notebook_ports.BASE + 1, "attendee-2": notebook_ports.BASE + 2} and said == []
     assert notebook_ports.assign("lab", [("attendee-2", 2), ("attendee-1", 1)], said.append) == first
     with socket.socket() as busy:
+        # as ssh's LocalForward listens: a plain bind fails on a TIME_WAIT an earlier test's tunnel left there
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         busy.bind(("127.0.0.1", first["attendee-2"]))
         busy.listen(1)
         moved = notebook_ports.assign("lab", [("attendee-2", 2)], said.append)
