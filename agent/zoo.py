@@ -14,9 +14,8 @@ import os
 
 try:  # Python 3
     from urllib.parse import quote, urlparse  # novermin
-    from urllib.request import url2pathname  # novermin
 except ImportError:  # Python 2.7
-    from urllib import quote, url2pathname  # novermin
+    from urllib import quote  # novermin
     from urlparse import urlparse  # novermin
 
 from agent import disk, download, reporter
@@ -31,6 +30,16 @@ def default_location():
     return os.environ.get("MXLAB_ZOO") or DEFAULT_ZOO
 
 
+def _url2pathname(path):
+    """urllib's url2pathname, imported only for a file:// zoo: urllib.request (and http.client with it) costs
+    ~30 ms of every run's start-up, the operator's model check and the agent's alike (download.py's _http)."""
+    try:  # Python 3
+        from urllib.request import url2pathname  # novermin
+    except ImportError:  # Python 2.7
+        from urllib import url2pathname  # novermin
+    return url2pathname(path)
+
+
 class Zoo(object):
     def __init__(self, location):
         location = location or default_location()
@@ -39,7 +48,7 @@ class Zoo(object):
         if location.startswith(("http://", "https://")):
             self.url = location if location.endswith("/") else location + "/"
         elif location.startswith("file://"):
-            self.root = url2pathname(urlparse(location).path)
+            self.root = _url2pathname(urlparse(location).path)
         elif "://" in location:
             raise UsageError("zoo {0!r}: expected an http(s):// or file:// URL or a directory".format(location))
         else:

@@ -11,23 +11,14 @@ import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
-
-# Modules only some commands need (cdk_cli, shard, html_report, prepare, handout, demo) are imported in
-# those commands: start-up time of one-photo runs. Nothing here may import boto3, botocore, cv2 or numpy
-# (tests/test_mxlab_startup.py).
+# Modules only some commands need are imported in those commands: start-up time of one-photo runs. Here: what
+# parsing and every command need. Importing this module imports no rich, paramiko or model catalogue, nor
+# boto3, botocore, cv2 or numpy (tests/test_mxlab_startup.py).
 from agent import contract
-from mxlab import catalogue
-from mxlab.hosts import backoff, hostkeys, readiness, ssh_options
+from mxlab.hosts import backoff
 from mxlab.lab import aws, targets
-from mxlab.results import tables
-from mxlab.results import run_facts
 from mxlab.errors import AwsAccessDenied, MxlabError, UsageError
 from mxlab.runs import DEFAULT_PARALLEL
-from mxlab.runs.fleet import run_fleet
-from mxlab.results import rundir
-from mxlab.results.rundir import ResultStore, new_run_id
-from mxlab.remote.run import RunSpec, is_url
 from mxlab import status_codes
 
 log = logging.getLogger("mxlab")
@@ -229,6 +220,7 @@ def room_targets(args, command):
 
 
 def check_inputs(items):
+    from mxlab.remote.run import is_url
     for item in items:
         if is_url(item):
             continue
@@ -274,6 +266,8 @@ def cmd_down(args, out, err):
 
 
 def cmd_hosts(args, out, err):
+    from mxlab.hosts import readiness
+    from mxlab.results import tables
     if not args.attendee and not args.host:
         args.all = True
     found = resolve_targets(args)
@@ -306,6 +300,11 @@ def cmd_hosts(args, out, err):
 
 
 def cmd_run(args, out, err, compare=False):
+    from mxlab import catalogue
+    from mxlab.remote.run import RunSpec
+    from mxlab.results import rundir, tables
+    from mxlab.results.rundir import ResultStore, new_run_id
+    from mxlab.runs.fleet import run_fleet
     models = [m.strip() for m in (args.models if compare else args.model).split(",") if m.strip()]
     catalogue.check_models(models, args.zoo)
     if args.input_list:
@@ -359,6 +358,7 @@ def cmd_run(args, out, err, compare=False):
 def cmd_run_sharded(args, found, spec, name, compare, out, err):
     """--shard: the inputs split across the hosts, each classified once (mxlab/runs/shard.py)."""
     from mxlab.runs import shard
+    from mxlab.results.rundir import ResultStore, new_run_id
     run_id = args.resume or new_run_id()
     if args.resume and not (Path(args.results) / name / run_id).is_dir():
         raise UsageError("--resume %s: no run folder %s (expected a run id from an earlier --shard run)"
@@ -377,7 +377,8 @@ def write_run_report(store, command, spec, results, started, out, err):
     saved (store.hosts, in memory, not read back). A failure here costs the run nothing."""
     run_dir = store.dir
     try:
-        from mxlab.results import html_report  # in the try: a report that cannot even be imported costs the run nothing
+        # In the try: a report that cannot even be imported costs the run nothing.
+        from mxlab.results import html_report, run_facts
         facts = run_facts.run_facts(command, spec, [r.label for r in results], started, time.time())
         run_facts.write_run_facts(run_dir, facts)
         report = html_report.write_runs([html_report.run_of(run_dir, store.hosts, facts)])
@@ -396,6 +397,7 @@ def cmd_report(args, out, err):
 
 
 def ssh_argv(target, remote_command):
+    from mxlab.hosts import hostkeys, ssh_options
     options = ssh_options.pinned(target.identity, target.known_hosts, hostkeys.alias(target), target.port,
                                  extra=[("GlobalKnownHostsFile", "/dev/null")])
     argv = ["ssh"] + ssh_options.as_argv(options) + ["%s@%s" % (target.user, target.host)]
@@ -405,6 +407,7 @@ def ssh_argv(target, remote_command):
 
 
 def cmd_ssh(args, out, err):
+    from mxlab.hosts import readiness
     (target,) = resolve_targets(args, want_many=False)
     readiness.ready(target, args.timeout, start=args.start)  # the same path as `mxlab run`
     if not target.pin_from_console:
@@ -430,6 +433,7 @@ def cmd_status(args, out, err):
 
 
 def cmd_prepare(args, out, err):
+    from mxlab import catalogue
     from mxlab.workshop import prepare
     models = catalogue.check_models([m.strip() for m in args.models.split(",") if m.strip()], args.zoo)
     found = resolve_targets(args)
@@ -511,6 +515,7 @@ def main(argv=None):
         parser.print_help(sys.stderr)
         return status_codes.USAGE
     aws.configure(args.profile, args.region)
+    from rich.console import Console  # here, not at the top: see the imports' comment
     out, err = Console(), Console(stderr=True)
     commands = {"up": cmd_up, "extend": cmd_extend, "down": cmd_down, "hosts": cmd_hosts, "run": cmd_run,
                 "compare": lambda a, o, e: cmd_run(a, o, e, compare=True), "ssh": cmd_ssh,

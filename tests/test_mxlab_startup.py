@@ -40,3 +40,17 @@ def test_a_run_on_a_direct_host_imports_none_of_them_up_to_its_report(sample_pho
     assert "exit 1" in result.stderr and "127.0.0.1_1 failed" in result.stderr, result.stderr
     assert "report:" in result.stdout  # it went as far as report.html
     assert heavy_modules(result.stderr) == []
+
+
+def test_importing_the_cli_leaves_each_commands_own_modules_to_it():
+    """rich (the consoles, tables and progress), paramiko (the connections), the model catalogue and urllib
+    (agent.zoo, agent.download: a file or http zoo only) are imported by the commands that use them, not by
+    `import mxlab.cli`: `--help` and a usage error pay for none of them."""
+    own = ("rich", "paramiko", "mxlab.catalogue", "agent.zoo", "urllib.request", "http.client", "boto3")
+    code = ("import json, sys\nimport mxlab.cli\nprint(json.dumps(sorted(m for m in %r if m in sys.modules)))\n"
+            "import agent.zoo\nprint(json.dumps(sorted(m for m in ('urllib.request', 'http.client') "
+            "if m in sys.modules)))" % (own,))
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    after_cli, after_zoo = (json.loads(line) for line in result.stdout.splitlines())
+    assert after_cli == [] and after_zoo == []
