@@ -8,18 +8,19 @@ from __future__ import print_function, division, absolute_import
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
+
+from bench import process_group
 
 
 def _mxlab(root, host, args, env):
     direct = ["--host", host.hostspec, "--user", host.user, "--identity", str(host.identity),
               "--known-hosts", str(host.known_hosts)]
     began = time.time()
-    proc = subprocess.run([sys.executable, "-m", "mxlab"] + args[:1] + direct + args[1:], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = process_group.run([sys.executable, "-m", "mxlab"] + args[:1] + direct + args[1:], cwd=root, env=env,
+                             timeout=900)
     wall = time.time() - began
     if proc.returncode != 0:
         raise RuntimeError("mxlab %s: %s" % (args[0], (proc.stderr or proc.stdout)[-300:]))

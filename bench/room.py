@@ -18,10 +18,11 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
+
+from bench import process_group
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET_ATTENDEES, TARGET_RTT_MS = 30, 50
@@ -47,8 +48,8 @@ def why_failed(stdout, stderr):
 
 def _timed(box, args, timeout=3600):
     began = time.time()
-    proc = subprocess.run([sys.executable, "-m", "mxlab"] + [str(a) for a in args], cwd=ROOT, env=box.env(),
-                          capture_output=True, text=True, timeout=timeout)
+    proc = process_group.run([sys.executable, "-m", "mxlab"] + [str(a) for a in args], cwd=ROOT, env=box.env(),
+                             timeout=timeout)
     wall = time.time() - began
     if proc.returncode != 0:
         raise RuntimeError("mxlab %s exited %d:\n%s" % (" ".join(str(a) for a in args[:2]), proc.returncode,

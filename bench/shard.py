@@ -15,11 +15,11 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
+from bench import process_group
 from mxlab.offline.sandbox_process import SandboxProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,10 +54,10 @@ def sharded_run(box, hosts, model, photos, results, chunk_size=None):
     and the model's own time (the agent's ms per image, summed over the hosts)."""
     attendees = ",".join(str(n) for n in range(1, hosts + 1))
     began = time.time()
-    proc = subprocess.run([sys.executable, "-m", "mxlab", "run", "--attendee", attendees, "--shard",
-                           "--model", model, "--results", results, photos]
-                          + (["--chunk-size", str(chunk_size)] if chunk_size else []), cwd=ROOT, env=box.env(),
-                          capture_output=True, text=True, timeout=1800)
+    proc = process_group.run([sys.executable, "-m", "mxlab", "run", "--attendee", attendees, "--shard",
+                              "--model", model, "--results", results, photos]
+                             + (["--chunk-size", str(chunk_size)] if chunk_size else []), cwd=ROOT, env=box.env(),
+                             timeout=1800)
     wall = time.time() - began
     if proc.returncode != 0:
         raise RuntimeError("mxlab run --shard over %d host(s) exited %d: %s"

@@ -2,6 +2,7 @@
 
 Speed is never asserted here: the benchmark measures, tests check behaviour.
 """
+import importlib
 import json
 import os
 import subprocess
@@ -140,6 +141,41 @@ def test_a_timed_out_bench_child_takes_its_own_children_with_it(tmp_path):
     if not gone:
         os.kill(grandchild, 9)
     assert gone
+
+
+class _Box:
+    """A sandbox as bench.shard and bench.room see it: only its environment."""
+    def env(self):
+        return dict(os.environ)
+
+
+class _Host:
+    hostspec, user, identity, known_hosts = "127.0.0.1:2222", "lab", "/nonexistent/key", "/nonexistent/known_hosts"
+
+
+@pytest.mark.parametrize("module, start", [
+    ("shard", lambda bench, tmp: bench.sharded_run(_Box(), 2, "m", str(tmp), str(tmp))),
+    ("one_photo", lambda bench, tmp: bench._mxlab(str(ROOT), _Host(), ["run", "x.jpg"], {})),
+    ("room", lambda bench, tmp: bench._timed(_Box(), ["status", "--all"], timeout=60)),
+], ids=["shard", "one_photo", "room"])
+def test_the_benches_start_mxlab_in_a_process_group_of_its_own(module, start, tmp_path, monkeypatch):
+    """`mxlab run/prepare` start ssh and agent children: a timed-out bench command must take them along
+    (bench.process_group.run, as the workers do), never a bare subprocess.run."""
+    from bench import process_group
+    started = []
+
+    def recorded(argv, timeout=None, **kwargs):
+        started.append((argv, timeout))
+        return subprocess.CompletedProcess(argv, 3, "", "mxlab: refused")
+
+    def bare(*args, **kwargs):
+        raise AssertionError("a bare subprocess.run: its timeout leaves the child's children running")
+    monkeypatch.setattr(process_group, "run", recorded)
+    monkeypatch.setattr(subprocess, "run", bare)
+    with pytest.raises(RuntimeError, match="refused"):
+        start(importlib.import_module("bench." + module), tmp_path)
+    ((argv, timeout),) = started
+    assert argv[1:3] == ["-m", "mxlab"] and timeout
 
 
 def test_pad_folded_into_convolution_gives_the_same_output():
