@@ -336,11 +336,12 @@ def test_start_returns_while_the_agent_still_runs(conda_host):
 
 
 # A second `mxlab run` of one photo (agent uploaded, environment remembered), counted at the latency relay as
-# bench/round_trips.py counts: 14 here (11-12 in the bench) since the first command checks cloud-init, prints the
-# home, env.sh and the agent's hashes in one go and commands start without waiting for the exec answer (29 before
-# that, 146 while mxlab polled its files over SFTP). The margin absorbs a turn or two of chunking under load; an
-# SFTP session (3 or more) or a command of its own (2) goes past it.
-MAX_ROUND_TRIPS = 18
+# bench/round_trips.py counts: 8 here (8-9 in the bench) since the run's own command checks cloud-init and what
+# readiness checked (host.Prepared: the home, env.sh, one digest of the agent's files) and commands start without
+# waiting for the exec answer (10 with a readiness command of its own, 29 before that, 146 while mxlab polled its
+# files over SFTP). The margin is one turn of chunking under load; an SFTP session (3 or more) or a command of its
+# own (2) goes past it.
+MAX_ROUND_TRIPS = 9
 
 
 def test_a_run_through_the_latency_relay_takes_few_round_trips(sshd_factory, mxlab_cli, local_zoo, sample_photos,
@@ -364,6 +365,36 @@ def test_a_run_through_the_latency_relay_takes_few_round_trips(sshd_factory, mxl
         trips = run(tmp_path / "second") - before
     assert top1(saved_records(tmp_path / "second"), "coffee.jpg") == "espresso"
     assert 0 < trips <= MAX_ROUND_TRIPS, "%d round trips for one photo" % trips
+
+
+def test_a_host_not_as_the_last_run_left_it_is_made_ready_by_the_same_run(conda_host, mxlab_cli, local_zoo,
+                                                                          sample_photos, tmp_path):
+    """The second run's command checks readiness itself (host.Prepared); an agent file gone from the host, or a
+    home that is not the one remembered, fails that check: the run uploads what is missing and runs, as the
+    first run did, and the environment's name is the same either way."""
+    from mxlab.hosts import home_book
+    from mxlab.lab.targets import direct_target
+
+    def run(results):
+        code, out, err = mxlab_cli("run", *direct_args(conda_host), "-v", "--zoo", local_zoo, "--model",
+                                   "efficientnet-lite0", "--results", results, sample_photos / "coffee.jpg")
+        assert code == 0, err
+        assert top1(saved_records(results), "coffee.jpg") == "espresso"
+        return " ".join(err.split()), summary(results)[0]["environment"]
+
+    first, environment = run(tmp_path / "first")
+    assert "agent uploaded" in first and environment == "conda:mxnet_p36"
+    said, again = run(tmp_path / "ready")
+    assert "agent uploaded" not in said and again == environment  # the check held: no command of its own
+    agent_file = conda_host.home / ".mxlab-agent" / "agent" / "zoo.py"
+    agent_file.unlink()
+    said, again = run(tmp_path / "file-gone")
+    assert "agent uploaded 1 file(s)" in said and agent_file.is_file() and again == environment
+    target = direct_target(conda_host.hostspec, conda_host.user, conda_host.identity, conda_host.known_hosts)
+    home_book.remember(target, "/not/the/home")
+    said, again = run(tmp_path / "other-home")
+    assert "agent uploaded 0 file(s)" in said and again == environment
+    assert home_book.lookup(target) == str(conda_host.home)
 
 
 def test_a_follow_command_that_says_something_unexpected_falls_back_to_sftp(conda_host, mxlab_cli, local_zoo,

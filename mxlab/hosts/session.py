@@ -18,12 +18,14 @@ _CLOUD_INIT = ("command -v cloud-init >/dev/null 2>&1 || { echo no-cloud-init; e
                "cloud-init status --wait >/dev/null 2>&1; rc=$?; "
                "[ $rc = 0 ] || cloud-init status --long 2>&1 | tail -n 20; exit $rc")
 # The same check ahead of the session's first command (a round trip fewer than a command of its own): its exit
-# code and output framed at the start of stderr; the command runs only when cloud-init is done (0 or 2).
+# code and output framed at the start of stderr; the command runs only when cloud-init is done (0 or 2), else its
+# stdin is read away (a run's inputs stream in meanwhile: the sender must not meet a closed channel) and it exits.
 _CLOUD_INIT_FIRST = ('ci=$( { %s; } 2>&1 ); rc=$?; '
                      'printf "MXLAB-CLOUD-INIT %%s\\n%%s\\nMXLAB-CLOUD-INIT-END\\n" "$rc" "$ci" >&2; '
-                     '[ $rc = 0 ] || [ $rc = 2 ] || exit %d\n')
+                     '[ $rc = 0 ] || [ $rc = 2 ] || { cat >/dev/null; exit %d; }\n')
 _CLOUD_INIT_FAILED = 213
-_CLOUD_INIT_FRAME = re.compile(r"MXLAB-CLOUD-INIT (-?[0-9]+)\n(.*?)\nMXLAB-CLOUD-INIT-END\n", re.S)
+CLOUD_INIT_FRAME_END = "\nMXLAB-CLOUD-INIT-END\n"  # where the frame ends: a streaming reader waits for it
+_CLOUD_INIT_FRAME = re.compile(r"MXLAB-CLOUD-INIT (-?[0-9]+)\n(.*?)" + re.escape(CLOUD_INIT_FRAME_END), re.S)
 
 
 # Every command runs in its own process group under this guard. sshd leaves a command without a terminal
@@ -194,9 +196,8 @@ class Session:
         """
         timeout = timeout or max(self.timeout, 300)
         deadline = time.monotonic() + timeout
-        cloud_init, self._cloud_init_pending = self._cloud_init_pending, False
+        command, cloud_init = self.first_command(command)
         if cloud_init:
-            command = _CLOUD_INIT_FIRST % (_CLOUD_INIT, _CLOUD_INIT_FAILED) + command
             timeout = max(timeout, self.timeout)
         chan = self.client.get_transport().open_session(timeout=30)
         try:
@@ -239,11 +240,20 @@ class Session:
             if rc == -1:  # closed without an exit-status message
                 raise EOFError("SSH connection lost while running a command")
             err = b"".join(err).decode("utf-8", "replace")
-            return rc, "".join(out), self._after_cloud_init(err) if cloud_init else err
+            return rc, "".join(out), self.after_cloud_init(err) if cloud_init else err
         finally:
             chan.close()
 
-    def _after_cloud_init(self, err):
+    def first_command(self, command):
+        """(`command`, False); or, for the session's first command while connect()'s cloud-init wait is pending,
+        (the wait and then `command`, True): its stderr then starts with the wait's frame, for
+        after_cloud_init. For commands started on a channel() of their own (run.py's start-and-follow)."""
+        cloud_init, self._cloud_init_pending = self._cloud_init_pending, False
+        if cloud_init:
+            return _CLOUD_INIT_FIRST % (_CLOUD_INIT, _CLOUD_INIT_FAILED) + command, True
+        return command, False
+
+    def after_cloud_init(self, err):
         """stderr without _CLOUD_INIT_FIRST's frame, once its verdict is taken (HostUnreachable: failed)."""
         frame = _CLOUD_INIT_FRAME.match(err)
         if frame is None:
@@ -262,9 +272,11 @@ class Session:
                                      % (self.target.label, what, rc, (err or out).strip()[-800:]))
         return out
 
-    def channel(self):
-        """A new session channel for a command that exec() does not run (streams, locks)."""
-        self.cloud_init_checked()
+    def channel(self, first_command=False):
+        """A new session channel for a command that exec() does not run (streams, locks). `first_command`: its
+        command comes from first_command(), which waits for cloud-init where connect()'s wait is pending."""
+        if not first_command:
+            self.cloud_init_checked()
         return self.client.get_transport().open_session(timeout=30)
 
     def sftp(self):

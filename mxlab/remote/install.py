@@ -15,6 +15,7 @@ from agent.contract import AGENT_DIR as REMOTE_AGENT_DIR, PACKAGE_DIR, REMOTE_RO
 log = logging.getLogger(__name__)
 
 AGENT_DIR = Path(PACKAGE_DIR)
+_FIND = "find . -type f ! -name '*.pyc' -print0"  # the host's files that local_files' count (NUL-separated)
 
 
 def local_files(agent_dir=AGENT_DIR):
@@ -36,8 +37,22 @@ def hash_command(agent_dir=AGENT_DIR, remote_root=REMOTE_ROOT):
     dirs = {posixpath.dirname(rel) for rel in local_files(agent_dir)} - {""}
     made = " ".join(shlex.quote(posixpath.join(remote_agent, d)) for d in [""] + sorted(dirs))
     # In a subshell: the cd leaves whatever runs after it where it was.
-    return ("( mkdir -p %s && cd %s && find . -type f ! -name '*.pyc' -print0 | xargs -0 -r sha256sum )"
-            % (made, shlex.quote(remote_agent)))
+    return "( mkdir -p %s && cd %s && %s | xargs -0 -r sha256sum )" % (made, shlex.quote(remote_agent), _FIND)
+
+
+def digest_command(remote_root=REMOTE_ROOT):
+    """The command that prints one digest of the agent's files on the host, as digest() prints it of the local
+    ones when they are the same files with the same contents: one line, instead of a line per file."""
+    remote_agent = shlex.quote(posixpath.join(remote_root, REMOTE_AGENT_DIR))
+    return "( cd %s && %s | LC_ALL=C sort -z | xargs -0 -r sha256sum ) 2>/dev/null | sha256sum" % (remote_agent,
+                                                                                                 _FIND)
+
+
+def digest(agent_dir=AGENT_DIR):
+    """digest_command's output for these files: sha256sum's lines sorted by path (bytewise, as LC_ALL=C sort)."""
+    files = sorted((("./" + rel).encode("utf-8"), sha) for rel, sha in local_files(agent_dir).items())
+    lines = b"".join(b"%s  %s\n" % (sha.encode("ascii"), path) for path, sha in files)
+    return hashlib.sha256(lines).hexdigest() + "  -"
 
 
 def parse_hashes(rc, out):

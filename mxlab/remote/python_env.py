@@ -165,6 +165,15 @@ class RemoteEnv:
         w = re.search(r"^# mxlab warning: (.+)$", text, re.M)
         return (m.group(1) if m else None), (w.group(1).strip() if w else None)
 
+    def as_remembered(self):
+        """ensure()'s name for the environment env.sh names (None where it names none), without a command: for
+        a run whose own command checked the host (host.Prepared)."""
+        known, warning = self._remembered()
+        if not known:
+            return None
+        log.info("%s: using remembered environment %s", self.session.target.label, known)
+        return self._named(known, warning)
+
     def _works(self, snippet, gpu=False):
         code = "import mxnet, numpy, cv2"
         if gpu:  # the import alone does not prove the CUDA libraries and the driver work together

@@ -29,7 +29,7 @@ import paramiko
 
 from agent import contract
 from mxlab.hosts import backoff, readiness
-from mxlab.hosts.session import guarded, start_command
+from mxlab.hosts.session import CLOUD_INIT_FRAME_END, guarded, start_command
 from mxlab.remote.agent_events import AgentLog
 from mxlab.errors import CommandTimeout, HostUnreachable, RemoteCommandError
 
@@ -78,6 +78,19 @@ echo MXLAB-END"""
 _STARTED = re.compile(rb"MXLAB-STARTED [0-9]+\n")
 # After the END frame, the channel's close (every byte of stderr before it) is awaited this long at most.
 _CLOSE_WAIT_S = 10.0
+
+
+# The exit status of a `ready` check (host.Prepared) that found the host not as the last run left it.
+NOT_READY_EXIT = 214
+
+
+class NotReady(Exception):
+    """The run's command found the host not ready (its `ready` check failed) and started nothing: `output` is
+    what the check printed instead (host.Prepared.script)."""
+
+    def __init__(self, output):
+        super().__init__("the host is not ready for the agent yet")
+        self.output = output
 
 
 class _Unexpected(Exception):
@@ -164,8 +177,9 @@ class RemoteRun:
     """Drives one agent run on an open Session. `on_progress(done, total, message)` gets live updates."""
 
     def __init__(self, session, spec, run_id, env_prefix, on_progress=None, reconnect_timeout=120,
-                 poll=0.3, liveness_every=3.0, liveness_timeout=60, first_poll=0.04, stop=None):
+                 poll=0.3, liveness_every=3.0, liveness_timeout=60, first_poll=0.04, stop=None, ready=None):
         self.session = session
+        self.ready = ready  # host.Prepared: its check runs first in the start command (no readiness command)
         self.stop = stop  # a threading.Event: set, and wait() stops following (Interrupted); the agent goes on
         self.spec = spec
         self.run_id = run_id
@@ -188,6 +202,7 @@ class RemoteRun:
         self._stream = None  # the start command's channel while it follows the agent
         self._out = b""  # what it wrote on stdout, not yet taken
         self._streamed = None  # (results text, complete) as the follow command sent them
+        self._cloud_init = None  # stderr so far while the start command's cloud-init frame is still coming
 
     # ---- start --------------------------------------------------------------------------
     def _path(self, name):
@@ -213,11 +228,15 @@ class RemoteRun:
         agent, inner = self._agent_command(args)
         every = max(1, int(round(self.liveness_every)))
         prefix = contract.results_temp_prefix(contract.RESULTS_FILE)
-        chan = self.session.channel()
+        # The session's first command also waits for cloud-init (its frame first on stderr, see _pump).
+        script, cloud_init = self.session.first_command((self.ready.script if self.ready else "")
+                                                        + _START_AND_FOLLOW)
+        self._cloud_init = b"" if cloud_init else None
+        chan = self.session.channel(first_command=True)
         try:
             chan.settimeout(120)  # sends wait for the window this long at most; reads take only what is there
-            start_command(chan, guarded(_START_AND_FOLLOW, self.run_dir, " ".join(agent), inner, str(every), prefix,
-                                      "1" if files else "0"))
+            start_command(chan, guarded(script, self.run_dir, " ".join(agent), inner, str(every), prefix,
+                                        "1" if files else "0"))
             if files:
                 with tarfile.open(fileobj=_ChannelWriter(chan), mode="w|") as tar:
                     for local, arg in files:
@@ -229,6 +248,8 @@ class RemoteRun:
                     rc = chan.recv_exit_status() if chan.exit_status_ready() else -1
                     if rc == -1:
                         raise EOFError("SSH connection lost while starting the agent")
+                    if rc == NOT_READY_EXIT and self.ready is not None:
+                        raise NotReady(self._out.decode("utf-8", "replace"))
                     said = self._out.decode("utf-8", "replace").strip()[-800:]
                     raise RemoteCommandError("%s: starting the agent failed (exit %d): %s"
                                              % (self.session.target.label, rc, said))
@@ -238,7 +259,10 @@ class RemoteRun:
             chan.close()
             raise
         self._stream = chan
-        self._out = self._out[_STARTED.search(self._out).end():]
+        started = _STARTED.search(self._out)
+        if self.ready is not None:
+            self.ready.took(self._out[:started.start()].decode("utf-8", "replace"))
+        self._out = self._out[started.end():]
         log.info("%s: agent started in %s", self.session.target.label, self.run_dir)
 
     def _pack(self, tar, local, arcname):
@@ -266,6 +290,8 @@ class RemoteRun:
             if not data:
                 break
             got = True
+            if self._cloud_init is not None:  # the cloud-init frame, then agent.log's bytes
+                data = self._after_cloud_init(data)
             self.log_offset += len(data)
             self.agent_log.feed(data)
         while chan.recv_ready():
@@ -280,6 +306,18 @@ class RemoteRun:
             return chan.recv_ready() or chan.recv_stderr_ready()
         select.select([chan], [], [], wait)
         return True
+
+    def _after_cloud_init(self, data):
+        """What of stderr's `data` follows the cloud-init frame (b"" until it has all come); the frame's verdict
+        taken (HostUnreachable: cloud-init failed)."""
+        self._cloud_init += data
+        end = self._cloud_init.find(CLOUD_INIT_FRAME_END.encode())
+        if end < 0:
+            return b""
+        end += len(CLOUD_INIT_FRAME_END)
+        frame, rest, self._cloud_init = self._cloud_init[:end], self._cloud_init[end:], None
+        self.session.after_cloud_init(frame.decode("utf-8", "replace"))
+        return rest
 
     def _inputs(self):
         """The agent's input arguments, and the mapping of its image names back to the operator's inputs."""
@@ -514,17 +552,22 @@ class RemoteRun:
         return records, complete
 
 
-def run_on_host(session, spec, run_id, env_prefix, environment, on_progress=None, stop=None, attach=False):
+def run_on_host(session, spec, run_id, env_prefix, environment, on_progress=None, stop=None, attach=False,
+                ready=None):
     """Start (`attach`: or follow, when this run's agent was started there before), follow and collect one run;
-    returns a HostResult (never raises for agent failures; Interrupted when `stop` is set meanwhile)."""
+    returns a HostResult (never raises for agent failures; Interrupted when `stop` is set meanwhile).
+    `ready`: a host.Prepared whose check the start command runs first (NotReady: it failed, nothing started);
+    it names the environment."""
     target = session.target
     result = HostResult(label=target.label, address=target.address, environment=environment)
-    run = RemoteRun(session, spec, run_id, env_prefix, on_progress, stop=stop)
+    run = RemoteRun(session, spec, run_id, env_prefix, on_progress, stop=stop, ready=ready)
     result.run_dir = run.run_dir
     if attach and run.started_before():
         run.attach()
     else:
         run.start()
+        if ready is not None:
+            result.environment = ready.environment
     code = run.wait()
     result.exit_code = code
     result.records, complete = run.collect()

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from mxlab.remote import host
 from mxlab.runs import DEFAULT_PARALLEL, fanout
 from agent import contract
-from mxlab.remote.run import HostResult, Interrupted, run_on_host
+from mxlab.remote.run import HostResult, Interrupted, NotReady, run_on_host
 from mxlab.results import rundir
 from mxlab.hosts.session import Session
 from mxlab.hosts.backoff import READY_TIMEOUT
@@ -29,11 +29,20 @@ def run_one(target, spec, run_id, timeout, on_progress, say, start=False, stop=N
         step = lambda message: on_progress(None, None, message)  # noqa: E731
         host.reach(session, timeout, start=start, on_step=step)
         result.address = target.address  # the live one (a restarted instance has a new address)
-        remote_env, name = host.install_agent(session, env=spec.env, engine=spec.engine, say=say, on_step=step)
+        # A host an earlier run left ready: the run's own command checks that (two round trips fewer).
+        ready = None if attach else host.prepared(session, env=spec.env, engine=spec.engine, say=say)
+        if ready is None:
+            remote_env, name = host.install_agent(session, env=spec.env, engine=spec.engine, say=say, on_step=step)
         if stop is not None and stop.is_set():
             raise Interrupted("%s: interrupted before its agent started" % target.label)
         on_progress(None, None, "running")
-        result = run_on_host(session, spec, run_id, remote_env.prefix, name, on_progress, stop=stop, attach=attach)
+        try:
+            result = run_on_host(session, spec, run_id, ready.prefix if ready else remote_env.prefix,
+                                 None if ready else name, on_progress, stop=stop, attach=attach, ready=ready)
+        except NotReady as exc:  # not as the last run left it: install_agent from what the check saw
+            remote_env, name = host.install_agent(session, env=spec.env, engine=spec.engine, say=say,
+                                                  on_step=step, looked=exc.output)
+            result = run_on_host(session, spec, run_id, remote_env.prefix, name, on_progress, stop=stop)
     except Interrupted as exc:
         result.status, result.error = INTERRUPTED, str(exc)
         result.run_dir = result.run_dir or posixpath.join("~", contract.REMOTE_ROOT, contract.RUNS_DIR, run_id)
