@@ -38,7 +38,11 @@ def app_dir(work=None):
     settings = json.loads((HERE / "cdk.json").read_text())
     settings["app"] = "sh %s" % shlex.quote(str(HERE / "app.sh"))
     work.mkdir(parents=True, exist_ok=True)
-    (work / "cdk.json").write_text(json.dumps(settings, indent=2) + "\n")
+    # Written aside and renamed: a CLI starting in `work` meanwhile reads the old file or the new, never half.
+    fd, aside = tempfile.mkstemp(prefix=".cdk.json.", dir=str(work))
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(settings, indent=2) + "\n")
+    os.replace(aside, str(work / "cdk.json"))
     return work
 
 # No notices fetch, no telemetry, no version check (each is a network call),

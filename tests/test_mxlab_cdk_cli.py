@@ -2,10 +2,12 @@
 import datetime
 import json
 import stat
+import threading
+import time
 
 import pytest
 
-from mxlab.lab import deploy
+from mxlab.lab import deploy, statedir
 
 
 @pytest.mark.slow
@@ -30,6 +32,37 @@ def test_up_hosts_down_against_the_emulator(aws_emulator, monkeypatch, tmp_path,
     code, out, err = mxlab_cli("down", "--stack", "MxlabUpTest")
     assert code == 0, err
     assert not (home / "MxlabUpTest").exists()
+
+
+@pytest.mark.slow
+def test_two_labs_synthesized_at_once_by_an_installed_mxlab_each_have_their_own_cdk_out(monkeypatch, tmp_path,
+                                                                                         capsys):
+    """Two organisers on one machine (one ~/.mxlab, issue 18): `mxlab up` of one lab while `mxlab down` of
+    another synthesizes. The CLI locks its cdk.out while the app runs; a shared one fails the second
+    ("Another CLI ... is currently synthing")."""
+    from cdk import cli as cdk_cli
+    monkeypatch.setattr(cdk_cli, "in_checkout", lambda: False)  # installed: the app in a folder under ~/.mxlab
+    monkeypatch.setenv(cdk_cli.CLI_VARIABLE, str(cdk_cli.REPO_ROOT / "node_modules" / ".bin" / "cdk"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # the CDK CLI's own caches
+    home = statedir.home()
+    codes = {}
+
+    def synth(stack):
+        argv = cdk_cli.cdk_argv("synth", context={"ssh_cidr": "127.0.0.1/32", "stack_name": stack},
+                                extra=["--quiet"])
+        codes[stack] = deploy._run(argv, "us-east-1", stack)
+
+    first = threading.Thread(target=synth, args=("LabOne",))
+    first.start()
+    while first.is_alive() and not list(home.rglob("synth.lock")):  # the first app is running
+        time.sleep(0.02)
+    synth("LabTwo")
+    first.join()
+    err = capsys.readouterr().err
+    assert codes == {"LabOne": 0, "LabTwo": 0}, err[-3000:]
+    for stack in codes:
+        assert (home / stack / "cdk-app" / "cdk.out" / ("%s.template.json" % stack)).is_file()
+        assert json.loads((home / stack / "cdk-app" / "cdk.json").read_text())["app"].endswith("app.sh")
 
 
 def test_bad_context_is_a_usage_error(mxlab_cli):
@@ -78,7 +111,7 @@ def cdk_runs(monkeypatch, tmp_path):
     """`cdk` not run: the argv mxlab would run, recorded."""
     monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
     ran = []
-    monkeypatch.setattr(deploy, "_run", lambda argv, region: ran.append(argv) or 0)
+    monkeypatch.setattr(deploy, "_run", lambda argv, region, stack: ran.append(argv) or 0)
     return ran
 
 

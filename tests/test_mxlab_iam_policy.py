@@ -144,7 +144,7 @@ def test_mxlab_policy_prints_the_one_copy(mxlab_cli, monkeypatch):
 def test_cfn_role_arn_deploys_and_destroys_through_the_role(monkeypatch, tmp_path, mxlab_cli):
     monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
     ran = []
-    monkeypatch.setattr(deploy, "_run", lambda argv, region: ran.append(argv) or 0)
+    monkeypatch.setattr(deploy, "_run", lambda argv, region, stack: ran.append(argv) or 0)
     role = "arn:aws:iam::123456789012:role/mxlab-cloudformation"
     code, out, err = mxlab_cli("up", "--skip-preflight", "-c", "ssh_cidr=203.0.113.7/32", "-c", "cfn_role_arn=" + role)
     assert code == 0, err

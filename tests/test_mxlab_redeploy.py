@@ -111,7 +111,7 @@ def cdk_runs(monkeypatch, tmp_path):
     """`cdk` not run: the argv mxlab would run, recorded."""
     monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
     ran = []
-    monkeypatch.setattr(deploy, "_run", lambda argv, region: ran.append(argv) or 0)
+    monkeypatch.setattr(deploy, "_run", lambda argv, region, stack: ran.append(argv) or 0)
     return ran
 
 

@@ -110,7 +110,7 @@ def test_mxlab_up_stops_before_anything_is_created(aws_emulator, monkeypatch, tm
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
     ran = []
-    monkeypatch.setattr(deploy, "_run", lambda argv, region: ran.append(argv) or 0)
+    monkeypatch.setattr(deploy, "_run", lambda argv, region, stack: ran.append(argv) or 0)
     quotas.set_quota(STANDARD, 8)
     code, out, err = mxlab_cli("up", "--stack", "Lab", "-c", "ssh_cidr=127.0.0.1/32", "-c", "attendees=2")
     assert code == 1
@@ -133,7 +133,7 @@ def test_mxlab_up_hands_the_chosen_az_to_the_cdk_app(aws_emulator, monkeypatch, 
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
     ran = []
-    monkeypatch.setattr(deploy, "_run", lambda argv, region: ran.append(argv) or 0)
+    monkeypatch.setattr(deploy, "_run", lambda argv, region, stack: ran.append(argv) or 0)
     code, out, err = mxlab_cli("up", "--stack", "Lab", "-c", "ssh_cidr=127.0.0.1/32",
                                "-c", "instance_type=trn1.2xlarge")
     assert code == 0, err

@@ -69,19 +69,25 @@ def require_cdk_cli():
         raise MxlabError(str(exc)) from None
 
 
-def _run(argv, region):
+def _run(argv, region, stack):
     cli = cdk_cli
     extra = {"AWS_REGION": region, "AWS_DEFAULT_REGION": region} if region else {}
     # cdk/app.sh synthesizes with this very interpreter (the one with aws-cdk-lib beside mxlab), whatever
     # the venv is called.
     extra["MXLAB_CDK_PYTHON"] = sys.executable
     env = cli.quiet_env(extra=extra)
+    # The lab's own working folder (~/.mxlab/<stack>/cdk-app) and cdk.out: the CLI locks cdk.out while it
+    # synthesizes ("Another CLI ... is currently synthing"), and writes cdk.context.json (the AMI lookup) beside
+    # cdk.json, so two organisers' `up`/`down` of two labs from one machine share neither. In a checkout the CLI
+    # runs in the repo root (cdk.json there), so --output moves cdk.out out of it.
+    work = statedir.stack_dir(stack) / "cdk-app"
+    argv = list(argv) + ["--output", str(work / "cdk.out")]
     log.info("$ %s", " ".join(argv))
     try:
         # Both streams pass through, read on the way (the CLI prints resource events on stdout
         # in --ci mode, errors on stderr): a deploy or destroy that CloudFormation failed for an
         # IAM permission says which (AwsAccessDenied), not just "exit 1".
-        proc = subprocess.Popen(argv, cwd=str(cli.app_dir(statedir.home() / "cdk-app")), env=env,
+        proc = subprocess.Popen(argv, cwd=str(cli.app_dir(work)), env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
                                 bufsize=1)
     except FileNotFoundError:
@@ -150,7 +156,7 @@ def up(stack, context=(), profile=None, region=None, skip_preflight=False, say=N
     if not skip_preflight:
         wanted.update(_preflight(stack, wanted, say))
     statedir.stack_dir(stack)
-    rc = _run(command("deploy", stack, [], outputs, profile, wanted), region)
+    rc = _run(command("deploy", stack, [], outputs, profile, wanted), region, stack)
     if rc != 0:
         raise MxlabError("cdk deploy %s failed (exit %d)" % (stack, rc))
     # The next `up` starts from it, and `down` synthesizes the same app (e.g. its shards).
@@ -270,7 +276,7 @@ def down(stack, context=(), profile=None, region=None):
         except UsageError:
             pass  # no outputs known here: the default (one stack) is all cdk can name
     saved["ssh_cidr"] = DESTROY_SSH_CIDR  # a -c ssh_cidr=... given here still wins
-    rc = _run(command("destroy", stack, list(context), None, profile, saved), region)
+    rc = _run(command("destroy", stack, list(context), None, profile, saved), region, stack)
     if rc != 0:
         raise MxlabError("cdk destroy %s failed (exit %d); local keys kept in %s"
                          % (stack, rc, statedir.home() / stack))
