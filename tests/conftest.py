@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures_http",
     "tests.fixtures_browser",
     "tests.fixtures_sandbox",
+    "tests.fixtures_lab",
     "tests.checkpoints",
 ]
 

@@ -1,6 +1,10 @@
-"""Fixtures that start real OpenSSH lab hosts on loopback (see mxlab/offline/lab_host.py)."""
+"""Fixtures that start real OpenSSH lab hosts on loopback (see mxlab/offline/lab_host.py), and what a test
+reads of such a host."""
+import time
+
 import pytest
 
+from mxlab.offline import leftovers
 from mxlab.offline.lab_host import SshdHost, ensure_wheelhouse
 
 
@@ -61,3 +65,26 @@ def direct_args(host):
     """`--host/--user/--identity/--known-hosts` for an SshdHost."""
     return ["--host", host.hostspec, "--user", host.user, "--identity", host.identity,
             "--known-hosts", host.known_hosts]
+
+
+def host_commands(host, word, but_not=()):
+    """Command lines of the processes running on `host` (its sessions' descendants) that contain `word`: not
+    the guards around them, nor those with any of `but_not` (e.g. a `bash -c` that started the one sought)."""
+    found = []
+    for pid in leftovers.marked_processes(host.mark):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as fh:
+                line = fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if word in line and not any(skip in line for skip in ("mxlab-guard",) + tuple(but_not)):
+            found.append(line)
+    return found
+
+
+def wait_for(what, condition, timeout=300):
+    """Poll `condition()` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "waited %d s for %s" % (timeout, what)
+        time.sleep(0.1)

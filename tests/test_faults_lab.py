@@ -6,59 +6,23 @@ runs in this process, so the tests can read the zoo's request log and reach into
 are plain `mxlab` child processes with the lab's variables, killed and signalled as a laptop would be.
 """
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from mxlab.offline import REPO_ROOT
 from mxlab.offline.small_disk import SmallDisk, SmallDiskUnavailable
+from tests.fixtures_lab import mxlab, mxlab_started
+from tests.fixtures_sshd import host_commands, wait_for
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 MODEL = "efficientnet-lite0"
 PARAMS = "efficientnet-lite0-0000.params"
 PHOTO = str(REPO_ROOT / "build" / "photos" / "chelsea.jpg")
 CATS = ("tabby", "tiger cat", "Egyptian cat")
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    from mxlab.offline import sandbox
-    from mxlab.offline.lab import OfflineLab
-
-    sandbox.quiet_emulator()
-    with OfflineLab(attendees=2, say=lambda text: None, log_dir=tmp_path_factory.mktemp("lab-log")) as lab:
-        yield lab
-
-
-def lab_env(lab, extra=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MXLAB_"))}
-    env.update(lab.variables(), COLUMNS="250")
-    env.update(extra or {})
-    return env
-
-
-def mxlab(lab, *args, timeout=900, env=None):
-    return subprocess.run([sys.executable, "-m", "mxlab"] + [str(a) for a in args], env=lab_env(lab, env),
-                          cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=timeout)
-
-
-def mxlab_started(lab, *args, log, env=None):
-    """`mxlab ARGS` running in the background, its stdout and stderr to `log`."""
-    handle = open(str(log), "w")
-    return subprocess.Popen([sys.executable, "-m", "mxlab"] + [str(a) for a in args], env=lab_env(lab, env),
-                            cwd=str(REPO_ROOT), stdout=handle, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for(what, condition, timeout=300):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "waited %d s for %s" % (timeout, what)
-        time.sleep(0.1)
+LAB_ATTENDEES = 2  # the lab fixture (tests/fixtures_lab.py)
 
 
 def params_gets(zoo):
@@ -128,19 +92,6 @@ def test_a_full_disk_is_named_with_what_is_needed_and_leaves_nothing_half_writte
 
 # ---- 2. two organisers at once -----------------------------------------------------------------------------
 
-def host_commands(host, word):
-    """Command lines of the processes running on `host` that contain `word` (not the guards around them)."""
-    from mxlab.offline import leftovers
-    found = []
-    for pid in leftovers.marked_processes(host.mark):
-        try:
-            with open("/proc/%d/cmdline" % pid, "rb") as fh:
-                line = fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            continue
-        if word in line and "mxlab-guard" not in line and "bash -c" not in line:
-            found.append(line)
-    return found
 
 
 def zoo_file_sha(lab, model):
@@ -179,7 +130,8 @@ def test_two_organisers_at_once_wait_for_each_other_and_corrupt_nothing(lab, tmp
     assert len([r for r in lab.zoo.requests if r[0] == "GET" and r[1] == params]) == 1, lab.zoo.requests
     cached = host.home / ".mxlab" / "models" / model / ("%s-0000.params" % model)
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == zoo_file_sha(lab, model)
-    assert len(host_commands(host, "agent serve")) == 1, host_commands(host, "agent serve")
+    serving = host_commands(host, "agent serve", but_not=("bash -c",))
+    assert len(serving) == 1, serving
     (saved,) = list((tmp_path / "run").rglob("attendee-2.jsonl"))
     assert any(cat in json.loads(saved.read_text())["top"][0]["label"] for cat in CATS)
     assert not holder.exists(), "the lock's holder file goes with the lock"
@@ -217,7 +169,7 @@ def test_a_suspended_organisers_lock_is_taken_over_and_it_stops_cleanly_when_it_
     cached = host.home / ".mxlab" / "models" / model / ("%s-0000.params" % model)
     import hashlib
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == zoo_file_sha(lab, model)
-    assert len(host_commands(host, "agent serve")) == 1
+    assert len(host_commands(host, "agent serve", but_not=("bash -c",))) == 1
 
 
 # ---- 3. the operator's laptop goes away mid-run --------------------------------------------------------------

@@ -11,38 +11,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from mxlab.offline import REPO_ROOT, leftovers
+from mxlab.offline import REPO_ROOT
 from mxlab.remote.python_env import VENV_READY
-from tests.fixtures_sshd import direct_args
+from tests.fixtures_sshd import direct_args, host_commands, wait_for
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 MODEL = "efficientnet-lite0"
 PARAMS = "efficientnet-lite0-0000.params"
-
-
-def host_commands(host, word):
-    """Command lines of the processes running on `host` (its sessions' descendants) that contain `word`."""
-    found = []
-    for pid in leftovers.marked_processes(host.mark):
-        try:
-            with open("/proc/%d/cmdline" % pid, "rb") as fh:
-                line = fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            continue
-        if word in line and "mxlab-guard" not in line:
-            found.append(line)
-    return found
-
-
-def wait_for(what, condition, timeout=600):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "waited %d s for %s" % (timeout, what)
-        time.sleep(0.1)
 
 
 def prepare_command(host, zoo, home):
@@ -58,7 +36,7 @@ def kill_prepare_when(host, zoo, home, log, condition, what):
     with open(str(log), "w") as out:
         proc = subprocess.Popen(argv, env=env, cwd=str(REPO_ROOT), stdout=out, stderr=subprocess.STDOUT)
         try:
-            wait_for(what, lambda: condition() or proc.poll() is not None)
+            wait_for(what, lambda: condition() or proc.poll() is not None, 600)
             assert proc.poll() is None, "prepare ended before %s: %s" % (what, log.read_text())
         finally:
             proc.send_signal(signal.SIGKILL)

@@ -20,22 +20,13 @@ import pytest
 
 from mxlab.workshop import notebook_server, prepare, room_status, workspace
 from mxlab.offline import REPO_ROOT
-from tests.test_mxlab_prepare import mxlab, readiness_file
+from tests.fixtures_lab import mxlab, readiness_file
 from tests.test_workshop_notebook import check_executed
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 SCREENSHOT = REPO_ROOT / "docs" / "jupyterlab-through-ssh.png"
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    from mxlab.offline import sandbox
-    from mxlab.offline.lab import OfflineLab
-
-    sandbox.quiet_emulator()
-    with OfflineLab(attendees=2, say=lambda text: None, log_dir=tmp_path_factory.mktemp("lab-log")) as lab:
-        yield lab
+LAB_ATTENDEES = 2  # the lab fixture (tests/fixtures_lab.py)
 
 
 @pytest.fixture(scope="module")

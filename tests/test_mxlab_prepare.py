@@ -16,29 +16,14 @@ import pytest
 
 from mxlab.workshop import prepare, workspace
 from mxlab.offline import REPO_ROOT
+from tests.fixtures_lab import mxlab, readiness_file
 from tests.fixtures_sandbox import pid_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # the first test also waits for the lab
 MODELS = ("efficientnet-lite0", "efficientnet-lite1")
 PHOTO = str(REPO_ROOT / "build" / "photos" / "chelsea.jpg")
 CATS = ("tabby", "tiger cat", "Egyptian cat")
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    from mxlab.offline import sandbox
-    from mxlab.offline.lab import OfflineLab
-
-    sandbox.quiet_emulator()
-    with OfflineLab(attendees=3, say=lambda text: None, log_dir=tmp_path_factory.mktemp("lab-log")) as lab:
-        yield lab
-
-
-def mxlab(lab, *args, timeout=900):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MXLAB_"))}
-    env.update(lab.variables(), COLUMNS="250")
-    return subprocess.run([sys.executable, "-m", "mxlab"] + [str(a) for a in args], env=env, cwd=str(REPO_ROOT),
-                          capture_output=True, text=True, timeout=timeout)
+LAB_ATTENDEES = 3  # the lab fixture (tests/fixtures_lab.py)
 
 
 def model_bytes(zoo):
@@ -48,10 +33,6 @@ def model_bytes(zoo):
 
 def model_requests(zoo):
     return [r for r in zoo.requests if r[1] != "/catalogue.json"]
-
-
-def readiness_file(lab):
-    return json.loads((lab.mxlab_home / lab.stack / prepare.READINESS_FILE).read_text())["hosts"]
 
 
 def warm_agents(lab, attendees):
