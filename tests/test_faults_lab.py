@@ -93,7 +93,6 @@ def test_a_full_disk_is_named_with_what_is_needed_and_leaves_nothing_half_writte
 # ---- 2. two organisers at once -----------------------------------------------------------------------------
 
 
-
 def zoo_file_sha(lab, model):
     import hashlib
     return hashlib.sha256((REPO_ROOT / "build" / "zoo" / model / ("%s-0000.params" % model)).read_bytes()).hexdigest()
