@@ -77,3 +77,14 @@ class LabStacks:
 @pytest.fixture(scope="session")
 def lab_stacks():
     return LabStacks()
+
+
+@pytest.fixture
+def cdk_runs(monkeypatch, tmp_path):
+    """`cdk` not run: the argv mxlab would run, recorded (MXLAB_HOME is tmp_path/home)."""
+    from mxlab.lab import deploy
+
+    monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
+    ran = []
+    monkeypatch.setattr(deploy, "_run", lambda argv, region, stack: ran.append(argv) or 0)
+    return ran

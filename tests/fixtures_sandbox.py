@@ -39,3 +39,15 @@ def sandbox_factory(tmp_path):
     for box in started:
         box.stop()
     leftovers.sweep()  # what a SIGKILLed one left
+
+
+@pytest.fixture(scope="module")
+def box(request, tmp_path_factory):
+    """One ready `mxlab sandbox` for the test module, of the module's SANDBOX_ATTENDEES attendees (a deploy
+    costs a minute or two); stopped after the module."""
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    sandbox = SandboxProcess(tmp_path_factory.mktemp(name), "--attendees", str(request.module.SANDBOX_ATTENDEES))
+    try:
+        yield sandbox.wait_ready()
+    finally:
+        sandbox.stop()

@@ -106,15 +106,6 @@ def test_down_destroys_every_shard_even_without_the_saved_context(aws_emulator, 
     assert not [name for name in live if name.startswith("ShardUp")]
 
 
-@pytest.fixture
-def cdk_runs(monkeypatch, tmp_path):
-    """`cdk` not run: the argv mxlab would run, recorded."""
-    monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
-    ran = []
-    monkeypatch.setattr(deploy, "_run", lambda argv, region, stack: ran.append(argv) or 0)
-    return ran
-
-
 @pytest.mark.aws_behaviour
 def test_down_from_another_machine_needs_no_ssh_cidr(aws_emulator, monkeypatch, cdk_runs, mxlab_cli):
     for k, v in aws_emulator.env({}).items():  # DescribeStacks goes to the emulator

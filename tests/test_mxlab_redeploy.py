@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mxlab.lab import deploy
-from mxlab.offline.sandbox_process import SandboxProcess
-
 pytestmark = [pytest.mark.aws_behaviour]
+SANDBOX_ATTENDEES = 3  # the box fixture (tests/fixtures_sandbox.py)
 
 
 def _lab(box):
@@ -41,16 +39,6 @@ def _ssh_everyone(box):
     for n in (1, 2, 3):
         ssh = box.mxlab("ssh", "--attendee", n, "--", "echo", "hello-from-%d" % n)
         assert ssh.returncode == 0 and "hello-from-%d" % n in ssh.stdout, ssh.stderr
-
-
-@pytest.fixture(scope="module")
-def box(tmp_path_factory):
-    sandbox = SandboxProcess(tmp_path_factory.mktemp("redeploy"), "--attendees", "3")
-    try:
-        sandbox.wait_ready()
-        yield sandbox
-    finally:
-        sandbox.stop()
 
 
 @pytest.mark.slow
@@ -105,15 +93,6 @@ def test_extend_moves_only_the_deadline(box):
 
 
 # ---- without the sandbox: the argv `mxlab up` would run -----------------------------------------
-
-@pytest.fixture
-def cdk_runs(monkeypatch, tmp_path):
-    """`cdk` not run: the argv mxlab would run, recorded."""
-    monkeypatch.setenv("MXLAB_HOME", str(tmp_path / "home"))
-    ran = []
-    monkeypatch.setattr(deploy, "_run", lambda argv, region, stack: ran.append(argv) or 0)
-    return ran
-
 
 def _deployed_here(tmp_path, context=None, attendees="3"):
     lab = tmp_path / "home" / "Lab"

@@ -13,20 +13,11 @@ from pathlib import Path
 import pytest
 
 from mxlab.offline import REPO_ROOT
-from mxlab.offline.sandbox_process import SandboxProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # the first test also waits for the sandbox
 MODEL = "efficientnet-lite0"
 PHOTOS = 60
-
-
-@pytest.fixture(scope="module")
-def box(tmp_path_factory):
-    sandbox = SandboxProcess(tmp_path_factory.mktemp("shard-sandbox"), "--attendees", "3")
-    try:
-        yield sandbox.wait_ready()
-    finally:
-        sandbox.stop()
+SANDBOX_ATTENDEES = 3  # the box fixture (tests/fixtures_sandbox.py)
 
 
 @pytest.fixture(scope="module")

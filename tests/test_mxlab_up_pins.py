@@ -10,19 +10,10 @@ from pathlib import Path
 import pytest
 
 from mxlab.offline import REPO_ROOT
-from mxlab.offline.sandbox_process import SandboxProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.aws_behaviour]
 PHOTO = str(REPO_ROOT / "build" / "photos" / "chelsea.jpg")
-
-
-@pytest.fixture(scope="module")
-def box(tmp_path_factory):
-    box = SandboxProcess(tmp_path_factory.mktemp("sandbox"), "--attendees", "2")
-    try:
-        yield box.wait_ready()
-    finally:
-        box.stop()
+SANDBOX_ATTENDEES = 2  # the box fixture (tests/fixtures_sandbox.py)
 
 
 def _known_hosts(box):
