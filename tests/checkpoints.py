@@ -15,10 +15,18 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
 
 import mxnet as mx
 import numpy as np
 import pytest
+
+from tests.paths import REPO
 
 CLASSES = [("n00000001", "red"), ("n00000002", "green"), ("n00000003", "blue")]
 GAIN = 8.0
@@ -136,17 +144,12 @@ def tiny_zoo(tiny_zoo_master, tmp_path):
     return root
 
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def run_agent(*args, **kwargs):
     """Run ``python -m agent ARGS`` as a real process from the repo root; CompletedProcess."""
-    import subprocess
-    import sys
     env = dict(os.environ)
     env.pop("MXLAB_ZOO", None)
     env.update(kwargs.pop("env", {}))
-    return subprocess.run([sys.executable, "-m", "agent"] + [str(a) for a in args], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "agent"] + [str(a) for a in args], cwd=str(REPO),
                           env=env, capture_output=True, text=True, timeout=kwargs.pop("timeout", 300))
 
 
@@ -166,3 +169,62 @@ def classify_events(zoo, cache, *args, **kwargs):
 def json_lines(text):
     """Every line of ``text`` parsed as JSON (fails on any line that is not)."""
     return [json.loads(line) for line in text.splitlines()]
+
+
+class WarmAgent:
+    """`python -m agent serve` started by the test (ended by its PID at teardown)."""
+
+    def __init__(self, folder, zoo, cache, *extra, cwd=REPO):
+        self.socket = str(folder / "warm" / "agent.sock")
+        self.log = folder / "serve.log"
+        env = dict(os.environ, MXLAB_CACHE=str(cache))
+        env.pop("MXLAB_ZOO", None)
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "agent", "serve", "--events", "--socket", self.socket, "--zoo", zoo,
+                 "--cache", str(cache)] + list(extra), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=log)
+
+    def events(self):
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+
+    def wait_listening(self, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(e["event"] == "warm" and e["used"] for e in self.events()):
+                return self
+            assert self.process.poll() is None, "serve ended: %s" % self.log.read_text()
+            time.sleep(0.05)
+        raise AssertionError("serve did not listen: %s" % self.log.read_text())
+
+    def wait_exit(self, timeout=60):
+        return self.process.wait(timeout)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def classify_warm(tiny_zoo, tmp_path, socket, *args, **kwargs):
+    """`classify --warm` through the warm agent at `socket` (tmp_path/cache, as serve's agents use)."""
+    return run_classify(tiny_zoo, tmp_path / "cache", "--events", "--warm", "--warm-socket", socket, *args, **kwargs)
+
+
+def warm_event(result):
+    """The one `warm` event of a `classify --warm --events` run."""
+    (warm,) = [e for e in json_lines(result.stderr) if e["event"] == "warm"]
+    return warm
+
+
+def png_claiming(width, height):
+    """A valid-looking PNG whose IHDR claims width x height but holds only a tiny IDAT."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))

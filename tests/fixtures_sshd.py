@@ -1,11 +1,15 @@
-"""Fixtures that start real OpenSSH lab hosts on loopback (see mxlab/offline/lab_host.py), and what a test
-reads of such a host."""
+"""Fixtures that start real OpenSSH lab hosts on loopback (see mxlab/offline/lab_host.py), what a test
+reads of such a host, and an attendee's ssh client to them."""
+import os
+import subprocess
 import time
 
 import pytest
 
 from mxlab.offline import leftovers
 from mxlab.offline.lab_host import SshdHost, ensure_wheelhouse
+
+INSTANCE = "i-0abc1234def567890"  # the instance id a handout sheet names (sheet_for)
 
 
 @pytest.fixture
@@ -88,3 +92,23 @@ def wait_for(what, condition, timeout=300):
     while not condition():
         assert time.monotonic() < deadline, "waited %d s for %s" % (timeout, what)
         time.sleep(0.1)
+
+
+def sheet_for(host, label="attendee-1", readiness=None, instance_id=INSTANCE):
+    """`mxlab handout`'s sheet for `host` as attendee LABEL, its host keys pinned under `instance_id`."""
+    from mxlab.workshop import handout
+
+    return handout.Sheet(label=label, attendee=int(label.rsplit("-", 1)[1]), instance_id=instance_id,
+                         host=host.address, port=host.port, user=host.user, identity=host.identity,
+                         state="running", pinned=["%s %s" % (instance_id, line) for line in host.host_key_lines()],
+                         readiness=readiness)
+
+
+def attendee_ssh(argv, cwd, tmp_path):
+    """The real ssh client with nothing of this machine's: an empty HOME, no agent, no prompts."""
+    home = tmp_path / "empty-home"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_")}
+    env["HOME"] = str(home)
+    return subprocess.run(["ssh", "-o", "BatchMode=yes"] + argv, cwd=str(cwd), env=env, capture_output=True,
+                          text=True, timeout=60)

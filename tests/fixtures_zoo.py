@@ -6,7 +6,6 @@ the same inputs, so a test session only pays for hashing the inputs.
 """
 import json
 import os
-import pathlib
 
 import cv2
 import numpy as np
@@ -14,9 +13,14 @@ import pytest
 
 from localzoo.build import build_zoo
 from localzoo.photos import write_photos
+from tests.paths import REPO
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-BUILD_DIR = REPO_ROOT / "build"
+BUILD_DIR = REPO / "build"
+# What the local zoo holds and the sample photos are, and the ImageNet classes a demo run over them finds.
+ZOO_MODELS = {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"}
+SAMPLE_PHOTOS = {"chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"}
+DOMESTIC_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+ESPRESSO = 967
 INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 
 

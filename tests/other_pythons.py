@@ -61,3 +61,10 @@ def cpython(minor):
         pytest.fail("no CPython %s found (tried: %s); install one (e.g. `uv python install %s`, which needs "
                     "GitHub, or your OS's python%s)" % (minor, "; ".join(tried) or "nothing", minor, minor))
     return path
+
+
+def vermin(*args):
+    """Run vermin (its console script's entry point) as a process."""
+    command = [sys.executable, "-c", "import sys; from vermin import main; sys.argv[0] = 'vermin'; sys.exit(main())",
+               "-t=2.7-", "-t=3.6-", "--no-tips", "--violations"] + list(args)
+    return subprocess.run(command, capture_output=True, text=True)

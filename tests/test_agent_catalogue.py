@@ -99,10 +99,10 @@ def test_env_reports_versions_and_features():
 def test_listing_models_does_not_import_mxnet():
     import subprocess
     import sys
-    from tests.checkpoints import REPO_ROOT
+    from tests.paths import REPO
     code = ("import sys, io, contextlib; from agent.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()): main(['models', '--json'])\n"
             "print(sorted(m for m in ('mxnet', 'cv2', 'numpy') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

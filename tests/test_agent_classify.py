@@ -7,7 +7,7 @@ import pytest
 
 from agent.results import ResultWriter, error_record
 from tests.checkpoints import BLUE, GREEN, RED, json_lines, run_agent, run_classify, textured
-from tests.test_agent_decode import png_claiming
+from tests.checkpoints import png_claiming
 
 @pytest.fixture
 def images(tmp_path):
@@ -187,7 +187,7 @@ def test_terminated_run_keeps_finished_results_in_out(tiny_zoo, tmp_path, images
     import subprocess
     import sys
     import time
-    from tests.checkpoints import REPO_ROOT
+    from tests.paths import REPO
     server = serve_zoo(os.path.dirname(images["red.png"]))
     server.add_fault("/green.jpg", "stall", 1, 60)  # the second input hangs until we stop the run
     out = tmp_path / "results" / "out.jsonl"
@@ -196,7 +196,7 @@ def test_terminated_run_keeps_finished_results_in_out(tiny_zoo, tmp_path, images
         [sys.executable, "-m", "agent", "classify", "--zoo", tiny_zoo, "--cache", str(tmp_path / "cache"),
          "--model", "tiny-prob", "--batch-size", "1", "--timeout", "120", "--out", str(out),
          images["red.png"], server.url + "green.jpg"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(600):  # wait (bounded) until the first result is in the temporary file
             temps = [p for p in out.parent.iterdir() if p.name.startswith(".out.jsonl.")]

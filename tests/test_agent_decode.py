@@ -2,7 +2,6 @@
 import struct
 import subprocess
 import sys
-import zlib
 
 import cv2
 import numpy as np
@@ -10,7 +9,8 @@ import pytest
 
 from agent import decode
 from agent.errors import InputError
-from tests.checkpoints import REPO_ROOT
+from tests.checkpoints import png_claiming
+from tests.paths import REPO
 
 
 def photo_like(height=60, width=80):
@@ -24,15 +24,6 @@ def encoded(image, ext, params=()):
     ok, buf = cv2.imencode(ext, image, list(params))
     assert ok
     return buf.tobytes()
-
-
-def png_claiming(width, height):
-    """A valid-looking PNG whose IHDR claims width x height but holds only a tiny IDAT."""
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))
 
 
 def jpeg_claiming(width, height):
@@ -165,6 +156,6 @@ def test_tiff_claiming_huge_size_is_refused_by_opencvs_limit(tmp_path):
     code = ("import sys; from agent import decode\n"
             "try:\n    decode.decode(open(sys.argv[1], 'rb').read())\n"
             "except Exception as err:\n    print(err)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(huge)], cwd=REPO_ROOT,
+    out = subprocess.run([sys.executable, "-c", code, str(huge)], cwd=REPO,
                          capture_output=True, text=True, timeout=120).stdout
     assert "MAX_IMAGE_PIXELS" in out, out

@@ -9,7 +9,8 @@ import pytest
 
 from agent import inputs
 from agent.errors import InputError
-from tests.checkpoints import REPO_ROOT, json_lines
+from tests.checkpoints import json_lines
+from tests.paths import REPO
 
 PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg")
 
@@ -26,7 +27,7 @@ def test_dev_zero_symlink_and_fifo_among_real_photos_are_errors_and_the_rest_cla
     result = subprocess.run(
         [sys.executable, "-m", "agent", "classify", "--zoo", tiny_zoo, "--cache", str(tmp_path / "cache"),
          "--model", "tiny-prob", "--batch-size", "2", *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 3, result.stderr
     records = json_lines(result.stdout)
     assert [r["image"] for r in records] == args

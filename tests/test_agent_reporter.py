@@ -94,7 +94,7 @@ def test_terminated_with_events_says_so_and_ends_with_done(tiny_zoo, serve_zoo, 
     import subprocess
     import sys
     import time
-    from tests.checkpoints import REPO_ROOT
+    from tests.paths import REPO
     server = serve_zoo(sample_photos)
     server.add_fault("/coffee.jpg", "stall", 1, 60)  # the second input hangs until the run is stopped
     log = tmp_path / "agent.log"
@@ -103,7 +103,7 @@ def test_terminated_with_events_says_so_and_ends_with_done(tiny_zoo, serve_zoo, 
             [sys.executable, "-m", "agent", "classify", "--events", "--zoo", tiny_zoo, "--cache",
              str(tmp_path / "cache"), "--model", "tiny-prob", "--batch-size", "1", "--timeout", "120",
              str(sample_photos / "chelsea.jpg"), server.url + "coffee.jpg"],
-            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             for _ in range(600):  # bounded wait for the first image event
                 if '"event": "image"' in log.read_text():

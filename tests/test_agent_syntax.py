@@ -2,12 +2,14 @@
 stdlib + numpy + cv2 + mxnet imports only."""
 import ast
 import os
-import subprocess
 import sys
 
 import pytest
 
-AGENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "agent")
+from tests.other_pythons import vermin
+from tests.paths import REPO
+
+AGENT = str(REPO / "agent")
 SOURCES = sorted(os.path.join(AGENT, name) for name in os.listdir(AGENT) if name.endswith(".py"))
 # The fallbacks of try/except ImportError.
 PY2_ONLY_STDLIB = {"urllib2", "httplib", "urlparse", "Queue", "StringIO", "cPickle", "ConfigParser"}
@@ -15,13 +17,6 @@ THIRD_PARTY = {"numpy", "cv2", "mxnet"}
 # The optional ONNX Runtime engine (agent/requirements-onnx.txt): imported lazily, inside functions of
 # its own module only, so the agent imports and runs without it.
 OPTIONAL = {"agent/engine_onnx.py": {"onnxruntime", "onnx"}}
-
-
-def vermin(*args):
-    """Run vermin (its console script's entry point) as a process."""
-    command = [sys.executable, "-c", "import sys; from vermin import main; sys.argv[0] = 'vermin'; sys.exit(main())",
-               "-t=2.7-", "-t=3.6-", "--no-tips", "--violations"] + list(args)
-    return subprocess.run(command, capture_output=True, text=True)
 
 
 def test_vermin_finds_python_27_and_36_compatible():

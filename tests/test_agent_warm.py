@@ -11,53 +11,15 @@ import time
 import pytest
 
 from agent import warm_client
-from tests.checkpoints import REPO_ROOT, json_lines, run_agent, run_classify
-
-
-class WarmAgent:
-    """`python -m agent serve` started by the test (ended by its PID at teardown)."""
-
-    def __init__(self, folder, zoo, cache, *extra, cwd=REPO_ROOT):
-        self.socket = str(folder / "warm" / "agent.sock")
-        self.log = folder / "serve.log"
-        env = dict(os.environ, MXLAB_CACHE=str(cache))
-        env.pop("MXLAB_ZOO", None)
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "agent", "serve", "--events", "--socket", self.socket, "--zoo", zoo,
-                 "--cache", str(cache)] + list(extra), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=log)
-
-    def events(self):
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
-
-    def wait_listening(self, timeout=120):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(e["event"] == "warm" and e["used"] for e in self.events()):
-                return self
-            assert self.process.poll() is None, "serve ended: %s" % self.log.read_text()
-            time.sleep(0.05)
-        raise AssertionError("serve did not listen: %s" % self.log.read_text())
-
-    def wait_exit(self, timeout=60):
-        return self.process.wait(timeout)
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+from tests.checkpoints import WarmAgent, classify_warm, json_lines, run_agent, warm_event
+from tests.paths import REPO
 
 
 @pytest.fixture
 def serve(tmp_path, tiny_zoo):
     started = []
 
-    def start(*extra, cwd=REPO_ROOT):
+    def start(*extra, cwd=REPO):
         folder = tmp_path / ("serve%d" % len(started))
         folder.mkdir()
         agent = WarmAgent(folder, tiny_zoo, tmp_path / "cache", *extra, cwd=cwd)
@@ -66,11 +28,6 @@ def serve(tmp_path, tiny_zoo):
     yield start
     for agent in started:
         agent.stop()
-
-
-def classify(tiny_zoo, tmp_path, socket, *args, **kwargs):
-    """`classify --warm` through the warm agent at `socket` (tmp_path/cache, as serve's agents use)."""
-    return run_classify(tiny_zoo, tmp_path / "cache", "--events", "--warm", "--warm-socket", socket, *args, **kwargs)
 
 
 def events(result):
@@ -86,16 +43,11 @@ def without_ms(records):
     return [dict((k, v) for k, v in r.items() if k != "ms") for r in records]
 
 
-def warm_event(result):
-    (warm,) = [e for e in events(result) if e["event"] == "warm"]
-    return warm
-
-
 def test_a_warm_run_gives_what_a_fresh_run_gives(serve, tiny_zoo, tmp_path, colour_photos):
     agent = serve("--preload", "tiny-softmax").wait_listening()
     fresh = run_agent("classify", "--zoo", tiny_zoo, "--cache", tmp_path / "cache", "--model", "tiny-softmax",
                       str(colour_photos))
-    warm = classify(tiny_zoo, tmp_path, agent.socket, "--model", "tiny-softmax", str(colour_photos))
+    warm = classify_warm(tiny_zoo, tmp_path, agent.socket, "--model", "tiny-softmax", str(colour_photos))
     assert warm.returncode == 0, warm.stderr
     assert warm_event(warm)["used"] is True
     assert "pid %d" % agent.process.pid in warm_event(warm)["reason"]
@@ -110,7 +62,7 @@ def test_a_warm_run_gives_what_a_fresh_run_gives(serve, tiny_zoo, tmp_path, colo
     result = subprocess.run([sys.executable, "-m", "agent", "classify", "--warm", "--warm-socket", agent.socket,
                              "--zoo", tiny_zoo, "--cache", str(tmp_path / "cache"), "--model", "tiny-softmax",
                              "--out", "r.jsonl", "photos/red.png"], cwd=tmp_path, capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=REPO_ROOT), timeout=120)
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
     assert result.returncode == 0, result.stderr
     assert "warm: warm agent pid" in result.stderr  # the text form of the event
     assert [r["image"] for r in json_lines(out.read_text())] == ["photos/red.png"]
@@ -131,7 +83,7 @@ def test_the_socket_is_the_users_alone(serve, tmp_path):
 
 def test_no_warm_agent_means_a_fresh_run_that_says_why(tiny_zoo, tmp_path, colour_photos):
     socket = str(tmp_path / "nobody" / "agent.sock")
-    result = classify(tiny_zoo, tmp_path, socket, "--model", "tiny-softmax", str(colour_photos / "red.png"))
+    result = classify_warm(tiny_zoo, tmp_path, socket, "--model", "tiny-softmax", str(colour_photos / "red.png"))
     assert result.returncode == 0, result.stderr
     warm = warm_event(result)
     assert warm["used"] is False and "no warm agent" in warm["reason"] and socket in warm["reason"]
@@ -143,7 +95,7 @@ def test_a_socket_left_by_a_dead_agent_means_a_fresh_run(serve, tiny_zoo, tmp_pa
     os.kill(agent.process.pid, signal.SIGKILL)  # as when the instance stops: no clean-up
     agent.wait_exit()
     assert os.path.exists(agent.socket)
-    result = classify(tiny_zoo, tmp_path, agent.socket, "--model", "tiny-softmax", str(colour_photos / "red.png"))
+    result = classify_warm(tiny_zoo, tmp_path, agent.socket, "--model", "tiny-softmax", str(colour_photos / "red.png"))
     assert result.returncode == 0, result.stderr
     assert warm_event(result)["used"] is False and "not running" in warm_event(result)["reason"]
 
@@ -151,7 +103,7 @@ def test_a_socket_left_by_a_dead_agent_means_a_fresh_run(serve, tiny_zoo, tmp_pa
 def test_other_agent_code_finds_it_stale_and_it_exits(serve, tiny_zoo, tmp_path, colour_photos):
     agent = serve("--preload", "tiny-softmax").wait_listening()
     changed = tmp_path / "changed"
-    shutil.copytree(os.path.join(REPO_ROOT, "agent"), str(changed / "agent"),
+    shutil.copytree(os.path.join(REPO, "agent"), str(changed / "agent"),
                     ignore=shutil.ignore_patterns("__pycache__"))
     with open(str(changed / "agent" / "errors.py"), "a") as handle:
         handle.write("\n# a newer agent\n")
@@ -188,7 +140,7 @@ def test_status_stop_and_idle(serve, tmp_path):
 def test_a_second_serve_replaces_the_first(serve, tmp_path):
     first = serve().wait_listening()
     # Started on the same socket (as a second `mxlab prepare` does): the running one is asked to stop.
-    second = subprocess.Popen([sys.executable, "-m", "agent", "serve", "--socket", first.socket], cwd=REPO_ROOT,
+    second = subprocess.Popen([sys.executable, "-m", "agent", "serve", "--socket", first.socket], cwd=REPO,
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert first.wait_exit() == 0
@@ -211,7 +163,7 @@ def test_inputs_after_a_double_dash_reach_the_warm_agent_whatever_their_names(se
     result = subprocess.run([sys.executable, "-m", "agent", "classify", "--events", "--warm", "--warm-socket",
                              agent.socket, "--zoo", tiny_zoo, "--cache", str(tmp_path / "cache"), "--model",
                              "tiny-softmax", "--", "--warm"], cwd=str(colour_photos), capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=REPO_ROOT), timeout=120)
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
     assert result.returncode == 0, result.stderr
     assert warm_event(result)["used"] is True
     (record,) = json_lines(result.stdout)

@@ -225,9 +225,9 @@ def test_cached_file_not_matching_a_new_pin_is_fetched_again(tiny_zoo, serve_zoo
 def test_zoo_server_runs_as_a_module_for_the_demo(tiny_zoo, tmp_path):
     import subprocess
     import sys
-    from tests.checkpoints import REPO_ROOT
+    from tests.paths import REPO
     server = subprocess.Popen([sys.executable, "-m", "mxlab.offline.zoo_server", tiny_zoo, "--port", "0"],
-                              cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+                              cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()
         assert line.startswith("serving "), line

@@ -11,18 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import REPO
 
 
 @pytest.mark.timeout(1800)  # the bench itself has 900 s
 def test_quick_bench_writes_the_issue_json_shape(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [str(ROOT / "scripts" / "bench"), "--quick", "--models", "inception-bn", "--methods",
+        [str(REPO / "scripts" / "bench"), "--quick", "--models", "inception-bn", "--methods",
          "seed,agent,agent_ort,int8,ort_int8,whole", "--images", "6", "--whole-photos", "3", "--fanout", "skip",
          "--one-photo", "skip", "--round-trips", "skip", "--room", "skip", "--no-measure-peak", "--build",
          str(tmp_path / "build"), "--photos", str(tmp_path / "photos"), "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+        cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text())
     assert set(data) >= {"machine", "models", "peak_gflops", "fanout_s", "fanout_sequential_s"}
@@ -155,7 +155,7 @@ class _Host:
 
 @pytest.mark.parametrize("module, start", [
     ("shard", lambda bench, tmp: bench.sharded_run(_Box(), 2, "m", str(tmp), str(tmp))),
-    ("one_photo", lambda bench, tmp: bench._mxlab(str(ROOT), _Host(), ["run", "x.jpg"], {})),
+    ("one_photo", lambda bench, tmp: bench._mxlab(str(REPO), _Host(), ["run", "x.jpg"], {})),
     ("room", lambda bench, tmp: bench._timed(_Box(), ["status", "--all"], timeout=60)),
 ], ids=["shard", "one_photo", "room"])
 def test_the_benches_start_mxlab_in_a_process_group_of_its_own(module, start, tmp_path, monkeypatch):
@@ -206,7 +206,7 @@ def test_pad_folded_into_convolution_gives_the_same_output():
 
 def test_one_photo_measures_a_fresh_and_a_warm_mxlab_run(tmp_path, sample_photos):
     from bench import one_photo
-    figures = one_photo.measure(str(ROOT), str(tmp_path), str(sample_photos / "coffee.jpg"), runs=1)
+    figures = one_photo.measure(str(REPO), str(tmp_path), str(sample_photos / "coffee.jpg"), runs=1)
     assert "note" not in figures, figures
     assert figures["fresh"] > 0 and figures["warm"] > 0 and figures["runs"] == 1
     assert figures["warm_used"] is True  # the prepared host's warm agent ran every timed warm run
@@ -219,7 +219,7 @@ def test_one_photo_measures_a_fresh_and_a_warm_mxlab_run(tmp_path, sample_photos
 def test_round_trips_time_a_prepared_host_behind_the_latency_relay(tmp_path, sample_photos):
     """The far-network figure, small: RTT 0 and 50 ms, one timed run each (no time asserted)."""
     from bench import report, round_trips
-    figures = round_trips.measure(str(ROOT), str(tmp_path), str(sample_photos / "coffee.jpg"), rtts=(0, 50), runs=1)
+    figures = round_trips.measure(str(REPO), str(tmp_path), str(sample_photos / "coffee.jpg"), rtts=(0, 50), runs=1)
     assert "goal" in figures, figures
     assert set(figures["rtt_ms"]) == {"0", "50"}
     for row in figures["rtt_ms"].values():

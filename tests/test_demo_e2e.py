@@ -18,12 +18,9 @@ import pytest
 
 from mxlab.offline import leftovers
 from tests.fixtures_sandbox import port_open
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MODELS = {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"}
-PHOTOS = {"chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"}
-DOMESTIC_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
-ESPRESSO = 967
+from tests.fixtures_zoo import DOMESTIC_CATS, ESPRESSO, SAMPLE_PHOTOS, ZOO_MODELS
+from tests.paths import REPO
+from tests.run_folders import records
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a whole demo (its own limit: 900 s)
 
@@ -39,7 +36,7 @@ class Demo:
         with open(self.out_file, "w") as out, open(self.err_file, "w") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mxlab.offline.demo", "--results", str(tmp_path / "results"),
-                 "--facts", str(self.facts_file)], cwd=str(REPO_ROOT), env=env, stdout=out, stderr=err)
+                 "--facts", str(self.facts_file)], cwd=str(REPO), env=env, stdout=out, stderr=err)
 
     def facts(self):
         return json.loads(self.facts_file.read_text()) if self.facts_file.exists() else {}
@@ -79,11 +76,6 @@ def demo(tmp_path):
         d.stop()
 
 
-def records(run_dir):
-    (path,) = Path(run_dir).glob("*.jsonl")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def assert_all_stopped(facts):
     """No process, port, record or folder the demo started is left (the lab host logs in as this user:
     there is no login user to remove)."""
@@ -111,7 +103,7 @@ def test_demo_classifies_on_the_emulated_lab_and_stops_everything(demo):
 
     # `mxlab run` with efficientnet-lite0: real predictions on real photos.
     lite0 = records(facts["run_dir"])
-    assert {Path(r["image"]).name for r in lite0} == PHOTOS
+    assert {Path(r["image"]).name for r in lite0} == SAMPLE_PHOTOS
     assert {r["model"] for r in lite0} == {"efficientnet-lite0"}
     by_image = {Path(r["image"]).name: r for r in lite0}
     assert by_image["chelsea.jpg"]["top"][0]["index"] in DOMESTIC_CATS
@@ -120,9 +112,9 @@ def test_demo_classifies_on_the_emulated_lab_and_stops_everything(demo):
 
     # `mxlab compare` across every model the local zoo has, each photo by each model.
     compare = records(facts["compare_dir"])
-    assert {(Path(r["image"]).name, r["model"]) for r in compare} == {(p, m) for p in PHOTOS for m in MODELS}
+    assert {(Path(r["image"]).name, r["model"]) for r in compare} == {(p, m) for p in SAMPLE_PHOTOS for m in ZOO_MODELS}
     assert all("error" not in r for r in compare)
-    assert "models side by side" in out and all(m in out for m in MODELS)
+    assert "models side by side" in out and all(m in out for m in ZOO_MODELS)
     assert "espresso" in out
 
     # It says where the JSON lines are and how to do the same on AWS.

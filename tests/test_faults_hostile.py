@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent import warm_client
-from tests.checkpoints import json_lines
-from tests.test_agent_warm import WarmAgent, classify, warm_event
+from tests.checkpoints import WarmAgent, classify_warm, json_lines, warm_event
 
 pytestmark = [pytest.mark.fault]
 
@@ -88,7 +87,7 @@ def test_the_warm_agent_survives_hostile_clients(tiny_zoo, tmp_path, colour_phot
                 assert let_in.returncode == 0 and (said == "b''" or said.startswith("closed")), said + let_in.stderr
             # Through it all the same warm agent runs, and runs work in it.
             assert agent.process.poll() is None, agent.log.read_text()
-            result = classify(tiny_zoo, tmp_path, path, "--model", "tiny-softmax", str(colour_photos))
+            result = classify_warm(tiny_zoo, tmp_path, path, "--model", "tiny-softmax", str(colour_photos))
             assert result.returncode == 0, result.stderr
             assert warm_event(result)["used"] is True, warm_event(result)
             assert [r["top"][0]["label"] for r in json_lines(result.stdout)] == ["blue", "green", "red"]
@@ -106,7 +105,7 @@ HOSTILE_LABELS = ["</script><script>window.__pwned=3</script>", "\"tabby\" & 'ca
 
 
 def test_report_over_ten_thousand_hostile_results_is_inert_and_complete(tmp_path, browser_page):
-    from tests.test_mxlab_html_report import failed, make_run, ok, open_report
+    from tests.run_folders import failed, make_run, ok, open_report
 
     records = []
     for n in range(10000):
@@ -136,7 +135,7 @@ def test_report_over_ten_thousand_hostile_results_is_inert_and_complete(tmp_path
 
 def test_handout_into_a_folder_with_spaces_quotes_and_percent_and_through_a_symlink(sshd_factory, tmp_path):
     from mxlab.workshop import handout
-    from tests.test_mxlab_handout import attendee_ssh, sheet_for
+    from tests.fixtures_sshd import attendee_ssh, sheet_for
 
     host = sshd_factory(conda_envs=())
     awkward = tmp_path / "work shop" / "hand \"out\" it's 100%d $HOME"

@@ -6,9 +6,8 @@ count alone. A long function is split by concern into named functions, not waved
 """
 import ast
 import textwrap
-from pathlib import Path
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 ROOTS = ("mxlab", "agent", "cdk", "localzoo", "bench")
 MAX_LINES = 60
 

@@ -9,7 +9,7 @@ import pytest
 
 import localzoo.build
 from localzoo.build import build_zoo
-from tests.fixtures_zoo import REPO_ROOT
+from tests.paths import REPO
 
 MODELS = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
 
@@ -59,7 +59,7 @@ def test_catalogue_describes_each_model_with_real_sha256s(local_zoo):
 
 def test_catalogue_entries_use_the_agents_schema(local_zoo):
     """The agent reads these entries: same fields, and the same facts for lite0."""
-    agent = json.loads((REPO_ROOT / "agent" / "catalogue.json").read_text(encoding="utf-8"))
+    agent = json.loads((REPO / "agent" / "catalogue.json").read_text(encoding="utf-8"))
     ours = json.loads((local_zoo / "catalogue.json").read_text(encoding="utf-8"))["models"]
     theirs = agent["models"]["efficientnet-lite0"]
     for model in MODELS:
@@ -124,7 +124,7 @@ def test_refuses_to_replace_a_folder_that_is_not_a_zoo(tmp_path):
 
 
 def test_script_builds_then_reports_up_to_date(tmp_path):
-    script = str(REPO_ROOT / "scripts" / "build-local-zoo")
+    script = str(REPO / "scripts" / "build-local-zoo")
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     first = subprocess.run([script, str(tmp_path / "z"), "--photos", str(tmp_path / "p")],
@@ -141,7 +141,7 @@ def test_script_builds_then_reports_up_to_date(tmp_path):
 
 
 def test_script_usage_errors(tmp_path):
-    script = str(REPO_ROOT / "scripts" / "build-local-zoo")
+    script = str(REPO / "scripts" / "build-local-zoo")
     usage = subprocess.run([script], capture_output=True, text=True, timeout=120)
     assert usage.returncode == 2 and "DIR" in usage.stderr
     (tmp_path / "file").write_text("x")

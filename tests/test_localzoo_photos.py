@@ -8,7 +8,7 @@ import pytest
 import skimage.data
 
 from localzoo.photos import PHOTOS, write_photos
-from tests.fixtures_zoo import REPO_ROOT
+from tests.paths import REPO
 
 
 @pytest.mark.parametrize("name", PHOTOS)
@@ -24,11 +24,11 @@ def test_photo_decodes_to_the_original_in_rgb(sample_photos, name):
 
 def test_module_cli_writes_once(tmp_path):
     cmd = [sys.executable, "-m", "localzoo.photos", str(tmp_path / "photos")]
-    first = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO_ROOT), timeout=120)
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO), timeout=120)
     assert first.returncode == 0, first.stderr
     mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "photos").iterdir()}
     assert sorted(mtimes) == sorted(n + ".jpg" for n in PHOTOS)
-    second = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO_ROOT), timeout=120)
+    second = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO), timeout=120)
     assert second.returncode == 0 and "already up to date" in second.stderr
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "photos").iterdir()} == mtimes
 

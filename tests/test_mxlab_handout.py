@@ -4,31 +4,20 @@ only the folder (HOME an empty folder, no agent), strict host-key checking; and 
 The lab-stack side (keys from SSM, live state, pins from the console, the CLI) is tested on the offline
 lab in test_mxlab_prepare.py, after `mxlab prepare`.
 """
-import os
 import re
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from mxlab.workshop import handout
 from mxlab.errors import UsageError
-
-INSTANCE = "i-0abc1234def567890"
-
+from tests.fixtures_sshd import INSTANCE, attendee_ssh, sheet_for
 
 @pytest.fixture
 def host(sshd_factory):
     return sshd_factory(conda_envs=())
-
-
-def sheet_for(host, label="attendee-1", readiness=None, instance_id=INSTANCE):
-    return handout.Sheet(label=label, attendee=int(label.rsplit("-", 1)[1]), instance_id=instance_id,
-                         host=host.address, port=host.port, user=host.user, identity=host.identity,
-                         state="running", pinned=["%s %s" % (instance_id, line) for line in host.host_key_lines()],
-                         readiness=readiness)
 
 
 READY = {"ready": True, "environment": "conda:mxnet_p36", "activate": ". /home/u/anaconda3/bin/activate mxnet_p36",
@@ -36,16 +25,6 @@ READY = {"ready": True, "environment": "conda:mxnet_p36", "activate": ". /home/u
          "workspace": "/home/u/mxnet-lab", "prepared_at": "2026-12-01T08:00:00Z",
          "workspace_models": [{"model": "efficientnet-lite0", "name": "efficientnet-lite0", "size": 224,
                                "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "color": "RGB"}]}
-
-
-def attendee_ssh(argv, cwd, tmp_path):
-    """The real ssh client with nothing of this machine's: an empty HOME, no agent, no prompts."""
-    home = tmp_path / "empty-home"
-    home.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_")}
-    env["HOME"] = str(home)
-    return subprocess.run(["ssh", "-o", "BatchMode=yes"] + argv, cwd=str(cwd), env=env, capture_output=True,
-                          text=True, timeout=60)
 
 
 def test_the_folder_connects_with_strict_checking_and_nothing_else(host, tmp_path):

@@ -22,7 +22,7 @@ import pytest
 from mxlab.workshop import notebook_server, prepare, room_status, workspace
 from mxlab.offline import REPO_ROOT
 from tests.fixtures_lab import mxlab, readiness_file
-from tests.test_workshop_notebook import check_executed
+from tests.notebook_outputs import check_executed
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.checkpoints import REPO_ROOT
+from tests.paths import REPO
 
 HEAVY = ("boto3", "botocore", "cv2", "numpy")
 MARK = "HEAVY-MODULES:"
@@ -20,7 +20,7 @@ def heavy_modules(stderr):
 
 def test_importing_the_cli_imports_no_aws_sdk_nor_opencv():
     code = "import json, sys\nimport mxlab.cli, mxlab.runs.fleet, mxlab.remote.run\n" + REPORT
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert heavy_modules(result.stderr) == []
 
@@ -50,7 +50,7 @@ def test_importing_the_cli_leaves_each_commands_own_modules_to_it():
     code = ("import json, sys\nimport mxlab.cli\nprint(json.dumps(sorted(m for m in %r if m in sys.modules)))\n"
             "import agent.zoo\nprint(json.dumps(sorted(m for m in ('urllib.request', 'http.client') "
             "if m in sys.modules)))" % (own,))
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     after_cli, after_zoo = (json.loads(line) for line in result.stdout.splitlines())
     assert after_cli == [] and after_zoo == []
