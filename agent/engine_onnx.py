@@ -302,10 +302,18 @@ class ChoosingEngine(object):
             return self._decide(ort_engine, "onnxruntime", candidate,
                                 "export verified against MXNet on {0} inputs (max probability difference "
                                 "{1:.2g})".format(len(batch), diff))
+        return self._choose_faster((mxnet_engine, reference, mxnet_s), (ort_engine, candidate, ort_s), len(batch),
+                                   diff, mxnet_setup_s)
+
+    def _choose_faster(self, mxnet_run, ort_run, inputs, diff, mxnet_setup_s):
+        """auto, the export verified: the engine whose forward of the first batch was the faster, and
+        the measurements remembered with the export (auto_for_run reads them on later runs).
+        mxnet_run, ort_run: (engine, its output, its forward's seconds)."""
+        (mxnet_engine, reference, mxnet_s), (ort_engine, candidate, ort_s) = mxnet_run, ort_run
         faster = "onnxruntime" if ort_s < mxnet_s else "mxnet"
         reason = ("auto: forward of {0} inputs {1:.1f} ms on onnxruntime, {2:.1f} ms on mxnet; export verified "
-                  "(max probability difference {3:.2g})".format(len(batch), ort_s * 1000, mxnet_s * 1000, diff))
-        self.export.remember_choice(self.setting, {"engine": faster, "reason": reason, "inputs": len(batch),
+                  "(max probability difference {3:.2g})".format(inputs, ort_s * 1000, mxnet_s * 1000, diff))
+        self.export.remember_choice(self.setting, {"engine": faster, "reason": reason, "inputs": inputs,
                                                    "ort_s": ort_s, "mxnet_s": mxnet_s,
                                                    "mxnet_setup_s": mxnet_setup_s})
         if faster == "onnxruntime":
@@ -369,18 +377,14 @@ def build(model, mode, make_mxnet, symbol, params, input_name, size, files, batc
     export and the mode make it unneeded).
     """
     if mode == "mxnet":
-        engine = make_mxnet()
-        engine.name = "mxnet"
-        return engine
+        return _mxnet(make_mxnet)
     try:
         import_runtime()
     except EngineUnavailable as err:
         if mode != "auto":  # asked for by name: a clear error, not a silent MXNet run
             raise
         reporter.emit("engine", model=model, engine="mxnet", reason="auto: {0}".format(err))
-        engine = make_mxnet()
-        engine.name = "mxnet"
-        return engine
+        return _mxnet(make_mxnet)
     cached = cached_engine(model, mode, files, size, batch_size, threads, classes, inputs)
     if cached is not None:
         return cached
@@ -392,11 +396,26 @@ def build(model, mode, make_mxnet, symbol, params, input_name, size, files, batc
     if export.verified and export.record.get("classes") == classes:
         remembered = export.record.get("auto", {}).get("b{0}-t{1}".format(batch_size, threads))
         if remembered:  # auto, and MXNet was the faster
-            engine = make_mxnet()
-            engine.name = "mxnet"
+            engine = _mxnet(make_mxnet)
             reporter.emit("engine", model=model, engine="mxnet", reason=auto_for_run(remembered, inputs)[1])
             return engine
         return ChoosingEngine(model, mode, make_mxnet, make_ort, export, None, batch_size, threads, mxnet_import_s)
+    pending = _export(model, export, symbol, params, input_name, size)
+    if pending is None:
+        return _mxnet(make_mxnet)
+    return ChoosingEngine(model, mode, make_mxnet, make_ort, export, pending, batch_size, threads, mxnet_import_s)
+
+
+def _mxnet(make_mxnet):
+    """The MXNet engine, bound now and named so."""
+    engine = make_mxnet()
+    engine.name = "mxnet"
+    return engine
+
+
+def _export(model, export, symbol, params, input_name, size):
+    """The model exported to ONNX (a pending file: verified on the first batch before it is kept),
+    or None, said as a warning and an "engine" event, where the export failed (MXNet runs)."""
     started = time.time()
     try:
         pending = export.write(symbol, params, input_name, size)
@@ -405,9 +424,7 @@ def build(model, mode, make_mxnet, symbol, params, input_name, size, files, batc
     except AgentError as err:
         reporter.emit("warning", message="model {0}: {1}; using MXNet".format(model, err))
         reporter.emit("engine", model=model, engine="mxnet", reason="ONNX export failed: {0}".format(err))
-        engine = make_mxnet()
-        engine.name = "mxnet"
-        return engine
+        return None
     reporter.emit("log", message="model {0}: exported to ONNX in {1:.1f} s ({2})".format(
         model, time.time() - started, export.path))
-    return ChoosingEngine(model, mode, make_mxnet, make_ort, export, pending, batch_size, threads, mxnet_import_s)
+    return pending

@@ -146,34 +146,13 @@ def forward(path, argv, emit, write_stdout, started):
     request = identity()
     request.update(argv=list(argv), cwd=os.getcwd(),
                    environment=dict((k, os.environ[k]) for k in REQUEST_ENVIRONMENT if k in os.environ))
-    engines, answered, wrote = None, False, [False]
-
-    def relay_stdout(line):
-        wrote[0] = True
-        write_stdout(line)
+    run = _Relay(emit, write_stdout, started, connected)
     try:
         send(sock, request)
         for message in messages(sock):
-            if "declined" in message or "stale" in message:
-                emit("warm", used=False, reason="the warm agent declined: {0}".format(
-                    message.get("declined") or message.get("stale")))
-                return None
-            if "accepted" in message:
-                answered = True
-                emit("warm", used=True, reason="warm agent pid {0}, up since {1}".format(
-                    message["accepted"].get("pid"), message["accepted"].get("since")))
-            elif "engines" in message:
-                engines = message["engines"]
-            elif "event" in message:
-                evt = message["event"]
-                kind = evt.pop("event")
-                if kind == "image" and evt.get("done") == 1 and engines is not None:
-                    _timing(emit, started, connected, engines)
-                emit(kind, **evt)
-            elif "stdout" in message:
-                relay_stdout(message["stdout"])
-            elif "exit" in message:
-                return message["exit"], message.get("results", 0), message.get("errors", 0)
+            outcome = run.relay(message)
+            if outcome is not _GOING_ON:
+                return outcome
     except (IOError, OSError, ValueError) as err:
         failure = str(err)
     else:
@@ -181,11 +160,53 @@ def forward(path, argv, emit, write_stdout, started):
     finally:
         sock.close()
     log = os.path.join(os.path.dirname(path), contract.WARM_LOG)
-    if wrote[0]:  # results already went to stdout: a fresh run would repeat them
+    if run.wrote:  # results already went to stdout: a fresh run would repeat them
         raise IOError("the warm agent stopped in the middle of the run: {0} (its log: {1})".format(failure, log))
     emit("warm", used=False, reason="the warm agent stopped {0}: {1} (its log: {2})".format(
-        "in the middle of the run" if answered else "before answering", failure, log))
+        "in the middle of the run" if run.answered else "before answering", failure, log))
     return None
+
+
+_GOING_ON = object()  # _Relay.relay: the run goes on (not one of forward()'s answers)
+
+
+class _Relay(object):
+    """One run's messages from the warm agent, relayed as they come: its answer to the request as a
+    "warm" event, the run's events and result lines, the "timing" event at the first result."""
+
+    def __init__(self, emit, write_stdout, started, connected):
+        self.emit = emit
+        self.write_stdout = write_stdout
+        self.started = started
+        self.connected = connected
+        self.engines = None
+        self.answered = False  # the warm agent accepted the run
+        self.wrote = False  # a result line went to stdout
+
+    def relay(self, message):
+        """_GOING_ON, or what forward() returns: None (declined), or (exit code, results, errors)."""
+        if "declined" in message or "stale" in message:
+            self.emit("warm", used=False, reason="the warm agent declined: {0}".format(
+                message.get("declined") or message.get("stale")))
+            return None
+        if "accepted" in message:
+            self.answered = True
+            self.emit("warm", used=True, reason="warm agent pid {0}, up since {1}".format(
+                message["accepted"].get("pid"), message["accepted"].get("since")))
+        elif "engines" in message:
+            self.engines = message["engines"]
+        elif "event" in message:
+            evt = message["event"]
+            kind = evt.pop("event")
+            if kind == "image" and evt.get("done") == 1 and self.engines is not None:
+                _timing(self.emit, self.started, self.connected, self.engines)
+            self.emit(kind, **evt)
+        elif "stdout" in message:
+            self.wrote = True
+            self.write_stdout(message["stdout"])
+        elif "exit" in message:
+            return message["exit"], message.get("results", 0), message.get("errors", 0)
+        return _GOING_ON
 
 
 def _timing(emit, started, connected, engines):

@@ -52,21 +52,8 @@ def measure_model(model, paths, methods, count, batches, build_dir, threads, tim
     for method in methods:
         began = time.time()
         try:
-            if method in ("ort", "ort_int8"):  # ort_int8: ONNX Runtime static quantization, the INT8 peer
-                from bench import ort_runner
-                onnx_path = _worker({"method": "ort_export", "model": model,
-                                     "out_dir": os.path.join(build_dir, "onnx")}, timeout)["onnx"]
-                worker = "bench.ort_int8_worker" if method == "ort_int8" else "bench.ort_worker"
-                result = ort_runner.run(model, onnx_path, paths, count, batches, sweep_images, threads, worker,
-                                        timeout)
-            elif method in ("agent_ort", "whole"):
-                result = _worker({"method": method, "model": model, "paths": paths, "count": whole_photos
-                                  if method == "whole" else count, "batches": batches, "sweep_images": sweep_images,
-                                  "threads": threads, "out_dir": os.path.join(build_dir, "onnx"),
-                                  "build_dir": build_dir}, timeout)
-            else:
-                result = _worker({"method": method, "model": model, "paths": paths, "count": count,
-                                  "batches": batches, "sweep_images": sweep_images}, timeout)
+            result = _measure_method(method, model, paths, count, batches, sweep_images, build_dir, threads,
+                                     timeout, whole_photos)
         except Exception as err:  # one failed method is reported; the others still run
             out["errors"][method] = str(err)
             _say("%s %s FAILED: %s" % (model["name"], method, err))
@@ -79,6 +66,23 @@ def measure_model(model, paths, methods, count, batches, build_dir, threads, tim
             continue
         _say("%s %-9s %6.1f img/s (%.0fs)" % (model["name"], method, result["ips"], time.time() - began))
     return out
+
+
+def _measure_method(method, model, paths, count, batches, sweep_images, build_dir, threads, timeout, whole_photos):
+    """One method's measurement of one model, each in its own worker process."""
+    if method in ("ort", "ort_int8"):  # ort_int8: ONNX Runtime static quantization, the INT8 peer
+        from bench import ort_runner
+        onnx_path = _worker({"method": "ort_export", "model": model,
+                             "out_dir": os.path.join(build_dir, "onnx")}, timeout)["onnx"]
+        worker = "bench.ort_int8_worker" if method == "ort_int8" else "bench.ort_worker"
+        return ort_runner.run(model, onnx_path, paths, count, batches, sweep_images, threads, worker, timeout)
+    if method in ("agent_ort", "whole"):
+        return _worker({"method": method, "model": model, "paths": paths, "count": whole_photos
+                        if method == "whole" else count, "batches": batches, "sweep_images": sweep_images,
+                        "threads": threads, "out_dir": os.path.join(build_dir, "onnx"),
+                        "build_dir": build_dir}, timeout)
+    return _worker({"method": method, "model": model, "paths": paths, "count": count,
+                    "batches": batches, "sweep_images": sweep_images}, timeout)
 
 
 def _best(runs):
@@ -137,7 +141,7 @@ def main(argv=None):
     sys.path.insert(0, ROOT)
     if args.agent_dir:
         os.environ["BENCH_AGENT_DIR"] = os.path.abspath(args.agent_dir)
-    from bench import fanout, machine, models, one_photo, photos, report, room, round_trips
+    from bench import machine, models, photos, report
     names = [n.strip() for n in (args.models or ",".join(models.ORDER)).split(",") if n.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
@@ -149,14 +153,30 @@ def main(argv=None):
     if unknown:
         _say("unknown model or method: %s" % ", ".join(unknown))
         return 2
-    plan = PLAN["quick" if args.quick else "full"]
-    repeat = args.repeat or (1 if args.quick else 2)
     started = time.time()
     _say("machine and FP32 peak")
     info = machine.describe(args.build, measure=not args.no_measure_peak)
     if not os.path.isdir(args.photos) or not os.listdir(args.photos):
         subprocess.run([sys.executable, "-m", "localzoo.photos", args.photos], cwd=ROOT, check=True)
     paths = photos.photo_set(args.photos, os.path.join(args.build, "photos"))
+    results = _measure_models(args, names, methods, paths, info["cores"])
+    fan, one, far, hall = _measure_processes(args, paths, rtts)
+    data = report.summary(results, info, fan, one, far, hall)
+    data["quick"] = bool(args.quick)
+    data["seconds"] = round(time.time() - started, 1)
+    print(report.table(data))
+    if args.json:
+        report.write_json(args.json, data)
+        _say("wrote %s" % args.json)
+    return 0
+
+
+def _measure_models(args, names, methods, paths, threads):
+    """{model name: its methods' measurements, the best of --repeat rounds}; a model that cannot be
+    resolved (no zoo, no weights) is skipped, said on stderr."""
+    from bench import models
+    plan = PLAN["quick" if args.quick else "full"]
+    repeat = args.repeat or (1 if args.quick else 2)
     resolved = []
     for name in names:
         try:
@@ -169,9 +189,15 @@ def main(argv=None):
         count = args.images or count
         whole = args.whole_photos or WHOLE_PHOTOS["quick" if args.quick else "full"]
         runs = [measure_model(model, paths, [m for m in methods if m != "whole" or not round_], count, batches,
-                              args.build, info["cores"], args.timeout, whole)
+                              args.build, threads, args.timeout, whole)
                 for round_ in range(repeat)]  # whole-process figures in the first round only
         results[model["name"]] = _best(runs)
+    return results
+
+
+def _measure_processes(args, paths, rtts):
+    """The mxlab processes' measurements (fan-out, one photo, round trips, a room), each or its skip note."""
+    from bench import fanout, one_photo, room, round_trips
     fan = fanout.measure(ROOT, args.build, paths) if args.fanout == "auto" else {"note": "skipped (--fanout skip)"}
     one = one_photo.measure(ROOT, args.build, paths[0], runs=3 if args.quick else 5) if args.one_photo == "auto" \
         else {"note": "skipped (--one-photo skip)"}
@@ -179,11 +205,4 @@ def main(argv=None):
         if args.round_trips == "auto" else {"note": "skipped (--round-trips skip)"}
     attendees = args.room_attendees or (QUICK_ROOM if args.quick else room.TARGET_ATTENDEES)
     hall = room.measure(attendees) if args.room == "auto" else {"note": "skipped (--room skip)"}
-    data = report.summary(results, info, fan, one, far, hall)
-    data["quick"] = bool(args.quick)
-    data["seconds"] = round(time.time() - started, 1)
-    print(report.table(data))
-    if args.json:
-        report.write_json(args.json, data)
-        _say("wrote %s" % args.json)
-    return 0
+    return fan, one, far, hall

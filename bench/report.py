@@ -27,39 +27,43 @@ def _int8_verdict(r):
     return not use, reason
 
 
+def _model_summary(r):
+    """One model's entry in the JSON: the best engine's throughput, whole-process and first-result seconds,
+    INT8 (used or declined, and its peer), each method's figures."""
+    gflop = r["flops"] / 1e9
+    agent = r.get("agent", {}).get("ips")
+    engines = dict((engine, r[method]["ips"])
+                   for engine, method in (("mxnet", "agent"), ("onnxruntime", "agent_ort")) if method in r)
+    best_engine = max(engines, key=engines.get) if engines else None
+    whole = r.get("whole") or {}
+    declined, why = _int8_verdict(r)
+    return {
+        "engine_ips": engines.get(best_engine), "engine": best_engine, "engine_ips_by_engine": engines,
+        "agent_ort_ips": engines.get("onnxruntime"),
+        "engine_gflops": round(gflop * engines[best_engine], 1) if best_engine else None,
+        "whole_process_s": whole.get("whole_process_s"), "whole_process_photos": whole.get("photos"),
+        "whole_process_agent_engine": whole.get("agent_engine"), "whole_process_warm_used": whole.get("warm_used"),
+        "first_result_s": whole.get("first_result_s"), "first_result_engine": whole.get("first_result_engine"),
+        "first_result_stages": whole.get("first_result_stages"),
+        "int8_declined": declined, "int8_reason": why,
+        "int8_ort_ips": r.get("ort_int8", {}).get("ips"),  # the INT8 peer: ONNX Runtime static quantization
+        "int8_ort_top1_agreement": r.get("ort_int8", {}).get("top1_agreement"),
+        "int8_peer": int8_peer.compare(r),
+
+        "seed_ips": r.get("seed", {}).get("ips"), "agent_ips": agent, "ort_ips": r.get("ort", {}).get("ips"),
+        "int8_ips": r.get("int8", {}).get("ips"),
+        "int8_top1_agreement": r.get("int8", {}).get("top1_agreement"),
+        "gflops_per_image": round(gflop, 3),
+        "agent_gflops": round(gflop * agent, 1) if agent else None,
+        "real_weights": r["real_weights"],
+        "details": dict((m, r[m]) for m in ("seed", "agent", "agent_ort", "ort", "int8", "ort_int8") if m in r),
+        "errors": r.get("errors", {}),
+    }
+
+
 def summary(results, machine, fanout, one_photo=None, round_trips=None, room=None):
     """The issue's JSON shape, with per-method details under "details"."""
-    models = {}
-    for name, r in results.items():
-        gflop = r["flops"] / 1e9
-        agent = r.get("agent", {}).get("ips")
-        engines = dict((engine, r[method]["ips"])
-                       for engine, method in (("mxnet", "agent"), ("onnxruntime", "agent_ort")) if method in r)
-        best_engine = max(engines, key=engines.get) if engines else None
-        whole = r.get("whole") or {}
-        declined, why = _int8_verdict(r)
-        models[name] = {
-            "engine_ips": engines.get(best_engine), "engine": best_engine, "engine_ips_by_engine": engines,
-            "agent_ort_ips": engines.get("onnxruntime"),
-            "engine_gflops": round(gflop * engines[best_engine], 1) if best_engine else None,
-            "whole_process_s": whole.get("whole_process_s"), "whole_process_photos": whole.get("photos"),
-            "whole_process_agent_engine": whole.get("agent_engine"), "whole_process_warm_used": whole.get("warm_used"),
-            "first_result_s": whole.get("first_result_s"), "first_result_engine": whole.get("first_result_engine"),
-            "first_result_stages": whole.get("first_result_stages"),
-            "int8_declined": declined, "int8_reason": why,
-            "int8_ort_ips": r.get("ort_int8", {}).get("ips"),  # the INT8 peer: ONNX Runtime static quantization
-            "int8_ort_top1_agreement": r.get("ort_int8", {}).get("top1_agreement"),
-            "int8_peer": int8_peer.compare(r),
-
-            "seed_ips": r.get("seed", {}).get("ips"), "agent_ips": agent, "ort_ips": r.get("ort", {}).get("ips"),
-            "int8_ips": r.get("int8", {}).get("ips"),
-            "int8_top1_agreement": r.get("int8", {}).get("top1_agreement"),
-            "gflops_per_image": round(gflop, 3),
-            "agent_gflops": round(gflop * agent, 1) if agent else None,
-            "real_weights": r["real_weights"],
-            "details": dict((m, r[m]) for m in ("seed", "agent", "agent_ort", "ort", "int8", "ort_int8") if m in r),
-            "errors": r.get("errors", {}),
-        }
+    models = dict((name, _model_summary(r)) for name, r in results.items())
     parallel, sequential = fanout.get("parallel", {}), fanout.get("sequential", {})
     return {"machine": machine, "models": models, "peak_gflops": machine["peak_gflops"],
             "fanout": {"sequential_8_s": sequential.get("8"), "parallel_8_s": parallel.get("8"),
@@ -79,33 +83,45 @@ def _fmt(value, pattern="%.1f"):
 def targets(data):
     """[(target, value text, met?)] for the issue's targets."""
     rows = []
-    peak = data["peak_gflops"]
     for name, m in data["models"].items():
-        a_s = _ratio(m["agent_ips"], m["seed_ips"])
-        a_o = _ratio(m["agent_ips"], m["ort_ips"])
-        i_a = _ratio(m["int8_ips"], m["agent_ips"])
-        rows.append(("%s agent >= 1.3x seed" % name, _fmt(a_s, "%.2fx"), a_s is not None and a_s >= 1.3))
-        e_o = _ratio(m.get("engine_ips"), m["ort_ips"])
-        rows.append(("%s best engine >= 1.0x ORT" % name, _fmt(e_o, "%.2fx"), e_o is not None and e_o >= 1.0))
-        wp = m.get("whole_process_s") or {}
-        w_o, w_s = _ratio(wp.get("ort"), wp.get("agent")), _ratio(wp.get("seed"), wp.get("agent"))
-        rows.append(("%s whole process >= 1.0x ORT script" % name, _fmt(w_o, "%.2fx"), w_o is not None and w_o >= 1.0))
-        rows.append(("%s whole process >= 1.5x seed" % name, _fmt(w_s, "%.2fx"), w_s is not None and w_s >= 1.5))
-        if wp.get("agent_warm") and wp.get("ort") and wp.get("seed"):  # fresh and warm agent vs both yardsticks
-            lead = max(wp["agent"], wp["agent_warm"])
-            rows.append(("%s agent keeps its lead (fresh, warm <= ORT script, seed)" % name,
-                         "%.2f / %.2f s vs %.2f / %.2f s" % (wp["agent"], wp["agent_warm"], wp["ort"], wp["seed"]),
-                         lead <= min(wp["ort"], wp["seed"]) and bool(m.get("whole_process_warm_used"))))
-        rows.append(("%s agent >= 1.0x ORT" % name, _fmt(a_o, "%.2fx"), a_o is not None and a_o >= 1.0))
-        if not m.get("int8_declined"):  # where the agent would use it
-            rows.append(("%s int8 >= 2x agent" % name, _fmt(i_a, "%.2fx"), i_a is not None and i_a >= 2.0))
-        agree = m["int8_top1_agreement"]
-        rows.append(("%s int8 top-1 agreement >= 95%%" % name, _fmt(agree and 100 * agree, "%.0f%%"),
-                     agree is not None and agree >= 0.95))
-        if name in LARGE and m["agent_gflops"]:
-            share = m["agent_gflops"] / peak
-            rows.append(("%s agent >= 70%% of FP32 peak" % name, "%.0f%%" % (100 * share), share >= 0.70))
+        rows += _model_targets(name, m, data["peak_gflops"])
     rows += int8_peer.targets(data["models"])
+    return rows + _process_targets(data)
+
+
+def _model_targets(name, m, peak):
+    """[(target, value text, met?)] of one model: throughput, whole process, INT8, share of peak."""
+    rows = []
+    a_s = _ratio(m["agent_ips"], m["seed_ips"])
+    a_o = _ratio(m["agent_ips"], m["ort_ips"])
+    i_a = _ratio(m["int8_ips"], m["agent_ips"])
+    rows.append(("%s agent >= 1.3x seed" % name, _fmt(a_s, "%.2fx"), a_s is not None and a_s >= 1.3))
+    e_o = _ratio(m.get("engine_ips"), m["ort_ips"])
+    rows.append(("%s best engine >= 1.0x ORT" % name, _fmt(e_o, "%.2fx"), e_o is not None and e_o >= 1.0))
+    wp = m.get("whole_process_s") or {}
+    w_o, w_s = _ratio(wp.get("ort"), wp.get("agent")), _ratio(wp.get("seed"), wp.get("agent"))
+    rows.append(("%s whole process >= 1.0x ORT script" % name, _fmt(w_o, "%.2fx"), w_o is not None and w_o >= 1.0))
+    rows.append(("%s whole process >= 1.5x seed" % name, _fmt(w_s, "%.2fx"), w_s is not None and w_s >= 1.5))
+    if wp.get("agent_warm") and wp.get("ort") and wp.get("seed"):  # fresh and warm agent vs both yardsticks
+        lead = max(wp["agent"], wp["agent_warm"])
+        rows.append(("%s agent keeps its lead (fresh, warm <= ORT script, seed)" % name,
+                     "%.2f / %.2f s vs %.2f / %.2f s" % (wp["agent"], wp["agent_warm"], wp["ort"], wp["seed"]),
+                     lead <= min(wp["ort"], wp["seed"]) and bool(m.get("whole_process_warm_used"))))
+    rows.append(("%s agent >= 1.0x ORT" % name, _fmt(a_o, "%.2fx"), a_o is not None and a_o >= 1.0))
+    if not m.get("int8_declined"):  # where the agent would use it
+        rows.append(("%s int8 >= 2x agent" % name, _fmt(i_a, "%.2fx"), i_a is not None and i_a >= 2.0))
+    agree = m["int8_top1_agreement"]
+    rows.append(("%s int8 top-1 agreement >= 95%%" % name, _fmt(agree and 100 * agree, "%.0f%%"),
+                 agree is not None and agree >= 0.95))
+    if name in LARGE and m["agent_gflops"]:
+        share = m["agent_gflops"] / peak
+        rows.append(("%s agent >= 70%% of FP32 peak" % name, "%.0f%%" % (100 * share), share >= 0.70))
+    return rows
+
+
+def _process_targets(data):
+    """[(target, value text, met?)] of the mxlab processes: fan-out, one photo (warm, far), the room, the fleet."""
+    rows = []
     fan = data.get("fanout_s") or {}
     if fan.get("1") and fan.get("8"):
         ratio = fan["8"] / fan["1"]
@@ -150,24 +166,27 @@ def _machine_and_models(data):
             "model", "GFLOP", "seed img/s", "agent img/s(batch)", "ort img/s", "int8 img/s",
             "a/seed", "a/ort", "i8/a", "i8agr", "a GFLOP/s", "%peak"),
     ]
-    for name, r in data["models"].items():
-        d = r["details"]
-
-        def cell(method):
-            x = d.get(method)
-            return "-" if not x else "%.1f (%.0fms)" % (x["ips"], x["ms_per_image"])
-        agent = d.get("agent")
-        agent_cell = "-" if not agent else "%.1f (%.0fms) b%d" % (agent["ips"], agent["ms_per_image"], agent["batch"])
-        lines.append("%-19s %7.2f | %-13s %-19s %-13s %-13s | %6s %6s %6s %6s | %8s %6s" % (
-            name + ("" if r["real_weights"] else "*"), r["gflops_per_image"], cell("seed"), agent_cell, cell("ort"),
-            cell("int8"), _fmt(_ratio(r["agent_ips"], r["seed_ips"]), "%.2f"),
-            _fmt(_ratio(r["agent_ips"], r["ort_ips"]), "%.2f"), _fmt(_ratio(r["int8_ips"], r["agent_ips"]), "%.2f"),
-            _fmt(r["int8_top1_agreement"] and 100 * r["int8_top1_agreement"], "%.0f%%"),
-            _fmt(r["agent_gflops"]), _fmt(r["agent_gflops"] and 100 * r["agent_gflops"] / data["peak_gflops"],
-                                          "%.0f%%")))
+    lines += [_model_line(name, r, data["peak_gflops"]) for name, r in data["models"].items()]
     lines.append("(* random weights, same architecture as the seed's zoo model; img/s over the whole path: "
                  "file read, decode, preprocess, forward)")
     return lines
+
+
+def _model_line(name, r, peak):
+    """One model's row of that table: images/s by method, the ratios, GFLOP/s and share of the peak."""
+    d = r["details"]
+
+    def cell(method):
+        x = d.get(method)
+        return "-" if not x else "%.1f (%.0fms)" % (x["ips"], x["ms_per_image"])
+    agent = d.get("agent")
+    agent_cell = "-" if not agent else "%.1f (%.0fms) b%d" % (agent["ips"], agent["ms_per_image"], agent["batch"])
+    return "%-19s %7.2f | %-13s %-19s %-13s %-13s | %6s %6s %6s %6s | %8s %6s" % (
+        name + ("" if r["real_weights"] else "*"), r["gflops_per_image"], cell("seed"), agent_cell, cell("ort"),
+        cell("int8"), _fmt(_ratio(r["agent_ips"], r["seed_ips"]), "%.2f"),
+        _fmt(_ratio(r["agent_ips"], r["ort_ips"]), "%.2f"), _fmt(_ratio(r["int8_ips"], r["agent_ips"]), "%.2f"),
+        _fmt(r["int8_top1_agreement"] and 100 * r["int8_top1_agreement"], "%.0f%%"),
+        _fmt(r["agent_gflops"]), _fmt(r["agent_gflops"] and 100 * r["agent_gflops"] / peak, "%.0f%%"))
 
 
 def _where_time_goes(data):

@@ -117,18 +117,8 @@ def measure(attendees=TARGET_ATTENDEES, rtt_ms=TARGET_RTT_MS, parallels=(None,),
         out["first_prepare_s"] = round(_prepare(box, model, max(p or DEFAULT_PARALLEL for p in parallels))[0], 1)
         results = os.path.join(work, "results")
         for parallel in parallels:
-            key = str(parallel or DEFAULT_PARALLEL)
-            p_wall, p_hosts = _prepare(box, model, parallel)
-            r_wall, r_hosts = _run(box, model, photo, results, parallel)
-            owns = [h["own_s"] for h in r_hosts.values() if h["own_s"] is not None]
-            out["by_parallel"][key] = {
-                "prepare": {"wall_s": round(p_wall, 2), "slowest_host_s": max(p_hosts.values()),
-                            "hosts": len(p_hosts)},
-                "run": {"wall_s": round(r_wall, 2), "last_host_done_s": max(h["done_s"] for h in r_hosts.values()),
-                        "first_host_done_s": min(h["done_s"] for h in r_hosts.values()),
-                        "slowest_host_s": max(owns) if owns else None, "hosts": len(r_hosts)}}
-            _say("--parallel %s: prepare again %.1f s (slowest host %.1f s), run --all %.1f s (slowest host %s s)"
-                 % (key, p_wall, max(p_hosts.values()), r_wall, max(owns) if owns else "-"))
+            out["by_parallel"][str(parallel or DEFAULT_PARALLEL)] = _at_parallel(box, model, photo, results,
+                                                                                 parallel, DEFAULT_PARALLEL)
         out["load_average_after"] = round(os.getloadavg()[0], 1)
         return out
     except Exception as err:
@@ -138,6 +128,22 @@ def measure(attendees=TARGET_ATTENDEES, rtt_ms=TARGET_RTT_MS, parallels=(None,),
         box.stop()
         if own_work:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _at_parallel(box, model, photo, results, parallel, default_parallel):
+    """{"prepare": {...}, "run": {...}}: prepare --all again and run --all of one photo at `parallel`
+    (None: the CLI's default), the room's wall time and its hosts' own."""
+    key = str(parallel or default_parallel)
+    p_wall, p_hosts = _prepare(box, model, parallel)
+    r_wall, r_hosts = _run(box, model, photo, results, parallel)
+    owns = [h["own_s"] for h in r_hosts.values() if h["own_s"] is not None]
+    _say("--parallel %s: prepare again %.1f s (slowest host %.1f s), run --all %.1f s (slowest host %s s)"
+         % (key, p_wall, max(p_hosts.values()), r_wall, max(owns) if owns else "-"))
+    return {
+        "prepare": {"wall_s": round(p_wall, 2), "slowest_host_s": max(p_hosts.values()), "hosts": len(p_hosts)},
+        "run": {"wall_s": round(r_wall, 2), "last_host_done_s": max(h["done_s"] for h in r_hosts.values()),
+                "first_host_done_s": min(h["done_s"] for h in r_hosts.values()),
+                "slowest_host_s": max(owns) if owns else None, "hosts": len(r_hosts)}}
 
 
 def goals(data):

@@ -105,48 +105,73 @@ def measure(model, onnx_path, paths, count, build_dir, repeat=1):
     "warm_used": the warm agent ran every agent_warm run, "first_result_s": s,
     "first_result_s_by_engine": {...}}"""
     from bench.timing import cycle
-    spec = model["input"]
     photos = cycle(paths, count)
-    zoo = agent_zoo(model, build_dir)
-    cache = os.path.join(build_dir, "agent-cache")
-    agent = [sys.executable, "-m", "agent", "classify", "--events", "--zoo", zoo, "--cache", cache,
-             "--model", model["name"]]
+    agent, serve = _agent_commands(model, build_dir)
     env = dict(os.environ)
     env.pop("MXLAB_ZOO", None)
-    commands = {
-        "seed": [sys.executable, "-m", "bench.seed_script", model["prefix"], str(spec["size"])] + photos,
-        "agent": agent + ["--engine", "auto"] + photos,
-        "ort": [sys.executable, "-m", "bench.ort_script", onnx_path, str(spec["size"]),
-                str(spec.get("crop_fraction", 1.0)), ",".join(str(v) for v in spec["mean"]),
-                ",".join(str(v) for v in spec["std"]), spec.get("color", "RGB")] + photos,
-    }
+    commands = _fresh_commands(model, onnx_path, agent, photos)
     _wall(agent + ["--engine", "auto"] + photos[:8], env)  # warm: cache, ONNX export, auto's choice
-    server = WarmAgent([sys.executable, "-m", "agent", "serve", "--events", "--zoo", zoo, "--cache", cache,
-                        "--preload", model["name"], "--engine", "auto", "--batch-size", "8"], env)
+    server = WarmAgent(serve, env)
     # --engine auto as preloaded: the warm agent keys its bound models by engine, and would bind anew otherwise
     commands["agent_warm"] = agent + ["--engine", "auto", "--warm", "--warm-socket", server.socket_path] + photos
-    walls = dict((name, []) for name in commands)
-    engine, warm_used = None, []
     try:
-        for _ in range(repeat):
-            for name, argv in commands.items():
-                wall, proc = _wall(argv, env)
-                walls[name].append(wall)
-                if name == "agent":
-                    engine = [e["engine"] for e in _events(proc.stderr) if e["event"] == "engine"] or [None]
-                if name == "agent_warm":
-                    warm_used += [e["used"] for e in _events(proc.stderr) if e["event"] == "warm"]
+        walls, engine, warm_used = _timed(commands, env, repeat)
     finally:
         server.stop()
-    first = {}
-    for mode in ("mxnet", "onnxruntime"):
-        _, proc = _wall(agent + ["--engine", mode] + photos[:1], env)
-        timing = [e for e in _events(proc.stderr) if e["event"] == "timing"]
-        if timing:
-            first[mode] = dict(timing[0]["stages"])
+    first = _first_results(agent, photos[:1], env)
     median = dict((name, round(sorted(w)[len(w) // 2], 2)) for name, w in walls.items())
     best = min(first, key=lambda mode: first[mode]["first_result"]) if first else None
     return {"whole_process_s": median, "photos": count, "agent_engine": engine[0] if engine else None,
             "warm_used": bool(warm_used) and all(warm_used),
             "first_result_s": first[best]["first_result"] if best else None, "first_result_engine": best,
             "first_result_stages": first}
+
+
+def _agent_commands(model, build_dir):
+    """(`agent classify`, `agent serve` with the model preloaded): both on the bench's zoo and cache."""
+    zoo = agent_zoo(model, build_dir)
+    cache = os.path.join(build_dir, "agent-cache")
+    common = ["--events", "--zoo", zoo, "--cache", cache]
+    return ([sys.executable, "-m", "agent", "classify"] + common + ["--model", model["name"]],
+            [sys.executable, "-m", "agent", "serve"] + common + ["--preload", model["name"], "--engine", "auto",
+                                                                 "--batch-size", "8"])
+
+
+def _fresh_commands(model, onnx_path, agent, photos):
+    """{name: argv} of the fresh processes timed on the same photos: the seed's script, the agent, ONNX
+    Runtime's script."""
+    spec = model["input"]
+    return {
+        "seed": [sys.executable, "-m", "bench.seed_script", model["prefix"], str(spec["size"])] + photos,
+        "agent": agent + ["--engine", "auto"] + photos,
+        "ort": [sys.executable, "-m", "bench.ort_script", onnx_path, str(spec["size"]),
+                str(spec.get("crop_fraction", 1.0)), ",".join(str(v) for v in spec["mean"]),
+                ",".join(str(v) for v in spec["std"]), spec.get("color", "RGB")] + photos,
+    }
+
+
+def _timed(commands, env, repeat):
+    """({name: [wall s, a round each]}, the engines the agent's "engine" events name, the warm runs'
+    "warm" events' used flags): each command `repeat` times, in turn."""
+    walls = dict((name, []) for name in commands)
+    engine, warm_used = None, []
+    for _ in range(repeat):
+        for name, argv in commands.items():
+            wall, proc = _wall(argv, env)
+            walls[name].append(wall)
+            if name == "agent":
+                engine = [e["engine"] for e in _events(proc.stderr) if e["event"] == "engine"] or [None]
+            if name == "agent_warm":
+                warm_used += [e["used"] for e in _events(proc.stderr) if e["event"] == "warm"]
+    return walls, engine, warm_used
+
+
+def _first_results(agent, photos, env):
+    """{engine: the "timing" event's stages} of a fresh agent run on `photos` (one photo) on each engine."""
+    first = {}
+    for mode in ("mxnet", "onnxruntime"):
+        _, proc = _wall(agent + ["--engine", mode] + photos, env)
+        timing = [e for e in _events(proc.stderr) if e["event"] == "timing"]
+        if timing:
+            first[mode] = dict(timing[0]["stages"])
+    return first

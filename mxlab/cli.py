@@ -300,21 +300,11 @@ def cmd_hosts(args, out, err):
 
 
 def cmd_run(args, out, err, compare=False):
-    from mxlab import catalogue
     from mxlab.remote.run import RunSpec
-    from mxlab.results import rundir, tables
+    from mxlab.results import rundir
     from mxlab.results.rundir import ResultStore, new_run_id
     from mxlab.runs.fleet import run_fleet
-    models = [m.strip() for m in (args.models if compare else args.model).split(",") if m.strip()]
-    catalogue.check_models(models, args.zoo)
-    if args.input_list:
-        from mxlab.runs import shard
-        args.inputs = list(args.inputs) + shard.read_input_list(args.input_list)
-    if not args.inputs:
-        raise UsageError("no inputs: give INPUT... (image files, folders, http(s) URLs) or --input-list FILE")
-    check_inputs(args.inputs)
-    if args.chunk_size and not (args.shard or args.resume):
-        raise UsageError("--chunk-size: only with --shard (without it every host classifies every input)")
+    models = _checked_run_request(args, compare)
     found = resolve_targets(args)
     spec = RunSpec(models=models, inputs=args.inputs, top_k=args.top_k, batch_size=args.batch_size,
                    zoo=args.zoo, env=args.env, engine=args.engine)
@@ -332,18 +322,46 @@ def cmd_run(args, out, err, compare=False):
         results = run_fleet(found, spec, run_id, store, err, parallel=args.parallel, timeout=args.timeout,
                             start=args.start, resume=bool(args.resume))
     except KeyboardInterrupt:
-        waiting = getattr(store, "interrupted", [])
-        saved = [t.label for t in found if t.label not in waiting]
-        err.print("mxlab: interrupted: %s; %s. The same command with --resume %s keeps what is saved and collects "
-                  "the rest (their agents go on, on the hosts)" % (
-                      "the results of %s are saved in %s" % (", ".join(saved), store.dir) if saved
-                      else "no host had finished (%s)" % store.dir,
-                      "%s had not finished" % ", ".join(waiting) if waiting else "every host had finished",
-                      run_id), markup=False, highlight=False, soft_wrap=True)
+        _say_what_the_interrupt_kept(err, found, store, run_id)
         raise
+    return _show_run(spec, results, store, started, compare, out, err)
+
+
+def _checked_run_request(args, compare):
+    """The models asked for, once the models, the inputs (--input-list read into args.inputs) and
+    --chunk-size are checked: a UsageError before any host is looked up."""
+    from mxlab import catalogue
+    models = [m.strip() for m in (args.models if compare else args.model).split(",") if m.strip()]
+    catalogue.check_models(models, args.zoo)
+    if args.input_list:
+        from mxlab.runs import shard
+        args.inputs = list(args.inputs) + shard.read_input_list(args.input_list)
+    if not args.inputs:
+        raise UsageError("no inputs: give INPUT... (image files, folders, http(s) URLs) or --input-list FILE")
+    check_inputs(args.inputs)
+    if args.chunk_size and not (args.shard or args.resume):
+        raise UsageError("--chunk-size: only with --shard (without it every host classifies every input)")
+    return models
+
+
+def _say_what_the_interrupt_kept(err, found, store, run_id):
+    """Ctrl-C during a run: which hosts' results are saved, which were still going, and how to resume."""
+    waiting = getattr(store, "interrupted", [])
+    saved = [t.label for t in found if t.label not in waiting]
+    err.print("mxlab: interrupted: %s; %s. The same command with --resume %s keeps what is saved and collects "
+              "the rest (their agents go on, on the hosts)" % (
+                  "the results of %s are saved in %s" % (", ".join(saved), store.dir) if saved
+                  else "no host had finished (%s)" % store.dir,
+                  "%s had not finished" % ", ".join(waiting) if waiting else "every host had finished",
+                  run_id), markup=False, highlight=False, soft_wrap=True)
+
+
+def _show_run(spec, results, store, started, compare, out, err):
+    """A finished run's tables, its report in the run folder, each failure, and the exit status."""
+    from mxlab.results import tables
     for r in results:
         if r.records:
-            out.print(tables.compare_table(r.label, r.records, models) if compare
+            out.print(tables.compare_table(r.label, r.records, spec.models) if compare
                       else tables.topk_table(r.label, r.records))
     out.print(tables.summary_table(results, store.dir))
     write_run_report(store, "compare" if compare else "run", spec, results, started, out, err)

@@ -156,17 +156,8 @@ def _lab_stack_names(cfn, stack):
 
 def _choose_zone(ec2, cfn, config, stack, result):
     itype = config.instance_type
-    offered = {o["Location"] for o in _pages(
-        ec2, "describe_instance_type_offerings", "InstanceTypeOfferings",
-        LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": [itype]}])}
-    if not offered:
-        raise PreflightError(
-            "instance_type=%s is not offered in any availability zone of %s "
-            "(DescribeInstanceTypeOfferings): choose another -c instance_type, or another "
-            "region (--region / -c region=...)" % (itype, result.region))
-    zones = sorted(z["ZoneName"] for z in ec2.describe_availability_zones(
-        Filters=[{"Name": "zone-type", "Values": ["availability-zone"]},
-                 {"Name": "state", "Values": ["available"]}])["AvailabilityZones"])
+    offered = _zones_offering(ec2, itype, result.region)
+    zones = _available_zones(ec2)
     deployed, literal = _deployed_zone(ec2, cfn, stack)
     if config.availability_zone:
         zone = config.availability_zone
@@ -194,6 +185,26 @@ def _choose_zone(ec2, cfn, config, stack, result):
                "Give -c availability_zone=<one of those>, or another -c instance_type"))
     result.availability_zone = zone
     result.lines.append("pre-flight: %s is offered in %s (%s)" % (itype, zone, how))
+
+
+def _zones_offering(ec2, itype, region):
+    """The availability zones of the region that offer `itype`; none at all is a PreflightError."""
+    offered = {o["Location"] for o in _pages(
+        ec2, "describe_instance_type_offerings", "InstanceTypeOfferings",
+        LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": [itype]}])}
+    if not offered:
+        raise PreflightError(
+            "instance_type=%s is not offered in any availability zone of %s "
+            "(DescribeInstanceTypeOfferings): choose another -c instance_type, or another "
+            "region (--region / -c region=...)" % (itype, region))
+    return offered
+
+
+def _available_zones(ec2):
+    """The region's available availability zones (not Local or Wavelength Zones), sorted."""
+    return sorted(z["ZoneName"] for z in ec2.describe_availability_zones(
+        Filters=[{"Name": "zone-type", "Values": ["availability-zone"]},
+                 {"Name": "state", "Values": ["available"]}])["AvailabilityZones"])
 
 
 def _deployed_zone(ec2, cfn, stack):

@@ -142,6 +142,43 @@ def _patch_vpc_deletions():
     internet_gateways.InternetGateway.delete = delete_gateway
 
 
+class _KeyPairResource:
+    """What an AWS::EC2::KeyPair resource is to CloudFormation (its type, Ref, GetAtt and the SSM
+    parameter of its private key); _add_cfn_key_pair makes it a moto model (moto imported only there)."""
+
+    def __init__(self, key_pair, account_id, region_name):
+        self.key_pair = key_pair
+        self.account_id = account_id
+        self.region_name = region_name
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::EC2::KeyPair"
+
+    @staticmethod
+    def cloudformation_name_type():
+        return "KeyName"
+
+    @property
+    def physical_resource_id(self):
+        return self.key_pair.key_name  # Ref gives the key name, as in AWS
+
+    @classmethod
+    def has_cfn_attr(cls, attr):
+        return attr in ("KeyPairId", "KeyFingerprint")
+
+    def get_cfn_attribute(self, attribute_name):
+        if attribute_name == "KeyPairId":
+            return self.key_pair.id
+        if attribute_name == "KeyFingerprint":
+            return self.key_pair.key_fingerprint
+        raise KeyError(attribute_name)
+
+    @property
+    def parameter_name(self):
+        return "/ec2/keypair/%s" % self.key_pair.id
+
+
 def _add_cfn_key_pair():
     """AWS::EC2::KeyPair: the key pair and, as AWS does, the SecureString /ec2/keypair/<id>
     holding its private key."""
@@ -149,42 +186,11 @@ def _add_cfn_key_pair():
     from moto.ec2.models import ec2_backends
     from moto.ssm.models import ssm_backends
 
-    class CfnKeyPair(CloudFormationModel):
+    # moto finds models as CloudFormationModel's direct subclasses: this class, not the one above.
+    class CfnKeyPair(_KeyPairResource, CloudFormationModel):
         # moto files models by the 2nd part of their module name (the service);
         # this one belongs with EC2, whether imported or run as __main__.
         __module__ = "moto.ec2.cfn_key_pair"
-
-        def __init__(self, key_pair, account_id, region_name):
-            self.key_pair = key_pair
-            self.account_id = account_id
-            self.region_name = region_name
-
-        @staticmethod
-        def cloudformation_type():
-            return "AWS::EC2::KeyPair"
-
-        @staticmethod
-        def cloudformation_name_type():
-            return "KeyName"
-
-        @property
-        def physical_resource_id(self):
-            return self.key_pair.key_name  # Ref gives the key name, as in AWS
-
-        @classmethod
-        def has_cfn_attr(cls, attr):
-            return attr in ("KeyPairId", "KeyFingerprint")
-
-        def get_cfn_attribute(self, attribute_name):
-            if attribute_name == "KeyPairId":
-                return self.key_pair.id
-            if attribute_name == "KeyFingerprint":
-                return self.key_pair.key_fingerprint
-            raise KeyError(attribute_name)
-
-        @property
-        def parameter_name(self):
-            return "/ec2/keypair/%s" % self.key_pair.id
 
         @classmethod
         def create_from_cloudformation_json(cls, resource_name, cloudformation_json,

@@ -555,9 +555,14 @@ def _patch_stack_changes():
     """CloudFormation acts with the deployer's permissions: a change set or a stack deletion is
     checked first and fails as AWS fails it (events, status) when a resource's action is denied."""
     from moto.cloudformation import models as cf_models
-    backend_class = cf_models.CloudFormationBackend
+    _patch_change_set_execution(cf_models.CloudFormationBackend)
+    _patch_stack_deletion(cf_models.CloudFormationBackend)
+
+
+def _patch_change_set_execution(backend_class):
+    """A change set runs only if the deployer may do what it changes; an alarm that stops or
+    terminates instances gets EC2's service-linked role, as in AWS."""
     original_execute = backend_class.execute_change_set
-    original_delete = backend_class.delete_stack
 
     def execute_change_set(self, change_set_name, stack_name=None):
         change_set = self.change_sets.get(change_set_name) or next(
@@ -580,6 +585,14 @@ def _patch_stack_changes():
             return result
         return original_execute(self, change_set_name, stack_name)
 
+    backend_class.execute_change_set = execute_change_set
+
+
+def _patch_stack_deletion(backend_class):
+    """A stack is deleted only if the deployer may delete each of its resources (CloudFormation's own
+    deletions inside it are not checked again); its change sets go with it."""
+    original_delete = backend_class.delete_stack
+
     def delete_stack(self, name_or_stack_id):
         if enabled() and not getattr(_caller, "deleting", False):
             for stack in list(self.stacks.values()):
@@ -600,5 +613,4 @@ def _patch_stack_changes():
                     del self.change_sets[key]
         return original_delete(self, name_or_stack_id)
 
-    backend_class.execute_change_set = execute_change_set
     backend_class.delete_stack = delete_stack

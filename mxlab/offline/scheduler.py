@@ -51,40 +51,46 @@ def _schedule_settings(props):
         target=dict(props["Target"]))
 
 
+class _ScheduleResource:
+    """What an AWS::Scheduler::Schedule resource is to CloudFormation (its type, Ref and GetAtt);
+    _add_cfn_schedule makes it a moto model (moto imported only there)."""
+
+    def __init__(self, schedule, account_id, region_name):
+        self.schedule = schedule
+        self.account_id = account_id
+        self.region_name = region_name
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::Scheduler::Schedule"
+
+    @staticmethod
+    def cloudformation_name_type():
+        return "Name"
+
+    @property
+    def physical_resource_id(self):
+        return self.schedule.name  # Ref gives the name, as in AWS
+
+    @classmethod
+    def has_cfn_attr(cls, attr):
+        return attr == "Arn"
+
+    def get_cfn_attribute(self, attribute_name):
+        if attribute_name == "Arn":
+            return self.schedule.arn
+        raise KeyError(attribute_name)
+
+
 def _add_cfn_schedule():
     """AWS::Scheduler::Schedule in CloudFormation (moto has the API, not the resource): the lab's deadline."""
     from moto.core.common_models import CloudFormationModel
     from moto.scheduler.models import scheduler_backends
 
-    class CfnSchedule(CloudFormationModel):
+    # moto finds models as CloudFormationModel's direct subclasses: this class, not _ScheduleResource.
+    class CfnSchedule(_ScheduleResource, CloudFormationModel):
         # moto files models by the 2nd part of their module name (the service)
         __module__ = "moto.scheduler.cfn_schedule"
-
-        def __init__(self, schedule, account_id, region_name):
-            self.schedule = schedule
-            self.account_id = account_id
-            self.region_name = region_name
-
-        @staticmethod
-        def cloudformation_type():
-            return "AWS::Scheduler::Schedule"
-
-        @staticmethod
-        def cloudformation_name_type():
-            return "Name"
-
-        @property
-        def physical_resource_id(self):
-            return self.schedule.name  # Ref gives the name, as in AWS
-
-        @classmethod
-        def has_cfn_attr(cls, attr):
-            return attr == "Arn"
-
-        def get_cfn_attribute(self, attribute_name):
-            if attribute_name == "Arn":
-                return self.schedule.arn
-            raise KeyError(attribute_name)
 
         @classmethod
         def create_from_cloudformation_json(cls, resource_name, cloudformation_json,

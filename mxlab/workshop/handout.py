@@ -210,8 +210,16 @@ The address holds your own password (the token): do not share it.
 
 def readme_text(sheet, folder):
     activate, steps = _steps(sheet)
+    parts = [_connect_text(sheet, folder), _environment_text(activate)]
+    if steps:
+        parts.append(_workshop_text(steps))
+    return "\n".join(parts)
+
+
+def _connect_text(sheet, folder):
+    """Part 1 of the README: the host, its pinned keys, the folder's files and how to connect."""
     fps = "\n".join("    %s" % f for f in fingerprints(sheet.pinned))
-    parts = ["""MXNet lab: how to reach your host ({label})
+    return """MXNet lab: how to reach your host ({label})
 ==========================================
 
 Your host: {host}, user {user}{port}, instance {iid}.
@@ -246,25 +254,30 @@ HAS CHANGED" / "Host key verification failed"): tell the organiser, do not work 
 {notebook}""".format(notebook=_notebook_text(sheet), label=sheet.label,
            host=sheet.host or "(stopped: ask the organiser)", user=sheet.user,
            port=", port %d" % sheet.port if sheet.port != 22 else "", iid=sheet.instance_id, fps=fps,
-           key=sheet.key_name, folder=Path(folder).resolve(), one_line=one_line_command(sheet))]
+           key=sheet.key_name, folder=Path(folder).resolve(), one_line=one_line_command(sheet))
+
+
+def _environment_text(activate):
+    """Part 2: how to activate the MXNet environment, or that the host is not prepared yet."""
     if activate:
-        parts.append("""2. Activate the MXNet environment (on the host)
+        return """2. Activate the MXNet environment (on the host)
 -----------------------------------------------
     {activate}
-""".format(activate=activate))
-    else:
-        parts.append("""2. Activate the MXNet environment (on the host)
+""".format(activate=activate)
+    return """2. Activate the MXNet environment (on the host)
 -----------------------------------------------
     The organiser has not prepared this host yet (`mxlab prepare`): ask them which environment to use.
-""")
-    if steps:
-        parts.append("""3. The workshop (on the host)
+"""
+
+
+def _workshop_text(steps):
+    """Part 3: the workshop's steps, to type into Python on the host."""
+    return """3. The workshop (on the host)
 -----------------------------
     cd ~/{ws}        (README.md there says the same)
     python           then type these steps:
 
-{steps}""".format(ws=workspace.WORKSPACE_DIR, steps="".join("    " + line + "\n" for line in steps.splitlines())))
-    return "\n".join(parts)
+{steps}""".format(ws=workspace.WORKSPACE_DIR, steps="".join("    " + line + "\n" for line in steps.splitlines()))
 
 
 _CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:62rem;margin:2rem auto;
