@@ -63,6 +63,11 @@ QUIET_ENV = {
 }
 QUIET_FLAGS = ["--no-notices", "--no-version-reporting", "--ci"]
 
+# jsii's package cache: where the app's Node runtime unpacks aws-cdk-lib (about 200 MB, 10-20 s) once, for
+# every later synth. Its default root is under HOME, so a process given a HOME of its own (the offline lab's
+# children, a test's) unpacks it afresh at each synth unless this names the user's.
+PACKAGE_CACHE_VARIABLE = "JSII_RUNTIME_PACKAGE_CACHE_ROOT"
+
 
 def cdk_executable():
     """`npx --no cdk`: the CLI pinned in package.json, as users run it; installed: the user's `cdk`.
@@ -97,6 +102,20 @@ def quiet_env(base=None, extra=None):
         env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = node_major
     env.update(extra or {})
     return env
+
+
+def package_cache_root(env=None):
+    """jsii's package cache as `env` (default os.environ) finds it: PACKAGE_CACHE_VARIABLE, else jsii's
+    default under its HOME."""
+    env = os.environ if env is None else env
+    if env.get(PACKAGE_CACHE_VARIABLE):
+        return Path(env[PACKAGE_CACHE_VARIABLE])
+    home = Path(env.get("HOME") or Path.home())
+    if sys.platform == "darwin":
+        return home / "Library" / "Caches" / "com.amazonaws.jsii" / "package-cache"
+    if sys.platform == "win32" and env.get("LOCALAPPDATA"):
+        return Path(env["LOCALAPPDATA"]) / "AWS" / "jsii" / "package-cache"
+    return home / ".cache" / "aws" / "jsii" / "package-cache"
 
 
 def cdk_argv(command, context=None, outputs_file=None, stack=None, extra=()):

@@ -26,6 +26,14 @@ def aws_emulator():
         emulator.stop()
 
 
+def own_home(monkeypatch, home):
+    """HOME=home for the CDK CLI's own caches (~/.cdk), as a fresh machine's; jsii's package cache (aws-cdk-lib
+    unpacked, 10-20 s a synth otherwise) stays the user's, as the offline lab keeps it (cdk/cli.py)."""
+    from cdk import cli as cdk_cli
+    monkeypatch.setenv(cdk_cli.PACKAGE_CACHE_VARIABLE, str(cdk_cli.package_cache_root()))
+    monkeypatch.setenv("HOME", str(home))
+
+
 @pytest.fixture(scope="module")
 def module_emulator():
     """One started AwsEmulator for a whole test module (a deploy into it costs a minute); stopped after."""

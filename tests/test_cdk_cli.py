@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -133,3 +134,21 @@ def test_lifetime_hours_synthesizes_a_schedule_and_no_lambda(worst_case_synth):
         assert not [r for r in resources if r["Type"].startswith(("AWS::Lambda", "Custom::"))]
         assert templates[name]["Outputs"]["LabDeadline"]["Value"] == \
             deadline.strftime("%Y-%m-%dT%H:%M:%SZ terminate")
+
+
+def test_the_jsii_package_cache_is_the_users_whatever_home_a_child_gets(tmp_path):
+    """A HOME of its own (the offline lab's children) would unpack aws-cdk-lib afresh at each synth there."""
+    from cdk import cli as cdk_cli
+    from mxlab.offline.lab import OfflineLab
+    user = {"HOME": str(tmp_path / "organiser")}
+    expected = tmp_path / "organiser" / ".cache" / "aws" / "jsii" / "package-cache"
+    if sys.platform == "linux":
+        assert cdk_cli.package_cache_root(user) == expected
+    assert cdk_cli.package_cache_root(dict(user, JSII_RUNTIME_PACKAGE_CACHE_ROOT="/elsewhere")) == \
+        cdk_cli.Path("/elsewhere")
+    lab = OfflineLab(say=lambda text: None)  # not started: its children's environment only
+    lab.state_dir = tmp_path / "lab"
+    child = lab._child_env(dict(user))
+    assert child["HOME"] != user["HOME"]
+    assert child[cdk_cli.PACKAGE_CACHE_VARIABLE] == str(cdk_cli.package_cache_root(user))
+    assert lab._child_env(child)[cdk_cli.PACKAGE_CACHE_VARIABLE] == child[cdk_cli.PACKAGE_CACHE_VARIABLE]

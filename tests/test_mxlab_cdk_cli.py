@@ -8,6 +8,7 @@ import time
 import pytest
 
 from mxlab.lab import deploy, statedir
+from tests.fixtures_aws import own_home
 
 
 @pytest.mark.slow
@@ -16,8 +17,9 @@ def test_up_hosts_down_against_the_emulator(aws_emulator, monkeypatch, tmp_path,
         monkeypatch.setenv(k, v)
     home = tmp_path / "mxlab-home"
     monkeypatch.setenv("MXLAB_HOME", str(home))
-    monkeypatch.setenv("HOME", str(tmp_path))  # the CDK CLI's own caches
-    code, out, err = mxlab_cli("up", "--stack", "MxlabUpTest", "-c", "ssh_cidr=127.0.0.1/32", "--timeout", "5")
+    own_home(monkeypatch, tmp_path)  # the CDK CLI's own caches
+    # --timeout 1: no instance here prints host keys (no sshd plays it): `up` pins none, and says so, sooner
+    code, out, err = mxlab_cli("up", "--stack", "MxlabUpTest", "-c", "ssh_cidr=127.0.0.1/32", "--timeout", "1")
     assert code == 0, err
     assert "pre-flight: m5.2xlarge is offered in us-east-1a" in err
     assert "lab deadline: the instances stop at " in err  # 12 h from now, local and UTC
@@ -43,7 +45,7 @@ def test_two_labs_synthesized_at_once_by_an_installed_mxlab_each_have_their_own_
     from cdk import cli as cdk_cli
     monkeypatch.setattr(cdk_cli, "in_checkout", lambda: False)  # installed: the app in a folder under ~/.mxlab
     monkeypatch.setenv(cdk_cli.CLI_VARIABLE, str(cdk_cli.REPO_ROOT / "node_modules" / ".bin" / "cdk"))
-    monkeypatch.setenv("HOME", str(tmp_path))  # the CDK CLI's own caches
+    own_home(monkeypatch, tmp_path)  # the CDK CLI's own caches
     home = statedir.home()
     codes = {}
 
@@ -88,9 +90,9 @@ def test_down_destroys_every_shard_even_without_the_saved_context(aws_emulator, 
         monkeypatch.setenv(k, v)
     home = tmp_path / "mxlab-home"
     monkeypatch.setenv("MXLAB_HOME", str(home))
-    monkeypatch.setenv("HOME", str(tmp_path))
+    own_home(monkeypatch, tmp_path)
     code, out, err = mxlab_cli("up", "--stack", "ShardUp", "-c", "ssh_cidr=127.0.0.1/32", "-c", "attendees=21",
-                               "--timeout", "5")
+                               "--timeout", "1")
     assert code == 0, err
     code, out, err = mxlab_cli("hosts", "--stack", "ShardUp")
     assert code == 0, err
@@ -163,9 +165,9 @@ def test_a_lab_deployed_with_c_region_is_found_there_by_the_later_commands(aws_e
     assert aws_emulator.region != "eu-west-2"
     home = tmp_path / "mxlab-home"
     monkeypatch.setenv("MXLAB_HOME", str(home))
-    monkeypatch.setenv("HOME", str(tmp_path))
+    own_home(monkeypatch, tmp_path)
     code, out, err = mxlab_cli("up", "--stack", "Elsewhere", "-c", "ssh_cidr=127.0.0.1/32", "-c", "region=eu-west-2",
-                               "--timeout", "5")
+                               "--timeout", "1")
     assert code == 0, err
     assert "offered in eu-west-2a" in err
     instance_id = json.loads((home / "Elsewhere" / "outputs.json").read_text())["Elsewhere"]["Attendee1InstanceId"]

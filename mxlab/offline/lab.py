@@ -177,6 +177,8 @@ class OfflineLab:
         return self.hosts[self.instance_id(attendee)]
 
     def _child_env(self, env):
+        # aws-cdk-lib as jsii unpacked it is no state of the lab: the organiser's cache, not one per lab's HOME.
+        env[cdk_cli.PACKAGE_CACHE_VARIABLE] = str(cdk_cli.package_cache_root(env))
         env["TMPDIR"] = str(self.tmp_dir)
         env["HOME"] = str(self.home_dir)
         env["CDK_HOME"] = str(self.home_dir / ".cdk")
