@@ -115,6 +115,9 @@ def build_parser():
         p.add_argument("--parallel", type=_positive, default=DEFAULT_PARALLEL,
                        help="hosts at once (default %(default)s)")
         p.add_argument("--input-list", metavar="FILE", help="more inputs, one a line (files, folders, URLs)")
+        p.add_argument("--keep-connection", action="store_true",
+                       help="keep each host's SSH connection in a holder process for the next runs (or "
+                            "$MXLAB_KEEP_CONNECTION=1; it exits after $MXLAB_KEEP_IDLE s idle, default 600)")
         # Sharding (mxlab/runs/shard.py; README: Sharding).
         p.add_argument("--shard", action="store_true",
                        help="split the inputs across the hosts, each image classified once (not per host)")
@@ -300,6 +303,17 @@ def cmd_hosts(args, out, err):
 
 
 def cmd_run(args, out, err, compare=False):
+    from mxlab.hosts import keep
+    if not getattr(args, "keep_connection", False) or keep.wanted():
+        return _cmd_run(args, out, err, compare)
+    os.environ[keep.ENV] = "1"  # read where each Session connects; only for this command (in-process callers)
+    try:
+        return _cmd_run(args, out, err, compare)
+    finally:
+        os.environ.pop(keep.ENV, None)
+
+
+def _cmd_run(args, out, err, compare=False):
     from mxlab.remote.run import RunSpec
     from mxlab.results import rundir
     from mxlab.results.rundir import ResultStore, new_run_id

@@ -8,7 +8,7 @@ import time
 
 import paramiko
 
-from mxlab.hosts import backoff, hostkeys, readiness
+from mxlab.hosts import backoff, hostkeys, keep, readiness
 from mxlab.errors import CommandTimeout, HostUnreachable, MxlabError, RemoteCommandError
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,17 @@ class Session:
         return self
 
     def _open(self, quick_timeout=None):
+        t = self.target
+        if keep.wanted():
+            held = keep.connect(t)
+            if held is not None:
+                self.client = held
+                return
+        self._open_direct(quick_timeout)
+        if keep.wanted():
+            keep.start_holder(t)  # for the next run; this one goes on directly
+
+    def _open_direct(self, quick_timeout=None):
         t = self.target
         pkey = load_identity(t.identity)
         client = paramiko.SSHClient()  # no host keys of its own: PinnedKeyPolicy checks every key
