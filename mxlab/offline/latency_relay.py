@@ -216,6 +216,10 @@ class LatencyNetwork:
                         await direction
                     except (asyncio.CancelledError, ConnectionError, OSError):
                         pass
+        except asyncio.CancelledError:
+            # Dropped by remove()/close(): end as a finished task. asyncio's stream callback asks a cancelled
+            # one for its exception and logs "Exception in callback" with a traceback at every teardown.
+            pass
         finally:
             for writer in (client_writer, server_writer):
                 if writer is not None:
