@@ -262,7 +262,9 @@ def cmd_extend(args, out, err):
 
 
 def cmd_down(args, out, err):
+    from mxlab.hosts import keep
     from mxlab.lab import deploy
+    keep.stop_all()  # kept connections to hosts that are going (only shortcuts: a later run connects directly)
     removed = deploy.down(args.stack, args.context, args.profile, args.region)
     err.print("stack %s destroyed; removed %s" % (args.stack, removed), markup=False)
     return status_codes.SUCCESS

@@ -6,10 +6,13 @@ channel (commands, SFTP) is forwarded over the held transport, so nothing above 
 
 The holder is only ever a shortcut: a missing, stale or dead one means the direct connection, as without it.
 """
+import errno
+import fcntl
 import hashlib
 import logging
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -67,6 +70,64 @@ def paths(target):
     name = hashlib.sha256((str(statedir.home()) + "|" + key(target)).encode()).hexdigest()[:16]
     base = folder() / name
     return base.with_suffix(".sock"), base.with_suffix(".pid"), base.with_suffix(".pub")
+
+
+def hold_lock(pid_path):
+    """The holder's lock (an open file, flock'ed), or None where another holder of that name has it: two first
+    runs may each start one; the second exits, and a pid file whose lock is free names no live holder."""
+    handle = open(str(pid_path.with_suffix(".lock")), "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return handle
+    except OSError as exc:
+        handle.close()
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+
+
+def _locked(pid_path):
+    """Whether a live holder holds pid_path's lock (the pid in the file may since be anyone's)."""
+    try:
+        handle = open(str(pid_path.with_suffix(".lock")), "a")
+    except OSError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        handle.close()
+
+
+def holders():
+    """[(pid, socket)] of the live holders of this ~/.mxlab (the socket folder may be shared by several)."""
+    found = []
+    try:
+        pid_files = sorted(folder().glob("*.pid"))
+    except OSError:
+        return found
+    for pid_path in pid_files:
+        try:
+            pid, home = pid_path.read_text().split("\n")[:2]
+        except (OSError, ValueError):
+            continue
+        if home == str(statedir.home()) and _locked(pid_path):
+            found.append((int(pid), pid_path.with_suffix(".sock")))
+    return found
+
+
+def stop_all():
+    """End this ~/.mxlab's holders (`mxlab down`: their hosts are going); the number ended."""
+    ended = 0
+    for pid, _ in holders():
+        try:
+            os.kill(pid, signal.SIGTERM)
+            ended += 1
+        except OSError:
+            pass
+    return ended
 
 
 class Held:
@@ -133,14 +194,16 @@ def start_holder(target):
 
 
 def stop(target):
-    """End `target`'s holder, if one runs (by the pid it wrote)."""
+    """End `target`'s holder, if one runs (by the pid it wrote, only while its lock shows it alive)."""
     try:
-        sock_path, pid_path, _ = paths(target)
+        _, pid_path, _ = paths(target)
         pid = int(pid_path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return False
+    if not _locked(pid_path):
+        return False  # no holder: that pid may be another process by now
     try:
-        os.kill(pid, 15)
+        os.kill(pid, signal.SIGTERM)
         return True
     except OSError:
         return False

@@ -15,6 +15,7 @@ import time
 import paramiko
 
 from mxlab.hosts import keep
+from mxlab.lab import statedir
 from mxlab.hosts.session import Session
 
 
@@ -146,15 +147,7 @@ def _peer_uid(conn):
 
 
 def _listen(sock_path):
-    """The socket at sock_path, 0600; None where a live holder answers there already."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(sock_path))
-        return None
-    except OSError:
-        pass
-    finally:
-        probe.close()
+    """The socket at sock_path, 0600 (a stale one of a dead holder replaced: the lock says none lives)."""
     try:
         os.unlink(str(sock_path))
     except FileNotFoundError:
@@ -173,16 +166,16 @@ def _listen(sock_path):
 
 def serve(target, sock_path):
     sock_path, pid_path, pub_path = keep.paths(target)
+    lock = keep.hold_lock(pid_path)  # held until this process ends
+    if lock is None:
+        return  # another run's holder for this host started first
     session = Session(target, timeout=30)
     session._open_direct(quick_timeout=15)
     upstream = session.client.get_transport()
     host_key = paramiko.ECDSAKey.generate()
+    pid_path.write_text("%d\n%s\n" % (os.getpid(), statedir.home()))
+    pub_path.write_text("%s %s\n" % (host_key.get_name(), host_key.get_base64()))  # before a client can ask
     server = _listen(sock_path)
-    if server is None:
-        session.close()
-        return
-    pid_path.write_text("%d\n" % os.getpid())
-    pub_path.write_text("%s %s\n" % (host_key.get_name(), host_key.get_base64()))
     holder = Holder(upstream, keep.idle_timeout())
     stopping = []
     signal.signal(signal.SIGTERM, lambda *a: stopping.append(True))
@@ -207,11 +200,7 @@ def serve(target, sock_path):
             clients.append(transport)
             clients = [c for c in clients if c.is_active()]
     finally:
-        try:
-            ours = pid_path.read_text().split()[0] == str(os.getpid())
-        except (OSError, IndexError):
-            ours = False
-        for path in (sock_path, pid_path, pub_path) if ours else ():  # a later holder's names stay
+        for path in (sock_path, pid_path, pub_path):  # ours: the lock kept any other holder of the name out
             try:
                 os.unlink(str(path))
             except OSError:
