@@ -134,6 +134,8 @@ def _process_targets(data):
     if goal.get("wall_s") is not None:
         rows.append(("one-photo mxlab run at %d ms RTT <= %.0f s" % (goal["rtt_ms"], goal["max_s"]),
                      "%.2fs" % goal["wall_s"], goal["met"]))
+    if goal.get("kept_wall_s") is not None:
+        rows.append(("  the same with --keep-connection", "%.2fs" % goal["kept_wall_s"], goal["met_kept"]))
     from bench.room import goals as room_goals
     rows += room_goals(data.get("room") or {})
     f = data.get("fanout") or {}

@@ -226,11 +226,17 @@ def test_round_trips_time_a_prepared_host_behind_the_latency_relay(tmp_path, sam
         assert row["wall_s"] > 0 and row["round_trips"] > 1 and row["connections"] == 1 and row["warm_used"]
     assert figures["rtt_ms"]["0"]["waits"] is None and figures["rtt_ms"]["50"]["waits"] is not None
     assert figures["goal"]["wall_s"] == figures["rtt_ms"]["50"]["wall_s"]
+    kept = figures["kept"]  # --keep-connection at the goal's RTT: no connection of its own, fewer round trips
+    assert kept["rtt_ms"] == 50 and kept["wall_s"] > 0 and kept["connections"] == 0
+    assert 0 < kept["round_trips"] < figures["rtt_ms"]["50"]["round_trips"], figures
+    assert figures["goal"]["kept_wall_s"] == kept["wall_s"]
     printed = "\n".join(round_trips.lines(figures))
+    assert "50 kept" in printed and "goal with --keep-connection: " in printed
     assert "goal: one photo <= 1.0 s at 50 ms RTT: " + ("PASS" if figures["goal"]["met"] else "MISS") in printed
     rows = dict((what, met) for what, _, met in report.targets({"peak_gflops": 1.0, "models": {},
                                                                 "one_photo_rtt": figures}))
     assert rows["one-photo mxlab run at 50 ms RTT <= 1 s"] is figures["goal"]["met"]
+    assert rows["  the same with --keep-connection"] is figures["goal"]["met_kept"]
 
 
 @pytest.mark.timeout(1800)
