@@ -55,14 +55,13 @@ def _private_dir(path):
     return path
 
 
-def folder():
+def folder(create=True):
     """Where the holders' sockets live: ~/.mxlab/keep (0700), or a short one of this user's under the runtime or
     temp dir where that path is too long for a unix socket's name."""
     home = statedir.home() / "keep"
-    if len(str(home)) + 40 <= _SUN_PATH_MAX:
-        return _private_dir(home)
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    return _private_dir(Path(base) / ("mxlab-keep-%d" % os.getuid()))
+    if len(str(home)) + 40 > _SUN_PATH_MAX:
+        home = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / ("mxlab-keep-%d" % os.getuid())
+    return _private_dir(home) if create else home
 
 
 def paths(target):
@@ -105,7 +104,8 @@ def holders():
     """[(pid, socket)] of the live holders of this ~/.mxlab (the socket folder may be shared by several)."""
     found = []
     try:
-        pid_files = sorted(folder().glob("*.pid"))
+        where = folder(create=False)  # `mxlab down` makes no folder
+        pid_files = sorted(_private_dir(where).glob("*.pid")) if where.exists() else []  # no one else's pids
     except OSError:
         return found
     for pid_path in pid_files:
