@@ -4,7 +4,6 @@ are the offline lab's and the tests': CPython 3.11 on Linux x86_64). Proven with
 to wheels for each Python and platform, and a venv on another CPython, holding a plain (non-editable)
 `pip install .`, drives the offline lab."""
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,10 +15,12 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from mxlab.offline import REPO_ROOT
+from tests.fixtures_lab import lab_env
 from tests.other_pythons import cpython
 
 PHOTO = str(REPO_ROOT / "build" / "photos" / "chelsea.jpg")
 CATS = ("tabby", "tiger cat", "Egyptian cat")
+LAB_ATTENDEES = 1  # the lab fixture (tests/fixtures_lab.py)
 # What the operator must not need: the agent's runtime (it runs on the hosts) and the offline lab's.
 OFFLINE_ONLY = {"mxnet", "numpy", "opencv-python-headless", "onnx", "onnxruntime", "moto", "scipy"}
 # Platforms an organiser's laptop has, as pip's tags: Linux with glibc >= 2.28 (RHEL 8, Ubuntu 20.04 and
@@ -134,21 +135,10 @@ def test_a_plain_install_holds_every_file_of_its_packages_and_no_offline_package
     assert not set(json.loads(names)) & OFFLINE_ONLY, names
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    from mxlab.offline import sandbox
-    from mxlab.offline.lab import OfflineLab
-
-    sandbox.quiet_emulator()
-    with OfflineLab(attendees=1, say=lambda text: None, log_dir=tmp_path_factory.mktemp("lab-log")) as lab:
-        yield lab
-
-
 def operator_mxlab(venv, lab, *args, cwd, checkout=False, **extra_env):
     """`mxlab ARGS` from the CPython 3.13 venv with the lab's variables: its installed copy (cwd outside the
     checkout), or the checkout's (as `scripts/setup --operator`'s editable install runs it)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MXLAB_", "PYTHON", "VIRTUAL_ENV"))}
-    env.update(lab.variables(), COLUMNS="250", **extra_env)
+    env = lab_env(lab, extra_env, drop=("PYTHON", "VIRTUAL_ENV"))
     if checkout:
         env["PYTHONPATH"] = str(REPO_ROOT)
     return subprocess.run([str(venv / "bin" / "python"), "-m", "mxlab"] + [str(a) for a in args], env=env,
