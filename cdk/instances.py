@@ -27,42 +27,51 @@ class LabInstances(Construct):
         and Fn::ImportValue tokens in shard stacks; image: LabImage.kwargs
         (ImageId or the pinned launch template)."""
         super().__init__(scope, construct_id)
-        self.instances = []
-        # Suppressed once for the stack, not per instance: per-resource metadata
-        # would cost ~300 bytes an attendee against the inline size limit.
-        NagSuppressions.add_stack_suppressions(Stack.of(self), [
-            {"id": "AwsSolutions-EC28",
-             "reason": "Basic 5-minute metrics are enough for the idle-stop "
-                       "alarm; detailed monitoring costs per instance."},
-            {"id": "AwsSolutions-EC29",
-             "reason": "Lab hosts are disposable and removed by cdk destroy; "
-                       "termination protection would block that."},
-        ])
-        for n, key, subnet_id in zip(numbers, key_pairs, subnet_ids):
-            instance = ec2.CfnInstance(
-                self,
-                "Attendee%dInstance" % n,
-                instance_type=config.instance_type,
-                subnet_id=subnet_id,  # public subnet: maps a public IP
-                security_group_ids=[security_group_id],
-                key_name=key.key_pair_name,
-                iam_instance_profile=instance_profile_name,
-                metadata_options=ec2.CfnInstance.MetadataOptionsProperty(
-                    http_tokens="required"),  # IMDSv2 only
-                block_device_mappings=[ec2.CfnInstance.BlockDeviceMappingProperty(
-                    device_name=config.root_device,
-                    ebs=ec2.CfnInstance.EbsProperty(
-                        volume_size=config.volume_gb, volume_type="gp3",
-                        encrypted=True, delete_on_termination=True,
-                    ),
-                )],
-                propagate_tags_to_volume_on_creation=True,
-                # with the stack's tags (project, stack: lab_stack.py)
-                tags=[CfnTag(key="attendee", value=str(n))],
-                **image,
-            )
-            instance.override_logical_id("Attendee%dInstance" % n)
-            self.instances.append(instance)
+        _suppress_per_instance_findings(Stack.of(self))
+        self.instances = [
+            self._instance(n, config, subnet_id, security_group_id, key, instance_profile_name, image)
+            for n, key, subnet_id in zip(numbers, key_pairs, subnet_ids)]
+
+    def _instance(self, n, config, subnet_id, security_group_id, key, instance_profile_name, image):
+        """Attendee n's host: IMDSv2 only, an encrypted gp3 root volume, tagged with its number."""
+        instance = ec2.CfnInstance(
+            self,
+            "Attendee%dInstance" % n,
+            instance_type=config.instance_type,
+            subnet_id=subnet_id,  # public subnet: maps a public IP
+            security_group_ids=[security_group_id],
+            key_name=key.key_pair_name,
+            iam_instance_profile=instance_profile_name,
+            metadata_options=ec2.CfnInstance.MetadataOptionsProperty(
+                http_tokens="required"),  # IMDSv2 only
+            block_device_mappings=[ec2.CfnInstance.BlockDeviceMappingProperty(
+                device_name=config.root_device,
+                ebs=ec2.CfnInstance.EbsProperty(
+                    volume_size=config.volume_gb, volume_type="gp3",
+                    encrypted=True, delete_on_termination=True,
+                ),
+            )],
+            propagate_tags_to_volume_on_creation=True,
+            # with the stack's tags (project, stack: lab_stack.py)
+            tags=[CfnTag(key="attendee", value=str(n))],
+            **image,
+        )
+        instance.override_logical_id("Attendee%dInstance" % n)
+        return instance
+
+
+def _suppress_per_instance_findings(stack):
+    """cdk-nag's per-instance findings the lab accepts, each with its reason."""
+    # Suppressed once for the stack, not per instance: per-resource metadata
+    # would cost ~300 bytes an attendee against the inline size limit.
+    NagSuppressions.add_stack_suppressions(stack, [
+        {"id": "AwsSolutions-EC28",
+         "reason": "Basic 5-minute metrics are enough for the idle-stop "
+                   "alarm; detailed monitoring costs per instance."},
+        {"id": "AwsSolutions-EC29",
+         "reason": "Lab hosts are disposable and removed by cdk destroy; "
+                   "termination protection would block that."},
+    ])
 
 
 class LabImage(Construct):
