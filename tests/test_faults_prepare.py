@@ -25,8 +25,9 @@ PARAMS = "efficientnet-lite0-0000.params"
 
 def prepare_command(host, zoo, home):
     env = dict(os.environ, MXLAB_HOME=str(home), COLUMNS="250")
+    # --no-warm --no-notebook: the warm agent and JupyterLab (a venv of its own) are not what is killed here.
     argv = [sys.executable, "-m", "mxlab", "prepare", *map(str, direct_args(host)), "--zoo", zoo.url,
-            "--models", MODEL, "--no-warm"]
+            "--models", MODEL, "--no-warm", "--no-notebook"]
     return argv, env
 
 
