@@ -56,8 +56,10 @@ def _build_and_install(base):
     (wheel,) = (base / "dist").glob("mxlab-*.whl")
     venv = base / "venv"
     subprocess.run(["python3.11", "-m", "venv", str(venv)], check=True)
-    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "%s[offline,zoo]" % wheel,
-                           "-c", str(REPO / "constraints.txt")], **pip_run)
+    # --no-compile: nothing here reads the installed .pyc, and byte-compiling every module of the extras (sympy,
+    # botocore, scipy, ...) was a large part of the install; what the tests import compiles as it is imported.
+    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile",
+                           "%s[offline,zoo]" % wheel, "-c", str(REPO / "constraints.txt")], **pip_run)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return venv / "bin"
 
