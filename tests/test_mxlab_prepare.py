@@ -24,6 +24,9 @@ MODELS = ("efficientnet-lite0", "efficientnet-lite1")
 PHOTO = str(REPO_ROOT / "build" / "photos" / "chelsea.jpg")
 CATS = ("tabby", "tiger cat", "Egyptian cat")
 LAB_ATTENDEES = 3  # the lab fixture (tests/fixtures_lab.py)
+# Every prepare here: JupyterLab (a venv of its own on each host) is not what this module checks; prepare with it,
+# the handout's tunnel and the notebook run are tests/test_mxlab_notebook.py's.
+NO_NOTEBOOK = "--no-notebook"
 
 
 def model_bytes(zoo):
@@ -47,7 +50,8 @@ def warm_agents(lab, attendees):
 
     missing = [n for n in attendees if n not in running()]
     if missing:
-        proc = mxlab(lab, "prepare", "--attendee", ",".join(map(str, missing)), "--models", ",".join(MODELS))
+        proc = mxlab(lab, "prepare", NO_NOTEBOOK, "--attendee", ",".join(map(str, missing)),
+                     "--models", ",".join(MODELS))
         assert proc.returncode == 0, proc.stdout + proc.stderr
     pids = running()
     assert sorted(pids) == sorted(attendees), readiness_file(lab)
@@ -71,7 +75,7 @@ def test_events_give_the_bytes_moved():
 
 
 def test_prepare_makes_every_host_ready(lab):
-    proc = mxlab(lab, "prepare", "--all", "--models", ",".join(MODELS), "--workspace")
+    proc = mxlab(lab, "prepare", NO_NOTEBOOK, "--all", "--models", ",".join(MODELS), "--workspace")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for n in (1, 2, 3):
         row = re.search(r"attendee-%d .*" % n, proc.stdout).group(0)
@@ -92,7 +96,7 @@ def test_prepare_makes_every_host_ready(lab):
 
 def test_a_second_prepare_moves_no_model_bytes_and_says_so(lab):
     lab.zoo.reset_counters()
-    proc = mxlab(lab, "prepare", "--all", "--models", ",".join(MODELS), "--workspace")
+    proc = mxlab(lab, "prepare", NO_NOTEBOOK, "--all", "--models", ",".join(MODELS), "--workspace")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no model bytes moved" in proc.stdout
     assert model_requests(lab.zoo) == [] and model_bytes(lab.zoo) == 0
@@ -165,7 +169,7 @@ def test_a_stop_ends_the_warm_agent_and_runs_go_on_fresh_until_prepare(lab, tmp_
     assert proc.returncode == 0, proc.stdout + proc.stderr
     entry = summary_of(tmp_path / "fresh")
     assert entry["warm_agent"] is False and "not running" in entry["warm_reason"], entry
-    proc = mxlab(lab, "prepare", "--attendee", "1", "--models", ",".join(MODELS))
+    proc = mxlab(lab, "prepare", NO_NOTEBOOK, "--attendee", "1", "--models", ",".join(MODELS))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = mxlab(lab, "run", "--attendee", "1", "--model", MODELS[0], "--results", tmp_path / "warm", PHOTO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -174,7 +178,7 @@ def test_a_stop_ends_the_warm_agent_and_runs_go_on_fresh_until_prepare(lab, tmp_
 
 def test_prepare_no_warm_leaves_no_warm_agent(lab, tmp_path):
     before = readiness_file(lab)["attendee-2"]["warm_agent"]["pid"]
-    proc = mxlab(lab, "prepare", "--attendee", "2", "--models", MODELS[0], "--no-warm")
+    proc = mxlab(lab, "prepare", NO_NOTEBOOK, "--attendee", "2", "--models", MODELS[0], "--no-warm")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     entry = readiness_file(lab)["attendee-2"]
     assert entry["warm_agent"] is None and entry["warm_error"] is None and entry["ready"]
@@ -189,7 +193,7 @@ def test_a_host_that_is_not_ready_is_named_with_why(lab, tmp_path):
     iid = lab.instance_id(3)
     ec2.stop_instances(InstanceIds=[iid])
     try:
-        proc = mxlab(lab, "prepare", "--all", "--models", MODELS[0], "--timeout", "30")
+        proc = mxlab(lab, "prepare", NO_NOTEBOOK, "--all", "--models", MODELS[0], "--timeout", "30")
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert "1 of 3 host(s) NOT READY: attendee-3" in proc.stderr
         assert re.search(r"attendee-3 not ready: .*is stopped.*--start", proc.stderr), proc.stderr
@@ -212,7 +216,7 @@ def test_a_host_that_is_not_ready_is_named_with_why(lab, tmp_path):
 
 def test_handout_connects_each_attendee_with_strict_checking(lab, tmp_path):
     # attendee-3 is back on a new address: the handout has the live one, its keys pinned by instance id.
-    proc = mxlab(lab, "prepare", "--attendee", "3", "--models", ",".join(MODELS), "--workspace")
+    proc = mxlab(lab, "prepare", NO_NOTEBOOK, "--attendee", "3", "--models", ",".join(MODELS), "--workspace")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = tmp_path / "handout"
     proc = mxlab(lab, "handout", "--all", "--out", out)
