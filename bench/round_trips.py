@@ -11,7 +11,6 @@ The goal: one photo <= 1.0 s at 50 ms RTT.
 """
 from __future__ import print_function, division, absolute_import
 
-import os
 import time
 
 GOAL_RTT_MS = 50
@@ -23,14 +22,20 @@ def _median(values):
     return values[len(values) // 2]
 
 
-def _settled(network, timeout=10):
-    """The relay's totals once every connection the run opened has ended."""
-    deadline = time.time() + timeout
-    while True:
-        total = network.stats()["total"]
-        if not total["open"] or time.time() > deadline:
-            return total
-        time.sleep(0.02)
+def _timed(network, runs, run):
+    """`run()` (-> (wall, warm agent used)) `runs` times: {"wall_s", "round_trips", "connections"} (medians,
+    each run's own relay counts) and whether every run used the warm agent."""
+    walls, trips, connections, warm = [], [], [], []
+    for _ in range(runs):
+        before = network.settled()["total"]
+        wall, used = run()
+        after = network.settled()["total"]
+        walls.append(wall)
+        warm.append(used)
+        trips.append(after["round_trips"] - before["round_trips"])
+        connections.append(after["connections"] - before["connections"])
+    return {"wall_s": round(_median(walls), 3), "round_trips": _median(trips),
+            "connections": _median(connections)}, all(warm)
 
 
 def measure(root, build_dir, photo, model="efficientnet-lite0", rtts=(0, 20, 50, 150), runs=3):
@@ -54,17 +59,8 @@ def measure(root, build_dir, photo, model="efficientnet-lite0", rtts=(0, 20, 50,
                     _run(root, host, photo, model, zoo, results, env)
                     _mxlab(root, host, ["prepare", "--zoo", zoo, "--models", model], env)
                 _run(root, host, photo, model, zoo, results, env)  # untimed: this RTT's first
-                walls, trips, connections, warm = [], [], [], []
-                for _ in range(runs):
-                    before = _settled(network)
-                    wall, used = _run(root, host, photo, model, zoo, results, env)
-                    after = _settled(network)
-                    walls.append(wall)
-                    warm.append(used)
-                    trips.append(after["round_trips"] - before["round_trips"])
-                    connections.append(after["connections"] - before["connections"])
-                figures[str(rtt)] = {"wall_s": round(_median(walls), 3), "round_trips": _median(trips),
-                                     "connections": _median(connections), "warm_used": all(warm)}
+                row, warm = _timed(network, runs, lambda: _run(root, host, photo, model, zoo, results, env))
+                figures[str(rtt)] = dict(row, warm_used=warm)
         kept = _kept(root, host, photo, model, zoo, results, env, runs) if GOAL_RTT_MS in rtts else None
         base = figures.get("0", {}).get("wall_s")
         for rtt, row in figures.items():
@@ -90,31 +86,18 @@ def _kept(root, host, photo, model, zoo, results, env, runs):
     from mxlab.hosts import keep
     from mxlab.offline.latency_relay import LatencyNetwork
     kept_env = dict(env, MXLAB_KEEP_CONNECTION="1", MXLAB_KEEP_IDLE="120")
-    saved_home = os.environ.get("MXLAB_HOME")
-    os.environ["MXLAB_HOME"] = env["MXLAB_HOME"]  # keep.holders() reads this process's ~/.mxlab
-    try:
-        with LatencyNetwork(GOAL_RTT_MS) as network:
-            network.add("host", (host.address, host.port), (host.address, host.listen_port))
+    home = env["MXLAB_HOME"]
+    with LatencyNetwork(GOAL_RTT_MS) as network:
+        network.add("host", (host.address, host.port), (host.address, host.listen_port))
+        try:
             _run(root, host, photo, model, zoo, results, kept_env)
             deadline = time.time() + 30
-            while not keep.holders() and time.time() < deadline:
+            while not keep.holders(home) and time.time() < deadline:
                 time.sleep(0.1)
-            walls, trips, connections = [], [], []
-            for _ in range(runs):
-                before = _settled(network)
-                wall, _ = _run(root, host, photo, model, zoo, results, kept_env)
-                after = _settled(network)
-                walls.append(wall)
-                trips.append(after["round_trips"] - before["round_trips"])
-                connections.append(after["connections"] - before["connections"])
-            keep.stop_all()
-        return {"rtt_ms": GOAL_RTT_MS, "wall_s": round(_median(walls), 3), "round_trips": _median(trips),
-                "connections": _median(connections)}
-    finally:
-        if saved_home is None:
-            os.environ.pop("MXLAB_HOME", None)
-        else:
-            os.environ["MXLAB_HOME"] = saved_home
+            row, _ = _timed(network, runs, lambda: _run(root, host, photo, model, zoo, results, kept_env))
+        finally:
+            keep.stop_all(home)
+    return dict(row, rtt_ms=GOAL_RTT_MS)
 
 
 def lines(figures):

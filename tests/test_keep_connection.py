@@ -47,15 +47,6 @@ def organiser(tmp_path, monkeypatch):
         os.kill(pid, signal.SIGKILL)
 
 
-def _settled(network, timeout=10):
-    deadline = time.time() + timeout
-    while True:
-        total = network.stats()["total"]
-        if not total["open"] or time.time() > deadline:
-            return total
-        time.sleep(0.02)
-
-
 def _run(host, env, results, *extra):
     done = subprocess.run([sys.executable, "-m", "mxlab", "run"] + [str(a) for a in direct_args(host)]
                           + ["-v", "--zoo", ZOO, "--model", "efficientnet-lite0", "--results", str(results), PHOTO]
@@ -99,9 +90,9 @@ def _target(host):
 
 
 def _trips(network, run):
-    before = _settled(network)
+    before = network.settled()["total"]
     done = run()
-    after = _settled(network)
+    after = network.settled()["total"]
     return done, after["round_trips"] - before["round_trips"], after["connections"] - before["connections"]
 
 

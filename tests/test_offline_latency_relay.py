@@ -122,10 +122,7 @@ def test_bytes_arrive_intact_and_in_order_under_load(network_factory, echo_serve
             n, len(received[n]), len(data))
     # The client sees the end as soon as the relay passes the server's FIN on; the relay counts the connection
     # closed a moment later, once its other direction is done too.
-    deadline = time.monotonic() + 30
-    while network.stats()["total"]["open"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    total = network.stats()["total"]
+    total = network.settled(30)["total"]
     assert total["connections"] == 4 and total["open"] == 0
     assert total["bytes_up"] == total["bytes_down"] == sum(len(p) for p in payloads)
 
@@ -150,10 +147,7 @@ def test_round_trips_are_counted_per_turn_of_the_conversation(network_factory, e
         for _ in range(7):
             sock.sendall(b"ping")
             recv_exactly(sock, 4)
-    deadline = time.monotonic() + 10
-    while network.stats()["total"]["open"] and time.monotonic() < deadline:
-        time.sleep(0.02)
-    counts = network.stats()["relays"]["echo"]
+    counts = network.settled()["relays"]["echo"]
     assert counts["connections"] == 1 and counts["open"] == 0
     assert counts["turns"] == 7 and counts["round_trips"] == 8  # the handshake counts as one
     assert counts["bytes_up"] == counts["bytes_down"] == 28

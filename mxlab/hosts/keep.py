@@ -55,13 +55,13 @@ def _private_dir(path):
     return path
 
 
-def folder(create=True):
-    """Where the holders' sockets live: ~/.mxlab/keep (0700), or a short one of this user's under the runtime or
-    temp dir where that path is too long for a unix socket's name."""
-    home = statedir.home() / "keep"
-    if len(str(home)) + 40 > _SUN_PATH_MAX:
-        home = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / ("mxlab-keep-%d" % os.getuid())
-    return _private_dir(home) if create else home
+def folder(create=True, home=None):
+    """Where the holders' sockets live: <home>/keep (0700; home: ~/.mxlab), or a short one of this user's under
+    the runtime or temp dir where that path is too long for a unix socket's name."""
+    where = Path(home or statedir.home()) / "keep"
+    if len(str(where)) + 40 > _SUN_PATH_MAX:
+        where = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / ("mxlab-keep-%d" % os.getuid())
+    return _private_dir(where) if create else where
 
 
 def paths(target):
@@ -100,28 +100,30 @@ def _locked(pid_path):
         handle.close()
 
 
-def holders():
-    """[(pid, socket)] of the live holders of this ~/.mxlab (the socket folder may be shared by several)."""
+def holders(home=None):
+    """[(pid, socket)] of the live holders of `home` (default ~/.mxlab; the socket folder may be shared by
+    several)."""
+    home = str(home or statedir.home())
     found = []
     try:
-        where = folder(create=False)  # `mxlab down` makes no folder
+        where = folder(create=False, home=home)  # `mxlab down` makes no folder
         pid_files = sorted(_private_dir(where).glob("*.pid")) if where.exists() else []  # no one else's pids
     except OSError:
         return found
     for pid_path in pid_files:
         try:
-            pid, home = pid_path.read_text().split("\n")[:2]
+            pid, owner = pid_path.read_text().split("\n")[:2]
         except (OSError, ValueError):
             continue
-        if home == str(statedir.home()) and _locked(pid_path):
+        if owner == home and _locked(pid_path):
             found.append((int(pid), pid_path.with_suffix(".sock")))
     return found
 
 
-def stop_all():
-    """End this ~/.mxlab's holders (`mxlab down`: their hosts are going); the number ended."""
+def stop_all(home=None):
+    """End the holders of `home` (default ~/.mxlab; `mxlab down`: their hosts are going); the number ended."""
     ended = 0
-    for pid, _ in holders():
+    for pid, _ in holders(home):
         try:
             os.kill(pid, signal.SIGTERM)
             ended += 1

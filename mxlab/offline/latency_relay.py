@@ -151,6 +151,14 @@ class LatencyNetwork:
         return {"rtt_ms": self.rtt * 1000.0, "bandwidth_mbit": self.bandwidth_mbit, "total": total,
                 "relays": relays}
 
+    def settled(self, timeout=10):
+        """stats() once no relayed connection is open (or after `timeout` s): a client sees its connection end
+        a moment before the relay counts it closed, once the relay's other direction is done too."""
+        deadline = time.monotonic() + timeout
+        while self.stats()["total"]["open"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.stats()
+
     def close(self):
         for name in list(self.relays):
             self.remove(name)
