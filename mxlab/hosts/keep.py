@@ -193,19 +193,3 @@ def start_holder(target):
         log.info("%s: started a holder for the connection (pid %d)", target.label, proc.pid)
     except OSError as exc:
         log.info("%s: no holder started (%s)", target.label, exc)
-
-
-def stop(target):
-    """End `target`'s holder, if one runs (by the pid it wrote, only while its lock shows it alive)."""
-    try:
-        _, pid_path, _ = paths(target)
-        pid = int(pid_path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return False
-    if not _locked(pid_path):
-        return False  # no holder: that pid may be another process by now
-    try:
-        os.kill(pid, signal.SIGTERM)
-        return True
-    except OSError:
-        return False
